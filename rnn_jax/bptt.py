@@ -1,0 +1,117 @@
+"""Backpropagation through time written out from the derivation notes, no autodiff.
+
+For the batch-mean loss ``L = (1/B) sum_b BCE(sigmoid(W h_T + c), y)`` (see rnn_jax.model),
+with the batch on the leading axis, the notes' equations become:
+
+    Q       = (z - y) / B                      [B, K]   the notes' Q, scaled for the batch mean
+    grad_W  = Q^T h_T                          [K, H]   the notes' (z - y) h_f^T
+    grad_c  = sum_b Q                          [K]
+    g_T     = Q W                              [B, H]   the notes' W^T (z - y), per example
+    delta_t = g_t * relu'(A_t)                 [B, H]   relu'(a) = 1 if a > 0 else 0
+    g_{t-1} = delta_t U                        [B, H]   the notes' U^T delta_t
+    grad_U  = sum_t delta_t^T h_{t-1}          [H, H]   the notes' sum of delta_t h_{t-1}^T
+    grad_V  = sum_t delta_t^T x_t              [H, D]
+    grad_b  = sum_t sum_b delta_t              [H]
+
+``g_t`` is dL/dh_t. The backward recursion is one reverse ``lax.scan`` carrying g; the sums
+over t for grad_U and grad_V are taken after it as single contractions over (t, b), which is the
+same sum as the notes' per-step accumulation, in fewer, larger matmuls.
+
+This module must not call JAX differentiation (grad, value_and_grad, vjp, jvp, linearize);
+``loss`` below is a ``jax.custom_vjp`` whose backward rule is ``loss_and_grads``, so training
+code can differentiate it and get the hand gradient (rnn_jax.gradients).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnn_jax import model
+from rnn_jax.model import RNNParams
+
+
+class BPTTResult(NamedTuple):
+  """Everything the hand backward pass computes."""
+  loss: jax.Array       # []        the notes' loss
+  grads: RNNParams      # same shapes as params
+  dh_norms: jax.Array   # [T]       ||dL/dh_t||_F over the batch, t = 1..T
+  dxs: jax.Array        # [B, T, D] dL/dx_t = delta_t V
+  dh0: jax.Array        # [B, H]    dL/dh_0
+  dys: jax.Array        # [B, K]    dL/dy = -logits / B
+
+
+def _backward(params: RNNParams, xs, ys, h0) -> BPTTResult:
+  B = xs.shape[0]
+  xs_t = jnp.swapaxes(xs, 0, 1)                              # [T, B, D]
+  hT, hs, As = model.run(params, xs, h0)                     # hs, As: [T, B, H]
+  if h0 is None:
+    h0 = jnp.zeros_like(hT)
+  logits = model.head(params, hT)
+  value = model.bce_from_logits(logits, ys)
+
+  Q = (jax.nn.sigmoid(logits) - ys) / B                      # [B, K]
+  grad_W = Q.T @ hT
+  grad_c = jnp.sum(Q, axis=0)
+  g_T = Q @ params.W                                         # dL/dh_T, [B, H]
+
+  def step(g, A):
+    delta = g * (A > 0).astype(g.dtype)
+    return delta @ params.U, (delta, jnp.sqrt(jnp.sum(g * g)))
+
+  dh0, (deltas, dh_norms) = jax.lax.scan(step, g_T, As, reverse=True)
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)      # h_{t-1}, [T, B, H]
+  grad_U = jnp.einsum("tbi,tbj->ij", deltas, h_prev)
+  grad_V = jnp.einsum("tbi,tbd->id", deltas, xs_t)
+  grad_b = jnp.sum(deltas, axis=(0, 1))
+  dxs = jnp.swapaxes(deltas @ params.V, 0, 1)
+  grads = RNNParams(U=grad_U, V=grad_V, b=grad_b, W=grad_W, c=grad_c)
+  return BPTTResult(value, grads, dh_norms, dxs, dh0, -logits / B)
+
+
+def backward(params: RNNParams, xs, ys, h0=None) -> BPTTResult:
+  """Loss, parameter gradients and the gradient-flow diagnostics of the hand BPTT."""
+  model.check_inputs(params, xs, ys, h0)
+  return _backward(params, xs, ys, h0)
+
+
+def loss_and_grads(params: RNNParams, xs, ys, h0=None) -> tuple[jax.Array, RNNParams]:
+  """``(loss, grads)`` of rnn_jax.loss by the notes' hand-written BPTT; jit-compatible."""
+  result = backward(params, xs, ys, h0)
+  return result.loss, result.grads
+
+
+def grad_norms(params: RNNParams, xs, ys, h0=None) -> jax.Array:
+  """``||dL/dh_t||`` for t = 1..T, ``[T]``: vanishing or exploding gradients at a glance."""
+  return backward(params, xs, ys, h0).dh_norms
+
+
+@jax.custom_vjp
+def _loss(params, xs, ys, h0):
+  return model.bce_from_logits(model.head(params, model.run(params, xs, h0)[0]), ys)
+
+
+def _loss_fwd(params, xs, ys, h0):
+  r = _backward(params, xs, ys, h0)
+  return r.loss, (r.grads, r.dxs, r.dys, r.dh0)
+
+
+def _loss_bwd(res, ct):
+  grads, dxs, dys, dh0 = res
+  return jax.tree.map(lambda g: ct * g, (grads, dxs, dys, dh0))
+
+
+_loss.defvjp(_loss_fwd, _loss_bwd)
+
+
+def loss(params: RNNParams, xs, ys, h0=None):
+  """rnn_jax.loss with the hand BPTT as its derivative (a ``jax.custom_vjp``).
+
+  Same value as ``rnn_jax.loss``; differentiating it with any JAX transformation runs
+  ``loss_and_grads`` for the backward pass.
+  """
+  B, _, _, H, _ = model.check_inputs(params, xs, ys, h0)
+  if h0 is None:
+    h0 = jnp.zeros((B, H), jnp.result_type(params.U, xs))
+  return _loss(params, xs, ys, h0)

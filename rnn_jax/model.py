@@ -1,0 +1,186 @@
+"""The notes' recurrent network as pure functions over one small pytree.
+
+Axis convention, used by every public function here and everywhere in rnn_jax:
+
+    xs: [B, T, D]   a batch of B windows of T steps with D inputs per step
+    ys: [B, K]      targets in [0, 1] (soft occupancy fractions or one-hot classes)
+    h:  [B, H]      hidden state; logits: [B, K]
+
+The cell (derivation notes, "RNN Diagram"), with a bias the notes leave implicit:
+
+    A_t = U h_{t-1} + V x_t + b        h_t = relu(A_t)        z = sigmoid(W h_T + c)
+
+and the loss is the notes' binary cross-entropy, summed over the K outputs and averaged over
+the batch. In code the batch sits on the leading axis, so ``U h`` is written ``h @ U.T``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class RNNParams(NamedTuple):
+  """Parameters of the notes' RNN, named as in the derivation notes."""
+  U: jax.Array  # [H, H] hidden to hidden
+  V: jax.Array  # [H, D] input to hidden
+  b: jax.Array  # [H]    hidden bias
+  W: jax.Array  # [K, H] hidden to output
+  c: jax.Array  # [K]    output bias
+
+
+class ShapeError(ValueError):
+  """A public function was given an array of the wrong shape; the message names it."""
+
+
+INIT_SCHEMES = ("normal", "irnn")
+
+
+def init_params(key, input_size: int = 1, hidden_size: int = 200, output_size: int = 3, *,
+                scheme: str = "normal", dtype=jnp.float32) -> RNNParams:
+  """Draws the notes' parameters.
+
+  ``scheme="normal"``: every weight matrix from N(0, sigma^2) with sigma^2 = 1 / fan_in
+  (fan_in = H for U and W, D for V), biases zero. The notes leave sigma^2 blank ("(...)").
+  1/fan_in keeps Var(A_t) close to Var(h_{t-1}) + Var(x_t); since ReLU passes half of a
+  symmetric pre-activation's second moment, the hidden state then shrinks (rather than blows
+  up) over the 24 steps at initialisation. 2/fan_in (He) would sit on the edge of explosion.
+
+  ``scheme="irnn"``: U = I and b = c = 0, as in Le, Jaitly and Hinton (2015), "A Simple Way to
+  Initialize Recurrent Networks of Rectified Linear Units". The paper draws the other weights
+  with std 0.001; we keep the 1/fan_in normal for V and W instead, because with both V and W
+  near zero plain SGD (the notes' optimiser) starts at a saddle and barely moves.
+  """
+  if scheme not in INIT_SCHEMES:
+    raise ValueError(f"scheme: expected one of {INIT_SCHEMES}, got {scheme!r}")
+  for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                      ("output_size", output_size)):
+    if int(value) != value or value < 1:
+      raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+  D, H, K = int(input_size), int(hidden_size), int(output_size)
+  kU, kV, kW = jax.random.split(key, 3)
+  normal = lambda k, shape, fan_in: jax.random.normal(k, shape, dtype) / jnp.sqrt(
+      jnp.asarray(fan_in, dtype))
+  if scheme == "irnn":
+    U = jnp.eye(H, dtype=dtype)
+  else:
+    U = normal(kU, (H, H), H)
+  return RNNParams(U=U, V=normal(kV, (H, D), D), b=jnp.zeros((H,), dtype),
+                   W=normal(kW, (K, H), H), c=jnp.zeros((K,), dtype))
+
+
+def param_sizes(params: RNNParams) -> tuple[int, int, int]:
+  """(D, H, K) of a parameter pytree, checking that its fields agree with each other."""
+  H = params.U.shape[0]
+  D = params.V.shape[-1]
+  K = params.W.shape[0]
+  expected = {"U": (H, H), "V": (H, D), "b": (H,), "W": (K, H), "c": (K,)}
+  for name, shape in expected.items():
+    actual = tuple(getattr(params, name).shape)
+    if actual != shape:
+      raise ShapeError(f"params.{name}: expected shape {list(shape)}, got {list(actual)}")
+  return D, H, K
+
+
+def check_shape(name: str, x, expected: tuple) -> None:
+  """Raises ShapeError naming ``name`` unless ``x.shape`` matches ``expected`` (None = any)."""
+  shape = tuple(jnp.shape(x))
+  ok = len(shape) == len(expected) and all(
+      e is None or e == s for e, s in zip(expected, shape))
+  if not ok:
+    want = "[" + ", ".join("*" if e is None else str(e) for e in expected) + "]"
+    raise ShapeError(f"{name}: expected shape {want}, got {list(shape)}")
+
+
+def check_inputs(params: RNNParams, xs, ys=None, h0=None) -> tuple[int, int, int, int, int]:
+  """Checks the public-boundary shapes; returns (B, T, D, H, K)."""
+  D, H, K = param_sizes(params)
+  check_shape("xs", xs, (None, None, D))
+  B, T, _ = jnp.shape(xs)
+  if T < 1:
+    raise ShapeError(f"xs: expected at least one time step, got shape {list(jnp.shape(xs))}")
+  if ys is not None:
+    check_shape("ys", ys, (B, K))
+  if h0 is not None:
+    check_shape("h0", h0, (B, H))
+  return B, T, D, H, K
+
+
+def cell(params: RNNParams, h, x):
+  """One step, carry first: ``(h_{t-1} [B,H], x_t [B,D]) -> (h_t, (h_t, A_t))``."""
+  A = h @ params.U.T + x @ params.V.T + params.b
+  h = jax.nn.relu(A)
+  return h, (h, A)
+
+
+def _scan(params: RNNParams, xs, h0, unroll, remat):
+  """The one ``lax.scan`` of the recurrence, over time-major inputs ``[T, B, D]``.
+
+  ``remat=True`` wraps the step in ``jax.checkpoint``: the backward pass recomputes each
+  step's activations instead of keeping them, trading compute for memory on long windows.
+  """
+  step = lambda h, x: cell(params, h, x)
+  if remat:
+    step = jax.checkpoint(step)
+  return jax.lax.scan(step, h0, xs, unroll=unroll)
+
+
+def _initial_state(params: RNNParams, xs, h0):
+  if h0 is None:
+    return jnp.zeros((xs.shape[0], params.U.shape[0]), jnp.result_type(params.U, xs))
+  return h0
+
+
+def run(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1, remat: bool = False):
+  """Unchecked core used by the public functions: ``(h_T [B,H], hs [T,B,H], As [T,B,H])``."""
+  h0 = _initial_state(params, xs, h0)
+  hT, (hs, As) = _scan(params, jnp.swapaxes(xs, 0, 1), h0, unroll, remat)
+  return hT, hs, As
+
+
+def head(params: RNNParams, h):
+  """Output logits ``W h + c`` for ``h [B,H]``."""
+  return h @ params.W.T + params.c
+
+
+def forward(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1, remat: bool = False):
+  """Logits ``[B,K]`` after reading ``xs [B,T,D]`` from ``h0 [B,H]`` (zeros by default).
+
+  ``unroll`` is passed to ``lax.scan`` (an int, or True for a full unroll); ``remat``
+  rematerialises each step in the backward pass (``jax.checkpoint``) for long windows.
+  """
+  check_inputs(params, xs, h0=h0)
+  hT, _, _ = run(params, xs, h0, unroll=unroll, remat=remat)
+  return head(params, hT)
+
+
+def hidden_states(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1):
+  """The hidden state after every step, ``[B,T,H]``."""
+  check_inputs(params, xs, h0=h0)
+  _, hs, _ = run(params, xs, h0, unroll=unroll)
+  return jnp.swapaxes(hs, 0, 1)
+
+
+def predict(params: RNNParams, xs, h0=None):
+  """``z = sigmoid(logits)``, ``[B,K]``: occupancy fractions or class probabilities."""
+  return jax.nn.sigmoid(forward(params, xs, h0))
+
+
+def bce_from_logits(logits, ys):
+  """Binary cross-entropy summed over K and averaged over B, stable for any logit size.
+
+  ``-[y log z + (1-y) log(1-z)]`` with ``z = sigmoid(l)`` equals ``softplus(l) - y l``;
+  optax computes it through ``log_sigmoid`` so logits of +-1000 stay finite.
+  """
+  return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(logits, ys), axis=-1))
+
+
+def loss(params: RNNParams, xs, ys, h0=None, *, unroll: int | bool = 1, remat: bool = False):
+  """The notes' loss: binary cross-entropy of ``sigmoid(forward(params, xs))`` against ``ys``.
+
+  Its gradient with respect to the logits is ``Q = (z - y) / B`` (see rnn_jax.bptt).
+  """
+  check_inputs(params, xs, ys, h0)
+  return bce_from_logits(forward(params, xs, h0, unroll=unroll, remat=remat), ys)
