@@ -1,0 +1,14 @@
+"""The one error type for bad input from a user: a file, a row, a column or an argument.
+
+Library code raises ``InputError`` with a one-line message that names what was wrong and what
+was expected; scripts turn it into exit status 2 and that one line on stderr, no traceback
+(see rnn_jax.cli.main).
+"""
+from __future__ import annotations
+
+
+class InputError(ValueError):
+  """Bad input from the user. ``str(err)`` is one line naming the file, row or argument."""
+
+  def __init__(self, message: str):
+    super().__init__(" ".join(str(message).split()))
