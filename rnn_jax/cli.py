@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import math
+import re
 import sys
 import types
 import typing
@@ -65,20 +67,36 @@ def _parse_scalar(flag: str, kind, text: str):
   return value
 
 
+def _field_comments(cls) -> dict[str, str]:
+  """``{field: comment}`` from lines ``name: type = default  # comment`` of the class source."""
+  try:
+    source = inspect.getsource(cls)
+  except (OSError, TypeError):
+    return {}
+  found = {}
+  for line in source.splitlines():
+    m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
+    if m:
+      found[m.group(1)] = m.group(2).strip()
+  return found
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
   """One flag per field of the dataclass ``cls``: ``field_name`` -> ``--field-name``.
 
-  Help comes from ``field.metadata["help"]``; tuples are comma-separated; ``None`` is "none".
-  Values are parsed strictly (InputError naming the flag) when ``config_from_args`` runs.
+  Help comes from ``field.metadata["help"]`` or else the field's trailing comment in the class
+  source; tuples are comma-separated; ``None`` is "none". Values are parsed strictly
+  (InputError naming the flag) when ``config_from_args`` runs.
   """
   hints = typing.get_type_hints(cls)
+  comments = _field_comments(cls)
   for field in dataclasses.fields(cls):
     if field.metadata.get("cli") is False:
       continue
     kind, is_tuple, _ = _base_type(hints[field.name])
     default = field.default
     shown = ",".join(map(str, default)) if is_tuple and default is not None else default
-    help_text = field.metadata.get("help", "")
+    help_text = field.metadata.get("help", comments.get(field.name, "")).replace("%", "%%")
     parser.add_argument(_flag(field.name), dest=field.name, default=None, metavar=(
         "A,B,..." if is_tuple else kind.__name__.upper()),
         help=f"{help_text} (default: {shown})")
