@@ -264,11 +264,11 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
                for p in models]
   results = per_model[0]
   if cfg.seeds > 1:
+    per_seed = [{"seed": s, "splits": {k: r["splits"][k]["model"] for k in ("val", "test")}}
+                for s, r in zip(fitted.seeds, per_model)]
     for split, merged in _mean_over_models(per_model).items():
       results["splits"][split]["model"] = merged
-    results["models"] = [{"seed": s, "splits": {k: r["splits"][k]["model"]
-                                                for k in ("val", "test")}}
-                         for s, r in zip(fitted.seeds, per_model)]
+    results["models"] = per_seed
   results["data"] = dataset.summary()
   results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
   fileio.write_json(out / RESULTS, results)
