@@ -23,8 +23,7 @@ DEFAULTS = {"epochs": 30, "patience": 8}
 def parse(argv):
   parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   for cls in (experiment.DataSource, WindowSpec, TrainConfig):
-    cli.add_config_flags(parser.add_argument_group(cls.__name__), cls)
-  parser.set_defaults(**{k: str(v) for k, v in DEFAULTS.items()})
+    cli.add_config_flags(parser.add_argument_group(cls.__name__), cls, DEFAULTS)
   parser.add_argument("--out", default="runs/occupancy", help="run directory (default: %(default)s)")
   parser.add_argument("--resume", action="store_true", help="continue the run in --out")
   parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")

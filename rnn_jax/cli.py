@@ -81,25 +81,29 @@ def _field_comments(cls) -> dict[str, str]:
   return found
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, cls,
+                     defaults: dict[str, Any] | None = None) -> None:
   """One flag per field of the dataclass ``cls``: ``field_name`` -> ``--field-name``.
 
   Help comes from ``field.metadata["help"]`` or else the field's trailing comment in the class
   source; tuples are comma-separated; ``None`` is "none". Values are parsed strictly
-  (InputError naming the flag) when ``config_from_args`` runs.
+  (InputError naming the flag) when ``config_from_args`` runs. ``defaults`` overrides the
+  dataclass defaults for this script (shown in --help and used when the flag is absent).
   """
+  defaults = defaults or {}
   hints = typing.get_type_hints(cls)
   comments = _field_comments(cls)
   for field in dataclasses.fields(cls):
     if field.metadata.get("cli") is False:
       continue
     kind, is_tuple, _ = _base_type(hints[field.name])
-    default = field.default
+    default = defaults.get(field.name, field.default)
     shown = ",".join(map(str, default)) if is_tuple and default is not None else default
     help_text = field.metadata.get("help", comments.get(field.name, "")).replace("%", "%%")
-    parser.add_argument(_flag(field.name), dest=field.name, default=None, metavar=(
+    parser.add_argument(_flag(field.name), dest=field.name, default=(
+        str(defaults[field.name]) if field.name in defaults else None), metavar=(
         "A,B,..." if is_tuple else kind.__name__.upper()),
-        help=f"{help_text} (default: {shown})")
+        help=f"{help_text} (default: {'none' if shown is None else shown})")
 
 
 def config_from_args(cls, args: argparse.Namespace, **overrides: Any):
