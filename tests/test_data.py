@@ -536,7 +536,3 @@ def test_synthetic_default_has_rhythm_closures_jitter_and_gaps():
   assert (daily == 0).sum() >= 1                            # closed days
   ds = data.make_dataset(r)
   assert len(ds.train) > 5000 and len(ds.val) > 1000 and len(ds.test) > 1000
-
-
-# --------------------------------------------------------------------------------------------
-# Letters
