@@ -28,11 +28,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     yield tmp
     with open(tmp, "rb+") as f:
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode of a new file
     os.replace(tmp, path)
     _fsync_dir(path.parent)
   finally:
     if tmp.exists():
       tmp.unlink()
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def _fsync_dir(directory: Path) -> None:
