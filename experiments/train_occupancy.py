@@ -29,6 +29,10 @@ def parse(argv):
   parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+  multi = parser.add_argument_group("multi-host (jax.distributed.initialize; see README)")
+  multi.add_argument("--coordinator", help="HOST:PORT of process 0, on every host")
+  multi.add_argument("--num-processes", type=int, help="number of processes (hosts)")
+  multi.add_argument("--process-id", type=int, help="this process's index, 0..n-1")
   args = parser.parse_args(argv)
   return (args, cli.config_from_args(experiment.DataSource, args),
           cli.config_from_args(WindowSpec, args), cli.config_from_args(TrainConfig, args))
@@ -36,6 +40,8 @@ def parse(argv):
 
 def main(argv=None):
   args, source, spec, cfg = parse(argv)
+  if args.coordinator is not None:
+    experiment.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
   result = experiment.run(source, spec, cfg, args.out, resume=args.resume,
                           overwrite=args.overwrite, progress=not args.no_progress,
                           make_plots=not args.no_plots)

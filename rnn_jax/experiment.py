@@ -80,6 +80,21 @@ def versions() -> dict[str, str | None]:
   return out
 
 
+def initialize_distributed(coordinator: str, num_processes: int | None,
+                           process_id: int | None) -> None:
+  """``jax.distributed.initialize`` for a multi-host run, before any other JAX call.
+
+  Every host runs the same command with its own ``process_id``; the devices of all hosts then
+  form one data-parallel mesh (rnn_jax.parallel) and only process 0 writes the run directory.
+  """
+  if num_processes is None or process_id is None or num_processes < 1 or not (
+      0 <= process_id < num_processes):
+    raise InputError("--coordinator: expected --num-processes N >= 1 and --process-id in "
+                     f"0..N-1 with it, got {num_processes!r} and {process_id!r}")
+  jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                             process_id=process_id)
+
+
 # --------------------------------------------------------------------------- the run directory
 
 def _existing_run_files(out: Path) -> list[str]:
@@ -240,7 +255,8 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
     _clear_run(out)
   config = {"source": dataclasses.asdict(source), "windows": spec.to_dict(),
             "train": cfg.to_dict(), "data": dataset.summary(), "versions": versions()}
-  if not resume:
+  writer = jax.process_index() == 0  # multi-host: only process 0 writes the run directory
+  if writer and not resume:
     fileio.write_json(out / CONFIG, config)
 
   fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
@@ -271,8 +287,9 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
     results["models"] = per_seed
   results["data"] = dataset.summary()
   results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
-  fileio.write_json(out / RESULTS, results)
-  if make_plots:
+  if writer:
+    fileio.write_json(out / RESULTS, results)
+  if writer and make_plots:
     _plots(out, dataset, results, history, models[0], predictions(dataset, models[0]))
   log(evaluate.format_table(results))
   return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
