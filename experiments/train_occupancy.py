@@ -11,8 +11,9 @@ rnn_jax.train.TrainConfig (see --help). Exit status: 0 done, 1 stopped on a non-
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from rnn_jax import cli, experiment
+from rnn_jax import checkpoint, cli, experiment
 from rnn_jax.data import WindowSpec
 from rnn_jax.train import TrainConfig
 
@@ -42,9 +43,18 @@ def main(argv=None):
   args, source, spec, cfg = parse(argv)
   if args.coordinator is not None:
     experiment.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-  result = experiment.run(source, spec, cfg, args.out, resume=args.resume,
-                          overwrite=args.overwrite, progress=not args.no_progress,
-                          make_plots=not args.no_plots)
+  try:
+    result = experiment.run(source, spec, cfg, args.out, resume=args.resume,
+                            overwrite=args.overwrite, progress=not args.no_progress,
+                            make_plots=not args.no_plots)
+  except KeyboardInterrupt:   # outside the epochs (train.fit handles Ctrl-C within them)
+    ckpt = Path(args.out) / checkpoint.FILENAME
+    if ckpt.is_file():
+      print(f"Interrupted; the checkpoint {ckpt} is kept. Run the same command with --resume "
+            "to continue from there.", file=sys.stderr)
+    else:
+      print("Interrupted before the first checkpoint; nothing was saved.", file=sys.stderr)
+    return 130
   if result["status"] == "interrupted":
     return 130
   if result["status"] == "nonfinite":

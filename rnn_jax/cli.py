@@ -16,7 +16,12 @@ from rnn_jax.errors import InputError
 
 
 class ArgumentParser(argparse.ArgumentParser):
-  """argparse, but a bad argument raises InputError (one line, exit 2) instead of usage + exit."""
+  """argparse, but a bad argument raises InputError (one line, exit 2) instead of usage + exit,
+  and abbreviated flags are refused (``--batch-size`` must not silently mean ``--batch-sizes``)."""
+
+  def __init__(self, *args, **kwargs):
+    kwargs.setdefault("allow_abbrev", False)
+    super().__init__(*args, **kwargs)
 
   def error(self, message: str):
     raise InputError(f"{self.prog}: {message} (see --help)")

@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from rnn_jax import bptt, checkpoint, data, evaluate, fileio, model, plots, train
+from rnn_jax import bptt, checkpoint, data, evaluate, fileio, model, parallel, plots, train
 from rnn_jax.data import Dataset, WindowSpec
 from rnn_jax.errors import InputError
 from rnn_jax.train import TrainConfig
@@ -97,6 +97,13 @@ def initialize_distributed(coordinator: str, num_processes: int | None,
 
 # --------------------------------------------------------------------------- the run directory
 
+def _is_leftover(name: str) -> bool:
+  """A temporary file of rnn_jax.fileio (``.<run file>.<random>.tmp``) left by a killed write,
+  or the probe of checkpoint.check_writable."""
+  return name == ".rnn_jax_write_probe" or (
+      name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in RUN_FILES))
+
+
 def _existing_run_files(out: Path) -> list[str]:
   return sorted(p.name for p in out.iterdir()) if out.is_dir() else []
 
@@ -118,7 +125,7 @@ def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
                      f"{', ...' if len(existing) > 4 else ''}); pass --overwrite to replace it "
                      "or --resume to continue it")
   elif existing and overwrite:
-    unknown = [name for name in existing if name not in RUN_FILES]
+    unknown = [name for name in existing if name not in RUN_FILES and not _is_leftover(name)]
     if unknown:
       raise InputError(f"--out {out}: --overwrite only replaces rnn_jax runs, but the "
                        f"directory also holds {', '.join(unknown[:4])}")
@@ -126,8 +133,9 @@ def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
 
 
 def _clear_run(out: Path) -> None:
-  for name in RUN_FILES:
-    (out / name).unlink(missing_ok=True)
+  for path in out.iterdir():
+    if path.name in RUN_FILES or _is_leftover(path.name):
+      path.unlink()
 
 
 def read_config(run: str | os.PathLike) -> dict:
@@ -234,6 +242,7 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
   Everything the user gave is checked (InputError) before ``out`` is created.
   """
   cfg = cfg.validate()
+  parallel.device_count(cfg.devices)   # --devices: checked before anything is written
   out = check_out(out, resume=resume, overwrite=overwrite)
   if resume:
     previous = read_config(out)
@@ -305,6 +314,13 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, model.RNNParams]:
     raise InputError(f"--run {run_dir}: no {checkpoint.FILENAME} (the run has not completed an "
                      "epoch)")
   params = checkpoint.load_params(ckpt)
+  try:   # [N, T, D] of the windows the checkpoint was trained on
+    trained_T = json.loads(checkpoint.load(ckpt)["data"])["train_xs"]["shape"][1]
+  except (KeyError, TypeError, ValueError, IndexError):
+    trained_T = None
+  if trained_T is not None and trained_T != config["windows"].window:
+    raise InputError(f"--run {run_dir}: checkpoint was trained on windows of {trained_T} steps "
+                     f"but {CONFIG} says window {config['windows'].window}: incompatible run")
   if params.U.ndim == 3:          # a --seeds N run: forecast with its first model
     params = jax.tree.map(lambda a: a[0], params)
   spec, cfg = config["windows"], config["train"]
