@@ -17,6 +17,9 @@ with the batch on the leading axis, the notes' equations become:
 over t for grad_U and grad_V are taken after it as single contractions over (t, b), which is the
 same sum as the notes' per-step accumulation, in fewer, larger matmuls.
 
+``hidden_states_vjp`` runs the same reverse scan (``_reverse``) with a cotangent added to g_t at
+every step instead of only at T: the hand vector-Jacobian product of ``rnn_jax.hidden_states``.
+
 This module must not call JAX differentiation (grad, value_and_grad, vjp, jvp, linearize);
 ``loss`` below is a ``jax.custom_vjp`` whose backward rule is ``loss_and_grads``, so training
 code can differentiate it and get the hand gradient (rnn_jax.gradients).
@@ -42,6 +45,34 @@ class BPTTResult(NamedTuple):
   dys: jax.Array        # [B, K]    dL/dy = -logits / B
 
 
+def _reverse(params: RNNParams, xs_t, h0, hs, As, g_last, cotangent_hs=None):
+  """The one reverse ``lax.scan`` of BPTT, shared by the loss and the hidden-state VJP.
+
+  Runs ``g_t <- g_t + cotangent_t``, ``delta_t = g_t * relu'(A_t)``, ``g_{t-1} = delta_t U``
+  from t = T down to 1, starting from ``g_last`` (the part of dL/dh_T that comes from the
+  head; zeros for a pure hidden-state VJP). ``cotangent_hs [T,B,H]`` (time-major, or None for
+  the loss, whose only cotangent is ``g_last``) is a cotangent on every h_t.
+
+  Returns ``(grad_U [H,H], grad_V [H,D], grad_b [H], dxs [T,B,D], dh0 [B,H],
+  dh_norms [T])`` where ``dh_norms[t] = ||dL/dh_t||`` over the batch (after the cotangent
+  of step t is added, i.e. the total derivative).
+  """
+  def step(g, inputs):
+    A, ct = inputs
+    if ct is not None:
+      g = g + ct
+    delta = g * (A > 0).astype(g.dtype)                      # relu'(A) = 1 if A > 0 else 0
+    return delta @ params.U, (delta, jnp.sqrt(jnp.sum(g * g)))
+
+  dh0, (deltas, dh_norms) = jax.lax.scan(step, g_last, (As, cotangent_hs), reverse=True)
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)      # h_{t-1}, [T, B, H]
+  grad_U = jnp.einsum("tbi,tbj->ij", deltas, h_prev)
+  grad_V = jnp.einsum("tbi,tbd->id", deltas, xs_t)
+  grad_b = jnp.sum(deltas, axis=(0, 1))
+  dxs_t = deltas @ params.V
+  return grad_U, grad_V, grad_b, dxs_t, dh0, dh_norms
+
+
 def _backward(params: RNNParams, xs, ys, h0) -> BPTTResult:
   B = xs.shape[0]
   xs_t = jnp.swapaxes(xs, 0, 1)                              # [T, B, D]
@@ -56,18 +87,31 @@ def _backward(params: RNNParams, xs, ys, h0) -> BPTTResult:
   grad_c = jnp.sum(Q, axis=0)
   g_T = Q @ params.W                                         # dL/dh_T, [B, H]
 
-  def step(g, A):
-    delta = g * (A > 0).astype(g.dtype)
-    return delta @ params.U, (delta, jnp.sqrt(jnp.sum(g * g)))
-
-  dh0, (deltas, dh_norms) = jax.lax.scan(step, g_T, As, reverse=True)
-  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)      # h_{t-1}, [T, B, H]
-  grad_U = jnp.einsum("tbi,tbj->ij", deltas, h_prev)
-  grad_V = jnp.einsum("tbi,tbd->id", deltas, xs_t)
-  grad_b = jnp.sum(deltas, axis=(0, 1))
-  dxs = jnp.swapaxes(deltas @ params.V, 0, 1)
+  grad_U, grad_V, grad_b, dxs_t, dh0, dh_norms = _reverse(params, xs_t, h0, hs, As, g_T)
   grads = RNNParams(U=grad_U, V=grad_V, b=grad_b, W=grad_W, c=grad_c)
-  return BPTTResult(value, grads, dh_norms, dxs, dh0, -logits / B)
+  return BPTTResult(value, grads, dh_norms, jnp.swapaxes(dxs_t, 0, 1), dh0, -logits / B)
+
+
+def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None
+                      ) -> tuple[RNNParams, jax.Array, jax.Array]:
+  """The hand VJP of ``rnn_jax.hidden_states``: ``(grads, dxs [B,T,D], dh0 [B,H])``.
+
+  For a cotangent ``cotangent_hs [B,T,H]`` on every hidden state, the same reverse recursion
+  as the loss's BPTT with ``g_t += cotangent_t`` at every step and no head (so ``grads.W`` and
+  ``grads.c`` are zero). Equals ``jax.vjp(rnn_jax.hidden_states, params, xs, h0)[1](ct)``
+  without calling it.
+  """
+  B, T, _, H, _ = model.check_inputs(params, xs, h0=h0)
+  model.check_shape("cotangent_hs", cotangent_hs, (B, T, H))
+  _, hs, As = model.run(params, xs, h0)
+  if h0 is None:
+    h0 = jnp.zeros((B, H), hs.dtype)
+  ct_t = jnp.swapaxes(jnp.asarray(cotangent_hs, hs.dtype), 0, 1)   # [T, B, H]
+  grad_U, grad_V, grad_b, dxs_t, dh0, _ = _reverse(
+      params, jnp.swapaxes(xs, 0, 1), h0, hs, As, jnp.zeros_like(h0), ct_t)
+  grads = RNNParams(U=grad_U, V=grad_V, b=grad_b, W=jnp.zeros_like(params.W),
+                    c=jnp.zeros_like(params.c))
+  return grads, jnp.swapaxes(dxs_t, 0, 1), dh0
 
 
 def backward(params: RNNParams, xs, ys, h0=None) -> BPTTResult:
