@@ -66,8 +66,11 @@ def _reverse(params: RNNParams, xs_t, h0, hs, As, g_last, cotangent_hs=None):
 
   dh0, (deltas, dh_norms) = jax.lax.scan(step, g_last, (As, cotangent_hs), reverse=True)
   h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)      # h_{t-1}, [T, B, H]
-  grad_U = jnp.einsum("tbi,tbj->ij", deltas, h_prev)
-  grad_V = jnp.einsum("tbi,tbd->id", deltas, xs_t)
+  # Sums over (t, b) as single 2-D matmuls ([T*B, H]^T [T*B, H]): one GEMM each, which XLA's
+  # CPU backend runs faster than the 3-D einsum (measured with the benchmark's vmap16 variant).
+  flat = lambda a: a.reshape(-1, a.shape[-1])
+  grad_U = flat(deltas).T @ flat(h_prev)
+  grad_V = flat(deltas).T @ flat(xs_t)
   grad_b = jnp.sum(deltas, axis=(0, 1))
   dxs_t = deltas @ params.V
   return grad_U, grad_V, grad_b, dxs_t, dh0, dh_norms

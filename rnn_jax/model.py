@@ -15,6 +15,7 @@ the batch. In code the batch sits on the leading axis, so ``U h`` is written ``h
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -118,13 +119,32 @@ def cell(params: RNNParams, h, x):
 def _scan(params: RNNParams, xs, h0, unroll, remat):
   """The one ``lax.scan`` of the recurrence, over time-major inputs ``[T, B, D]``.
 
-  ``remat=True`` wraps the step in ``jax.checkpoint``: the backward pass recomputes each
-  step's activations instead of keeping them, trading compute for memory on long windows.
+  ``remat=True`` rematerialises in chunks of ``c = floor(sqrt(T))`` steps (Chen et al. 2016,
+  "Training Deep Nets with Sublinear Memory Cost"): an outer scan over the chunks keeps only
+  the hidden state at each chunk boundary, and each chunk, wrapped in ``jax.checkpoint``, is
+  recomputed in the backward pass. Activations kept for the gradient fall from T to about
+  2 sqrt(T) steps' worth, for one extra forward pass (at T=1536, B=32, H=200: XLA's temporary
+  memory for the gradient falls from 49.5 MB to 3.0 MB). The forward values are identical; the
+  gradient sums over chunks in another order, so it agrees to float rounding (~1e-15 in
+  float64, tests/test_train.py).
   """
   step = lambda h, x: cell(params, h, x)
-  if remat:
-    step = jax.checkpoint(step)
-  return jax.lax.scan(step, h0, xs, unroll=unroll)
+  if not remat:
+    return jax.lax.scan(step, h0, xs, unroll=unroll)
+  T = xs.shape[0]
+  c = max(1, math.isqrt(T))
+  n = T // c
+
+  @jax.checkpoint
+  def chunk(h, xs_chunk):
+    return jax.lax.scan(step, h, xs_chunk, unroll=unroll)
+
+  h, ys = jax.lax.scan(chunk, h0, xs[:n * c].reshape((n, c) + xs.shape[1:]))
+  ys = jax.tree.map(lambda y: y.reshape((n * c,) + y.shape[2:]), ys)
+  if n * c < T:                                  # the T mod c steps left over
+    h, tail = chunk(h, xs[n * c:])
+    ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, tail)
+  return h, ys
 
 
 def _initial_state(params: RNNParams, xs, h0):
