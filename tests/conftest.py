@@ -1,6 +1,7 @@
 """Shared fixtures: float64 on demand and the location of the shared data files."""
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 
 import jax
@@ -38,3 +39,21 @@ def gym_csv() -> Path:
 @pytest.fixture
 def letters_csv() -> Path:
   return shared_file("letter_recognition.csv")
+
+
+ROBUSTNESS_DOC = REPO / "docs" / "robustness.md"
+ROBUSTNESS_STALE = "docs/robustness.md is stale: run `python experiments/robustness_report.py`"
+
+
+@pytest.fixture(scope="module")
+def report():
+  """experiments/robustness_report.py as a module (its row formatting)."""
+  return runpy.run_path(str(REPO / "experiments" / "robustness_report.py"),
+                        run_name="robustness_report")
+
+
+@pytest.fixture(scope="module")
+def doc_lines():
+  """The lines of docs/robustness.md, which the robustness tests keep true."""
+  assert ROBUSTNESS_DOC.is_file(), ROBUSTNESS_STALE
+  return ROBUSTNESS_DOC.read_text(encoding="utf-8").splitlines()

@@ -8,30 +8,17 @@ the test checks that the doc's row for each observation still describes it.
 """
 from __future__ import annotations
 
-import runpy
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import robustness_cases as rc
-from conftest import REPO
 from rnn_jax import checkpoint, experiment
 from rnn_jax.errors import InputError
 
-DOC = REPO / "docs" / "robustness.md"
-STALE = "docs/robustness.md is stale: run `python experiments/robustness_report.py`"
+from conftest import ROBUSTNESS_DOC as DOC, ROBUSTNESS_STALE as STALE
 
 
-@pytest.fixture(scope="module")
-def report():
-  return runpy.run_path(str(REPO / "experiments" / "robustness_report.py"),
-                        run_name="robustness_report")
-
-
-@pytest.fixture(scope="module")
-def doc_lines():
-  assert DOC.is_file(), STALE
-  return DOC.read_text(encoding="utf-8").splitlines()
 
 
 def _marks(fault):
