@@ -78,6 +78,15 @@ def _series(history, key) -> np.ndarray:
   return np.asarray([float(row[key]) if _is_number(row.get(key)) else np.nan for row in history])
 
 
+def _plot_series(ax, epochs, history, keys) -> dict[str, np.ndarray]:
+  """Draws each per-epoch series of ``keys`` (validation dashed); returns them by key."""
+  series = {k: _series(history, k) for k in keys}
+  for key, values in series.items():
+    ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3,
+            linestyle="--" if key.startswith("val") else "-", label=key)
+  return series
+
+
 def _best(epochs, values, mode: str):
   finite = np.isfinite(values)
   if not finite.any():
@@ -110,10 +119,7 @@ def learning_curves(history: Sequence[Mapping], path: str | os.PathLike, *,
   epochs = _epochs(history)
   fig = Figure(figsize=(7.5, 4.5), layout="constrained")
   ax = fig.subplots()
-  losses = {k: _series(history, k) for k in loss_keys}
-  for key, values in losses.items():
-    ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3,
-            linestyle="--" if key.startswith("val") else "-", label=key)
+  losses = _plot_series(ax, epochs, history, loss_keys)
   positive = np.concatenate([v[np.isfinite(v)] for v in losses.values()])
   if positive.size and positive.min() > 0 and positive.max() / positive.min() > 30:
     ax.set_yscale("log")
@@ -156,10 +162,7 @@ def accuracy_curve(history: Sequence[Mapping], path: str | os.PathLike, *,
   epochs = _epochs(history)
   fig = Figure(figsize=(7.5, 4.5), layout="constrained")
   ax = fig.subplots()
-  series = {k: _series(history, k) for k in keys}
-  for key, values in series.items():
-    ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3,
-            linestyle="--" if key.startswith("val") else "-", label=key)
+  series = _plot_series(ax, epochs, history, keys)
   if chance is not None:
     ax.axhline(chance, color="0.6", linewidth=1, label=f"chance ({chance:.3g})")
   best_key = "val_accuracy" if "val_accuracy" in series else keys[0]
