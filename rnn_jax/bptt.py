@@ -21,7 +21,7 @@ every step instead of only at T: the hand vector-Jacobian product of ``rnn_jax.h
 
 This module must not call JAX differentiation (grad, value_and_grad, vjp, jvp, linearize);
 ``loss`` below is a ``jax.custom_vjp`` whose backward rule is ``loss_and_grads``, so training
-code can differentiate it and get the hand gradient (rnn_jax.gradients).
+code can differentiate it and get the hand gradient (see rnn_jax/gradients.py).
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None
 
   For a cotangent ``cotangent_hs [B,T,H]`` on every hidden state, the same reverse recursion
   as the loss's BPTT with ``g_t += cotangent_t`` at every step and no head (so ``grads.W`` and
-  ``grads.c`` are zero). Equals ``jax.vjp(rnn_jax.hidden_states, params, xs, h0)[1](ct)``
+  ``grads.c`` are zero). Equals autodiff's VJP of ``rnn_jax.hidden_states`` applied to ``ct``
   without calling it.
   """
   B, T, _, H, _ = model.check_inputs(params, xs, h0=h0)
