@@ -14,12 +14,6 @@ Bad arguments: one line on stderr, exit status 2, nothing written.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-try:
-  import rnn_jax  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-  sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rnn_jax import benchmark, cli
 

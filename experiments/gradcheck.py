@@ -13,12 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
-
-try:
-  import rnn_jax  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-  sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 

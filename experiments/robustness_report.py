@@ -25,10 +25,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-try:
-  import rnn_jax  # noqa: F401  (installed, or the checkout beside this script)
-except ImportError:  # run from a checkout without `pip install -e .`
-  sys.path.insert(0, str(REPO))
 
 import robustness_cases as rc  # noqa: E402  (tests/robustness_cases.py)
 

@@ -27,11 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-try:
-  import rnn_jax  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-  sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 
 from rnn_jax import cli, fileio, letters

@@ -21,7 +21,6 @@ import dataclasses
 import importlib.metadata
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 

@@ -16,7 +16,7 @@ import robustness_cases as rc
 from rnn_jax import checkpoint, experiment
 from rnn_jax.errors import InputError
 
-from conftest import ROBUSTNESS_DOC as DOC, ROBUSTNESS_STALE as STALE
+from conftest import ROBUSTNESS_STALE as STALE
 
 
 
