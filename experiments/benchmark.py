@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import sys
 
-from rnn_jax import benchmark, cli
+from rnn_jax import bench
+from rnn_jax.common import cli
 
 
 def parser() -> cli.ArgumentParser:
   p = cli.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
-  benchmark.add_arguments(p)
+  bench.add_arguments(p)
   return p
 
 
 def run(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
-  cfg = benchmark.config_from_args(args)
-  benchmark.run(cfg, json_path=args.json, plot_path=args.plot)
+  cfg = bench.config_from_args(args)
+  bench.run(cfg, json_path=args.json, plot_path=args.plot)
   return 0
 
 

@@ -9,7 +9,8 @@ import dataclasses
 import json
 import sys
 
-from rnn_jax import cli, experiment
+from rnn_jax.common import cli
+from rnn_jax.tasks import occupancy
 
 
 def main(argv=None):
@@ -18,11 +19,11 @@ def main(argv=None):
   parser.add_argument("--csv", help="CSV of readings (default: the run's own data source)")
   parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
   args = parser.parse_args(argv)
-  config = experiment.read_config(args.run)
+  config = occupancy.read_config(args.run)
   source = config["source"]
   if args.csv is not None:
     source = dataclasses.replace(source, csv=args.csv)
-  result = experiment.forecast(args.run, source)
+  result = occupancy.forecast(args.run, source)
   if args.json:
     print(json.dumps(result, indent=2))
     return 0

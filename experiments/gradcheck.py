@@ -16,8 +16,9 @@ import time
 
 import jax
 
-from rnn_jax import cli, gradcheck
-from rnn_jax.errors import InputError
+from rnn_jax.common import cli
+from rnn_jax.verify import gradcheck
+from rnn_jax.common.errors import InputError
 
 
 def _int_at_least(text: str, low: int, what: str) -> int:

@@ -23,10 +23,9 @@ import time
 import traceback
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+from rnn_jax.verify import cases as rc
 
-import robustness_cases as rc  # noqa: E402  (tests/robustness_cases.py)
+REPO = Path(__file__).resolve().parents[1]
 
 DOC = REPO / "docs" / "robustness.md"
 SCRIPTS = ("train_occupancy.py", "forecast.py", "train_letters.py", "benchmark.py")
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--out", type=Path, default=DOC, help="where to write (default: %(default)s)")
   args = parser.parse_args(argv)
-  from rnn_jax import fileio
+  from rnn_jax.common import fileio
   with tempfile.TemporaryDirectory(prefix="rnn_jax_robustness_") as tmp:
     base = Path(tmp)
     print("bad inputs:")

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rnn_jax import cli, fileio, letters
-from rnn_jax.errors import InputError
+from rnn_jax.common import cli, fileio
+from rnn_jax.tasks import letters
+from rnn_jax.common.errors import InputError
 
 DEFAULT_OUT = Path("runs") / "letters"
 
@@ -144,7 +145,7 @@ def run(argv: list[str] | None = None) -> int:
     raise InputError(f"--batch-size {cfg.batch_size}: larger than the {sizes[0]} training rows")
 
   import jax   # after validation: bad input answers without starting JAX
-  from rnn_jax import plots
+  from rnn_jax.common import plots
 
   config = {
       "script": "experiments/train_letters.py",

@@ -13,7 +13,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rnn_jax import checkpoint, cli, experiment
+from rnn_jax.common import cli
+from rnn_jax.train import checkpoint
+from rnn_jax.tasks import occupancy
 from rnn_jax.data import WindowSpec
 from rnn_jax.train import TrainConfig
 
@@ -23,7 +25,7 @@ DEFAULTS = {"epochs": 30, "patience": 8}
 
 def parse(argv):
   parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
-  for cls in (experiment.DataSource, WindowSpec, TrainConfig):
+  for cls in (occupancy.DataSource, WindowSpec, TrainConfig):
     cli.add_config_flags(parser.add_argument_group(cls.__name__), cls, DEFAULTS)
   parser.add_argument("--out", default="runs/occupancy", help="run directory (default: %(default)s)")
   parser.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -35,16 +37,16 @@ def parse(argv):
   multi.add_argument("--num-processes", type=int, help="number of processes (hosts)")
   multi.add_argument("--process-id", type=int, help="this process's index, 0..n-1")
   args = parser.parse_args(argv)
-  return (args, cli.config_from_args(experiment.DataSource, args),
+  return (args, cli.config_from_args(occupancy.DataSource, args),
           cli.config_from_args(WindowSpec, args), cli.config_from_args(TrainConfig, args))
 
 
 def main(argv=None):
   args, source, spec, cfg = parse(argv)
   if args.coordinator is not None:
-    experiment.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    occupancy.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
   try:
-    result = experiment.run(source, spec, cfg, args.out, resume=args.resume,
+    result = occupancy.run(source, spec, cfg, args.out, resume=args.resume,
                             overwrite=args.overwrite, progress=not args.no_progress,
                             make_plots=not args.no_plots)
   except KeyboardInterrupt:   # outside the epochs (train.fit handles Ctrl-C within them)

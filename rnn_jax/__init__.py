@@ -1,9 +1,27 @@
 """rnn_jax: the derivation notes' recurrent network in JAX, with a hand BPTT verified to the
-last digit against autodiff."""
-from rnn_jax import bptt, mlp
-from rnn_jax.gradients import loss_and_grad, loss_fn
-from rnn_jax.model import (RNNParams, ShapeError, cell, forward, hidden_states, init_params,
-                           loss, predict)
+last digit against autodiff.
+
+The package is layered; each layer imports only the ones above it in this list:
+
+    core/        the notes' math: the cell and its scan, the hand BPTT, the letters MLP
+    common/      errors, atomic files, flags, plots (know nothing of the model)
+    data/        CSV reading, timestamp repair, grids, windows, splits, synthetic default
+    train/       optax training, checkpoints, data-parallel sharding
+    evaluation/  baselines, metrics, the results report
+    verify/      gradient checks and the bad-input / fault case tables
+    bench/       throughput, compile time, ceilings, peers
+    tasks/       the occupancy and letters experiments behind experiments/*.py
+"""
+import sys as _sys
+
+from rnn_jax.core import bptt, mlp
+from rnn_jax.core.gradients import loss_and_grad, loss_fn
+from rnn_jax.core.model import (RNNParams, ShapeError, cell, forward, hidden_states, init_params,
+                                loss, predict)
+
+# ``import rnn_jax.bptt`` and ``import rnn_jax.mlp`` keep working (public names of the flat layout).
+_sys.modules[__name__ + ".bptt"] = bptt
+_sys.modules[__name__ + ".mlp"] = mlp
 
 __all__ = ["RNNParams", "ShapeError", "bptt", "cell", "forward", "hidden_states",
            "init_params", "loss", "loss_and_grad", "loss_fn", "mlp", "predict"]

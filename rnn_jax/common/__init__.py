@@ -1,0 +1,1 @@
+"""Services shared by the layers above the math: errors, atomic files, flags, plots."""

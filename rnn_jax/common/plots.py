@@ -1,0 +1,368 @@
+"""PNG plots of a run: learning curves, forecasts against actuals, MAE by horizon, gradient norms.
+
+Inputs are plain numbers (lists of per-epoch dicts, numpy arrays); nothing here knows about
+CSVs, checkpoints or training. Every function draws one figure and writes it with
+``rnn_jax.fileio.atomic_path`` (a temporary file beside the target, then a rename), so an
+interrupted run never leaves half a PNG, and raises ``ValueError`` before drawing when its
+inputs do not fit together (lengths, shapes), leaving no file behind.
+
+Figures are built on ``matplotlib.figure.Figure`` directly and rendered by the Agg canvas that
+``savefig(..., format="png")`` picks, never through ``pyplot``: no display is needed, no global
+backend is switched under a user who imported pyplot themselves, and no figure is kept alive in
+pyplot's registry (the matplotlib docs' recommendation for figures made outside a GUI,
+"Embedding in a web application server").
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Mapping, Sequence
+
+import matplotlib
+import matplotlib.dates as mdates
+import numpy as np
+from matplotlib.figure import Figure
+
+from rnn_jax.common.fileio import atomic_path
+
+_DPI = 110
+# Per-epoch keys that are not a metric to draw (counters, clocks, settings).
+_NOT_METRICS = ("epoch", "step", "steps", "lr", "learning_rate", "seconds", "time", "elapsed")
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> None:
+  with atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=_DPI)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-epoch histories
+
+
+def _check_history(history) -> list[Mapping]:
+  if isinstance(history, Mapping) or not isinstance(history, Sequence) or not history:
+    what = "an empty list" if isinstance(history, Sequence) else type(history).__name__
+    raise ValueError(f"history: expected a non-empty list of per-epoch dicts, got {what}")
+  for i, row in enumerate(history):
+    if not isinstance(row, Mapping):
+      raise ValueError(f"history[{i}]: expected a dict of per-epoch metrics, got "
+                       f"{type(row).__name__}")
+  return list(history)
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _metric_keys(history) -> list[str]:
+  """Numeric keys in first-seen order, leaving out counters and clocks."""
+  keys: list[str] = []
+  for row in history:
+    for key, value in row.items():
+      if key in keys or not _is_number(value):
+        continue
+      if key in _NOT_METRICS or key.endswith(("_s", "_seconds", "_time")):
+        continue
+      keys.append(key)
+  return keys
+
+
+def _epochs(history) -> np.ndarray:
+  if all(_is_number(row.get("epoch")) for row in history):
+    return np.asarray([row["epoch"] for row in history], float)
+  return np.arange(1, len(history) + 1, dtype=float)
+
+
+def _series(history, key) -> np.ndarray:
+  """The per-epoch values of ``key``; NaN where an epoch lacks it (line breaks there)."""
+  return np.asarray([float(row[key]) if _is_number(row.get(key)) else np.nan for row in history])
+
+
+def _plot_series(ax, epochs, history, keys) -> dict[str, np.ndarray]:
+  """Draws each per-epoch series of ``keys`` (validation dashed); returns them by key."""
+  series = {k: _series(history, k) for k in keys}
+  for key, values in series.items():
+    ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3,
+            linestyle="--" if key.startswith("val") else "-", label=key)
+  return series
+
+
+def _best(epochs, values, mode: str):
+  finite = np.isfinite(values)
+  if not finite.any():
+    return None
+  masked = np.where(finite, values, np.inf if mode == "min" else -np.inf)
+  i = int(np.argmin(masked) if mode == "min" else np.argmax(masked))
+  return epochs[i], values[i]
+
+
+def _mark_best(ax, epoch, label):
+  ax.axvline(epoch, color="0.35", linestyle=":", linewidth=1.2, label=label)
+
+
+def learning_curves(history: Sequence[Mapping], path: str | os.PathLike, *,
+                    title: str | None = None) -> None:
+  """Training and validation loss per epoch, the best epoch marked.
+
+  ``history``: one dict per epoch (``{"epoch": 3, "train_loss": ..., "val_loss": ...,
+  "val_mae": ...}``). Every numeric key with "loss" in its name goes on the left axis (log
+  scale when it spans more than a factor of 30); any other numeric series (``val_mae``,
+  ``val_accuracy``) on a second axis on the right. The best epoch is the lowest ``val_loss``
+  (or, without one, the lowest of the first loss series). Missing values are gaps.
+  """
+  history = _check_history(history)
+  keys = _metric_keys(history)
+  loss_keys = [k for k in keys if "loss" in k]
+  other_keys = [k for k in keys if "loss" not in k]
+  if not loss_keys:
+    raise ValueError(f"history: no numeric key with 'loss' in its name (found {keys or 'none'})")
+  epochs = _epochs(history)
+  fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+  ax = fig.subplots()
+  losses = _plot_series(ax, epochs, history, loss_keys)
+  positive = np.concatenate([v[np.isfinite(v)] for v in losses.values()])
+  if positive.size and positive.min() > 0 and positive.max() / positive.min() > 30:
+    ax.set_yscale("log")
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("loss")
+  handles_extra = []
+  if other_keys:
+    ax2 = ax.twinx()
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, key in enumerate(other_keys):
+      color = colors[(len(loss_keys) + i) % len(colors)]
+      handles_extra += ax2.plot(epochs, _series(history, key), color=color, linestyle="-.",
+                                label=key)
+    ax2.set_ylabel(", ".join(other_keys))
+  best_key = "val_loss" if "val_loss" in losses else loss_keys[0]
+  best = _best(epochs, losses[best_key], "min")
+  if best is not None:
+    _mark_best(ax, best[0], f"best epoch {best[0]:g} ({best_key} {best[1]:.4g})")
+  handles, labels = ax.get_legend_handles_labels()
+  handles += handles_extra
+  fig.legend(handles, labels + [h.get_label() for h in handles_extra], loc="outside lower center",
+             ncol=min(len(handles), 4), fontsize="small")
+  ax.grid(True, alpha=0.3)
+  ax.set_title(title or "learning curves")
+  _save(fig, path)
+
+
+def accuracy_curve(history: Sequence[Mapping], path: str | os.PathLike, *,
+                   title: str | None = None, chance: float | None = None) -> None:
+  """Accuracy per epoch (every numeric key with "accuracy" in its name), best epoch marked.
+
+  The best epoch is the highest ``val_accuracy`` (or of the first accuracy series);
+  ``chance`` (for example 1/26) draws the chance level.
+  """
+  history = _check_history(history)
+  keys = [k for k in _metric_keys(history) if "accuracy" in k]
+  if not keys:
+    raise ValueError(f"history: no numeric key with 'accuracy' in its name "
+                     f"(found {_metric_keys(history) or 'none'})")
+  epochs = _epochs(history)
+  fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+  ax = fig.subplots()
+  series = _plot_series(ax, epochs, history, keys)
+  if chance is not None:
+    ax.axhline(chance, color="0.6", linewidth=1, label=f"chance ({chance:.3g})")
+  best_key = "val_accuracy" if "val_accuracy" in series else keys[0]
+  best = _best(epochs, series[best_key], "max")
+  if best is not None:
+    _mark_best(ax, best[0], f"best epoch {best[0]:g} ({best_key} {best[1]:.4f})")
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("accuracy")
+  ax.grid(True, alpha=0.3)
+  ax.legend(loc="lower right", fontsize="small")
+  ax.set_title(title or "accuracy")
+  _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Forecasts
+
+
+def _horizon_label(minutes) -> str:
+  minutes = float(minutes)
+  if minutes >= 60 and minutes % 60 == 0:
+    return f"+{minutes / 60:g} h"
+  return f"+{minutes:g} min"
+
+
+def _with_breaks(x: np.ndarray, ys: list[np.ndarray]):
+  """Inserts a NaN after every step longer than 1.5 typical steps so lines break at gaps."""
+  if len(x) < 3:
+    return x, ys
+  steps = np.diff(x).astype("timedelta64[s]").astype(float)
+  typical = np.median(steps[steps > 0]) if (steps > 0).any() else 0.0
+  gaps = np.flatnonzero(steps > 1.5 * typical) + 1 if typical > 0 else np.array([], int)
+  if gaps.size == 0:
+    return x, ys
+  x_new = np.insert(x, gaps, x[gaps - 1] + (x[gaps] - x[gaps - 1]) // 2)
+  return x_new, [np.insert(y.astype(float), gaps, np.nan) for y in ys]
+
+
+def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
+                       horizons_minutes: Sequence[float], path: str | os.PathLike, *,
+                       days: float | None = 7.0, ylabel: str = "occupancy",
+                       title: str | None = None) -> None:
+  """One panel per horizon: the actual value and each method's forecast against time.
+
+  ``times [N]`` (numpy datetime64): when each forecast is made (the end of its input window).
+  ``actual [N, n_h]``: the value ``horizons_minutes[j]`` after ``times[i]``; ``predictions``:
+  method name -> ``[N, n_h]`` forecasts of it, the first drawn as the model (solid), the rest as
+  baselines (dashed). Panel j draws everything at the target time ``times + horizon_j``, so the
+  curves line up with what actually happened. Only the first ``days`` days from the earliest
+  time are drawn (``None``: all); lines break where consecutive times are more than 1.5
+  typical steps apart (gaps in the data). ``[N]`` arrays are accepted when there is one horizon.
+  """
+  times = np.asarray(times)
+  if times.ndim != 1 or not np.issubdtype(times.dtype, np.datetime64):
+    raise ValueError(f"times: expected a 1-D numpy datetime64 array, got dtype {times.dtype} "
+                     f"shape {list(times.shape)}")
+  horizons = [float(h) for h in horizons_minutes]
+  n_h = len(horizons)
+  if n_h == 0:
+    raise ValueError("horizons_minutes: expected at least one horizon")
+
+  def as_2d(name, a):
+    a = np.asarray(a, float)
+    if a.ndim == 1 and n_h == 1:
+      a = a[:, None]
+    if a.shape != (len(times), n_h):
+      raise ValueError(f"{name}: expected shape [{len(times)}, {n_h}] (one row per time, one "
+                       f"column per horizon), got {list(a.shape)}")
+    return a
+
+  actual = as_2d("actual", actual)
+  if not predictions:
+    raise ValueError("predictions: expected at least one method")
+  preds = {name: as_2d(f"predictions[{name!r}]", p) for name, p in predictions.items()}
+  if len(times) == 0:
+    raise ValueError("times: no forecasts to draw (empty)")
+  order = np.argsort(times, kind="stable")
+  times = times[order]
+  actual = actual[order]
+  preds = {k: v[order] for k, v in preds.items()}
+  if days is not None:
+    end = times[0] + np.timedelta64(int(round(float(days) * 86400)), "s")
+    keep = times < end
+    times, actual = times[keep], actual[keep]
+    preds = {k: v[keep] for k, v in preds.items()}
+
+  fig = Figure(figsize=(11, 2.6 * n_h + 0.6), layout="constrained")
+  axes = np.atleast_1d(fig.subplots(n_h, 1, sharex=True, squeeze=False)[:, 0])
+  for j, (ax, h) in enumerate(zip(axes, horizons)):
+    target_times = times + np.timedelta64(int(round(h * 60)), "s")
+    x, (y_act, *y_preds) = _with_breaks(target_times,
+                                        [actual[:, j]] + [p[:, j] for p in preds.values()])
+    ax.plot(x, y_act, color="black", linewidth=1.3, label="actual", zorder=3)
+    for i, (name, y) in enumerate(zip(preds, y_preds)):
+      ax.plot(x, y, linewidth=1.1 if i == 0 else 0.9, linestyle="-" if i == 0 else "--",
+              alpha=1.0 if i == 0 else 0.8, label=name)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"forecast {_horizon_label(h)} ahead", fontsize="medium", loc="left")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small", ncol=min(len(preds) + 1, 4))
+  locator = mdates.AutoDateLocator()
+  axes[-1].xaxis.set_major_locator(locator)
+  axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+  fig.suptitle(title or "forecast against actual")
+  _save(fig, path)
+
+
+def mae_by_horizon(results_split: Mapping[str, Mapping], horizons_minutes: Sequence[float],
+                   path: str | os.PathLike, *, ylabel: str, title: str | None = None) -> None:
+  """Grouped bars: the mean absolute error of every method at every horizon.
+
+  ``results_split``: method name -> ``{"mae": [one per horizon], ...}`` (one split of
+  results.json); methods are drawn in the given order, so put the model first. A ``None`` or
+  NaN entry (a baseline that does not exist at that horizon) leaves its bar out.
+  """
+  horizons = [float(h) for h in horizons_minutes]
+  if not horizons:
+    raise ValueError("horizons_minutes: expected at least one horizon")
+  if not results_split:
+    raise ValueError("results_split: expected at least one method")
+  values = {}
+  for name, result in results_split.items():
+    mae = result.get("mae") if isinstance(result, Mapping) else None
+    if mae is None or isinstance(mae, (str, bytes)) or not hasattr(mae, "__len__"):
+      raise ValueError(f"results_split[{name!r}]: expected a dict with an 'mae' list")
+    if len(mae) != len(horizons):
+      raise ValueError(f"results_split[{name!r}]['mae']: {len(mae)} values for "
+                       f"{len(horizons)} horizons")
+    values[name] = np.asarray([np.nan if v is None else float(v) for v in mae])
+  n_m = len(values)
+  width = 0.8 / n_m
+  fig = Figure(figsize=(max(6.0, 1.2 + len(horizons) * (0.5 + 0.35 * n_m)), 4.5),
+               layout="constrained")
+  ax = fig.subplots()
+  x = np.arange(len(horizons))
+  colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+  for i, (name, v) in enumerate(values.items()):
+    pos = x + (i - (n_m - 1) / 2) * width
+    ok = np.isfinite(v)
+    ax.bar(pos[ok], v[ok], width, label=name, color=colors[i % len(colors)],
+           edgecolor="black" if i == 0 else None, linewidth=1.0 if i == 0 else 0)
+    for p in pos[~ok]:
+      ax.text(p, 0, "n/a", ha="center", va="bottom", fontsize="x-small", rotation=90)
+  ax.set_xticks(x, [_horizon_label(h) for h in horizons])
+  ax.set_xlabel("forecast horizon")
+  ax.set_ylabel(ylabel)
+  ax.grid(True, axis="y", alpha=0.3)
+  ax.legend(fontsize="small", ncol=min(n_m, 3))
+  ax.set_title(title or "mean absolute error by horizon")
+  _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Gradients
+
+
+def grad_norms(norms, path: str | os.PathLike, *, labels: Sequence[str] | None = None,
+               title: str | None = None) -> None:
+  """``||dL/dh_t||`` against t on a log axis: vanishing or exploding gradients at a glance.
+
+  ``norms``: ``[T]`` (one sequence) or ``[n, T]`` (n sequences, e.g. one per test window or per
+  epoch; ``labels`` names them). t runs from 1 (the oldest step of the window) to T (the last,
+  next to the loss). With several rows the median over rows is drawn in black. Zeros and
+  non-finite values cannot sit on a log axis and leave gaps; the ratio
+  ``||dL/dh_1|| / ||dL/dh_T||`` of the (median) curve is printed in the title.
+  """
+  norms = np.asarray(norms, float)
+  if norms.ndim == 1:
+    norms = norms[None, :]
+  if norms.ndim != 2 or norms.shape[1] == 0 or norms.shape[0] == 0:
+    raise ValueError(f"norms: expected shape [T] or [n, T] with T >= 1, got {list(norms.shape)}")
+  if labels is not None and len(labels) != norms.shape[0]:
+    raise ValueError(f"labels: {len(labels)} labels for {norms.shape[0]} rows of norms")
+  t = np.arange(1, norms.shape[1] + 1)
+  plottable = np.where(np.isfinite(norms) & (norms > 0), norms, np.nan)
+  fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+  ax = fig.subplots()
+  many = norms.shape[0] > 1
+  for i, row in enumerate(plottable):
+    label = labels[i] if labels is not None else (None if many else "||dL/dh_t||")
+    ax.plot(t, row, marker="o" if len(t) <= 50 else None, markersize=3,
+            linewidth=0.8 if many else 1.5, alpha=0.45 if many and labels is None else 1.0,
+            label=label)
+  curve = plottable[0]
+  if many:
+    with np.errstate(all="ignore"):
+      finite_cols = np.isfinite(plottable).any(axis=0)
+      curve = np.full(norms.shape[1], np.nan)
+      curve[finite_cols] = np.nanmedian(plottable[:, finite_cols], axis=0)
+    ax.plot(t, curve, color="black", linewidth=2, label="median")
+  if np.isfinite(plottable).any():
+    ax.set_yscale("log")
+  else:
+    ax.text(0.5, 0.5, "no positive finite norm to draw", transform=ax.transAxes, ha="center")
+  ratio = curve[0] / curve[-1] if len(curve) > 1 else math.nan
+  ax.set_xlabel("t (1 = oldest step of the window, T = last)")
+  ax.set_ylabel("||dL/dh_t||")
+  ax.grid(True, which="both", alpha=0.3)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize="small")
+  suffix = f"  (||dL/dh_1|| / ||dL/dh_T|| = {ratio:.3g})" if np.isfinite(ratio) else ""
+  ax.set_title((title or "gradient norm through time") + suffix, fontsize="medium")
+  _save(fig, path)

@@ -1,0 +1,1 @@
+"""The experiments behind experiments/*.py: occupancy forecasting and the letters network."""

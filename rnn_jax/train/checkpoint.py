@@ -1,0 +1,172 @@
+"""Training checkpoints: one msgpack file (``flax.serialization``), written atomically.
+
+A checkpoint is a flat dict serialised with ``flax.serialization.msgpack_serialize`` after
+``to_state_dict`` (NamedTuples such as ``RNNParams`` and optax states become dicts keyed by
+field name or position; arrays are stored as raw bytes with shape and dtype, so float32 and
+float64 values come back bit for bit). rnn_jax.train writes, every epoch:
+
+    format          "rnn_jax.checkpoint/1"
+    config          JSON text of the TrainConfig (every setting)
+    n_models        0 for train.fit (no model axis), S for train.fit_many (leading axis S)
+    data            JSON text: shape, dtype and SHA-256 of the train and validation arrays
+    epoch           completed epochs (int)
+    params          RNNParams state dict, the parameters after ``epoch`` epochs
+    opt_state       the optax state after ``epoch`` epochs
+    best_params     RNNParams state dict with the lowest validation loss so far
+    best_epoch      [S] int, epoch of best_params (0: none yet)
+    best_val_loss   [S] float64 (inf: none yet)
+    wait            [S] int, epochs since the last improvement (early-stopping counter)
+    status          JSON text: per model "running" | "early_stop" | "nonfinite"
+    data_key        [S, 2] uint32, the key the per-epoch permutations are folded from
+    history         JSON text: per model, the list of per-epoch metric dicts
+    elapsed_s       training seconds so far
+
+(S = 1 for train.fit.) The file is written with rnn_jax.fileio.write_bytes (temporary file,
+fsync, rename), so a process killed at any moment leaves the previous checkpoint loadable.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import serialization
+
+from rnn_jax.common import fileio
+from rnn_jax.common.errors import InputError
+from rnn_jax.core.model import RNNParams
+
+FORMAT = "rnn_jax.checkpoint/1"
+FILENAME = "checkpoint.msgpack"
+
+
+def to_host(tree: Any) -> Any:
+  """Numpy copies of the (possibly replicated, multi-host) jax arrays in ``tree``."""
+  def one(x):
+    if isinstance(x, jax.Array):
+      if not x.is_fully_addressable:    # replicated over hosts: any local shard is the whole
+        x = x.addressable_data(0)
+      return np.asarray(x)
+    return x
+  return jax.tree.map(one, tree)
+
+
+def save(path: str | os.PathLike, state: dict) -> None:
+  """Writes ``state`` (a dict of pytrees, numbers and strings) atomically to ``path``."""
+  state = {"format": FORMAT, **state}
+  tree = to_host(serialization.to_state_dict(state))
+  fileio.write_bytes(path, serialization.msgpack_serialize(tree))
+
+
+def load(path: str | os.PathLike) -> dict:
+  """The raw state dict of a checkpoint (numpy arrays, numbers, strings, nested dicts).
+
+  Raises InputError naming the file when it is missing, a directory, empty, truncated,
+  garbage or not an rnn_jax checkpoint.
+  """
+  path = Path(path)
+  if not path.exists():
+    raise InputError(f"{path}: checkpoint not found")
+  if path.is_dir():
+    raise InputError(f"{path}: expected a checkpoint file, found a directory")
+  try:
+    data = path.read_bytes()
+  except OSError as err:
+    raise InputError(f"{path}: cannot read checkpoint ({err.strerror})") from None
+  if not data:
+    raise InputError(f"{path}: empty file, expected an rnn_jax checkpoint")
+  try:
+    state = serialization.msgpack_restore(data)
+  except Exception as err:  # msgpack raises several types for damaged input
+    raise InputError(f"{path}: not a readable checkpoint (truncated or damaged: "
+                     f"{type(err).__name__})") from None
+  if not isinstance(state, dict) or state.get("format") != FORMAT:
+    raise InputError(f"{path}: not an rnn_jax checkpoint (expected format {FORMAT!r})")
+  return state
+
+
+def _dtype(x) -> np.dtype:
+  return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
+def restore(template: Any, state: Any, *, path: str | os.PathLike, name: str) -> Any:
+  """``state`` (from ``load``) poured into the structure of ``template``, shapes checked.
+
+  Raises InputError naming the file and the field (``name``) when a leaf is missing or has a
+  different shape or dtype than the template's.
+  """
+  try:
+    restored = serialization.from_state_dict(template, state)
+  except (ValueError, KeyError, TypeError) as err:
+    raise InputError(f"{path}: checkpoint field {name!r} does not match this configuration "
+                     f"({err})") from None
+  leaves_t = jax.tree_util.tree_leaves_with_path(template)
+  leaves_r = jax.tree.leaves(restored)
+  if len(leaves_t) != len(leaves_r):
+    raise InputError(f"{path}: checkpoint field {name!r} has {len(leaves_r)} arrays, "
+                     f"expected {len(leaves_t)}")
+  for (key_path, t), r in zip(leaves_t, leaves_r):
+    t_shape, r_shape = np.shape(t), np.shape(r)
+    t_dtype, r_dtype = _dtype(t), _dtype(r)
+    if t_shape != r_shape or t_dtype != r_dtype:
+      where = name + jax.tree_util.keystr(key_path)
+      raise InputError(f"{path}: checkpoint array {where} is {r_dtype}{list(r_shape)}, this "
+                       f"configuration expects {t_dtype}{list(t_shape)}")
+  return restored
+
+
+def load_params(path: str | os.PathLike, *, best: bool = True) -> RNNParams:
+  """The best (or, with ``best=False``, the latest) RNNParams stored in a checkpoint.
+
+  For a checkpoint of train.fit_many every field has a leading model axis ``[S, ...]``.
+  """
+  state = load(path)
+  key = "best_params" if best else "params"
+  fields = state.get(key)
+  if not isinstance(fields, dict) or set(fields) != set(RNNParams._fields):
+    raise InputError(f"{path}: checkpoint has no {key} with fields {list(RNNParams._fields)}")
+  return RNNParams(**{f: np.asarray(fields[f]) for f in RNNParams._fields})
+
+
+def check_writable(directory: str | os.PathLike, nbytes: int = 1 << 20) -> Path:
+  """Creates ``directory`` if needed and proves it can hold ``nbytes`` more; returns it.
+
+  Writes a probe file of ``nbytes`` bytes, fsyncs it (so a full disk reports ENOSPC now rather
+  than at the first checkpoint) and removes it. On failure the directories this call created
+  are removed again and InputError names the directory and the reason, before any training.
+  """
+  directory = Path(directory)
+  missing = []
+  p = directory
+  while not p.exists() and p != p.parent:
+    missing.append(p)
+    p = p.parent
+  probe = directory / ".rnn_jax_write_probe"
+  try:
+    if directory.exists() and not directory.is_dir():
+      raise InputError(f"{directory}: output directory is an existing file, expected a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(probe, "wb") as f:
+      chunk = b"\0" * min(nbytes, 1 << 20)
+      left = nbytes
+      while left > 0:
+        f.write(chunk[:left])
+        left -= len(chunk)
+      f.flush()
+      os.fsync(f.fileno())
+    probe.unlink()
+  except (OSError, InputError) as err:
+    with contextlib.suppress(OSError):
+      probe.unlink()
+    for d in missing:                       # deepest first
+      with contextlib.suppress(OSError):
+        d.rmdir()
+    if isinstance(err, InputError):
+      raise
+    reason = err.strerror or type(err).__name__
+    raise InputError(f"{directory}: cannot write the output directory ({reason}); "
+                     "choose another --out or free some space") from None
+  return directory

@@ -1,0 +1,1 @@
+"""Gradient verification and the bad-input / fault case tables."""
