@@ -69,6 +69,7 @@ import optax
 
 from rnn_jax import train
 from rnn_jax.common import fileio
+from rnn_jax.common.versions import versions
 from rnn_jax.core import model
 from rnn_jax.train import parallel
 from rnn_jax.common.errors import InputError
@@ -544,24 +545,6 @@ def matmul_peak(cfg: BenchConfig, batch: int, T: int, H: int, *,
 
 
 # --------------------------------------------------------------------------- the run
-
-def versions() -> dict:
-  """Versions of the packages a result depends on (torch: None when not installed)."""
-  import importlib.metadata as md
-  import jaxlib
-  out = {"python": platform.python_version(), "jax": jax.__version__,
-         "jaxlib": jaxlib.__version__}
-  for name in ("flax", "optax", "numpy", "matplotlib"):
-    try:
-      out[name] = md.version(name)
-    except md.PackageNotFoundError:
-      out[name] = None
-  try:
-    out["torch"] = md.version("torch")
-  except md.PackageNotFoundError:
-    out["torch"] = None
-  return out
-
 
 def device_info() -> dict:
   d = jax.devices()[0]

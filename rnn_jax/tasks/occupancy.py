@@ -18,7 +18,6 @@ created, so a run refused for bad input leaves nothing behind.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from rnn_jax import data, evaluation, train
 from rnn_jax.common import fileio, plots
+from rnn_jax.common.versions import versions
 from rnn_jax.core import bptt, model
 from rnn_jax.train import checkpoint, parallel
 from rnn_jax.data import Dataset, WindowSpec
@@ -72,14 +72,6 @@ class DataSource:
                          capacity_column=self.capacity_column, timezone=self.timezone)
 
 
-def versions() -> dict[str, str | None]:
-  out = {}
-  for name in ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn"):
-    try:
-      out[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      out[name] = None
-  return out
 
 
 def initialize_distributed(coordinator: str, num_processes: int | None,
