@@ -86,7 +86,7 @@ def _reverse(params: RNNParams, xs_t, h0, hs, g_last, cotangent_hs=None):
 def _backward(params: RNNParams, xs, ys, h0) -> BPTTResult:
   B = xs.shape[0]
   xs_t = jnp.swapaxes(xs, 0, 1)                              # [T, B, D]
-  hT, hs, _ = model.run(params, xs, h0)                      # hs: [T, B, H]
+  hT, hs, _ = model._run(params, xs, h0)                      # hs: [T, B, H]
   if h0 is None:
     h0 = jnp.zeros_like(hT)
   logits = model.head(params, hT)
@@ -113,7 +113,7 @@ def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None
   """
   B, T, _, H, _ = model.check_inputs(params, xs, h0=h0)
   model.check_shape("cotangent_hs", cotangent_hs, (B, T, H))
-  _, hs, _ = model.run(params, xs, h0)
+  _, hs, _ = model._run(params, xs, h0)
   if h0 is None:
     h0 = jnp.zeros((B, H), hs.dtype)
   ct_t = jnp.swapaxes(jnp.asarray(cotangent_hs, hs.dtype), 0, 1)   # [T, B, H]
@@ -143,7 +143,7 @@ def grad_norms(params: RNNParams, xs, ys, h0=None) -> jax.Array:
 
 @jax.custom_vjp
 def _loss(params, xs, ys, h0):
-  return model.bce_from_logits(model.head(params, model.run(params, xs, h0)[0]), ys)
+  return model.bce_from_logits(model.head(params, model._run(params, xs, h0)[0]), ys)
 
 
 def _loss_fwd(params, xs, ys, h0):

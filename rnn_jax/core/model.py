@@ -153,8 +153,12 @@ def _initial_state(params: RNNParams, xs, h0):
   return h0
 
 
-def run(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1, remat: bool = False):
-  """Unchecked core used by the public functions: ``(h_T [B,H], hs [T,B,H], As [T,B,H])``."""
+def _run(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1, remat: bool = False):
+  """Unchecked core of the public functions: ``(h_T [B,H], hs [T,B,H], As [T,B,H])``.
+
+  Private because it is time-major: the scan runs over the leading axis of its inputs, so the
+  per-step outputs come back ``[T, B, H]``; every public function turns them to ``[B, T, ...]``.
+  """
   h0 = _initial_state(params, xs, h0)
   hT, (hs, As) = _scan(params, jnp.swapaxes(xs, 0, 1), h0, unroll, remat)
   return hT, hs, As
@@ -172,15 +176,22 @@ def forward(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1, remat: bo
   rematerialises each step in the backward pass (``jax.checkpoint``) for long windows.
   """
   check_inputs(params, xs, h0=h0)
-  hT, _, _ = run(params, xs, h0, unroll=unroll, remat=remat)
+  hT, _, _ = _run(params, xs, h0, unroll=unroll, remat=remat)
   return head(params, hT)
 
 
 def hidden_states(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1):
   """The hidden state after every step, ``[B,T,H]``."""
   check_inputs(params, xs, h0=h0)
-  _, hs, _ = run(params, xs, h0, unroll=unroll)
+  _, hs, _ = _run(params, xs, h0, unroll=unroll)
   return jnp.swapaxes(hs, 0, 1)
+
+
+def preactivations(params: RNNParams, xs, h0=None):
+  """``A_t = U h_{t-1} + V x_t + b`` for every step, ``[B,T,H]`` (ReLU's kink sits at A = 0)."""
+  check_inputs(params, xs, h0=h0)
+  _, _, As = _run(params, xs, h0)
+  return jnp.swapaxes(As, 0, 1)
 
 
 def predict(params: RNNParams, xs, h0=None):

@@ -153,8 +153,8 @@ class Guard(NamedTuple):
 
 
 def preactivations(params: RNNParams, xs, h0=None):
-  """``A_t = U h_{t-1} + V x_t + b`` for every step, ``[T, B, H]``."""
-  return model.run(params, xs, h0)[2]
+  """``A_t = U h_{t-1} + V x_t + b`` for every step, ``[B, T, H]``."""
+  return model.preactivations(params, xs, h0)
 
 
 def _ratio(A, move):

@@ -98,7 +98,7 @@ def from_flax(f) -> RNNParams:
 
 def _scan(unroll=1, remat=False):
   def impl(p, xs, ys, h0):
-    hT, _, _ = model.run(p, xs, h0, unroll=unroll, remat=remat)   # the scan's final carry
+    hT, _, _ = model._run(p, xs, h0, unroll=unroll, remat=remat)   # the scan's final carry
     loss, grads = jax.value_and_grad(model.loss)(p, xs, ys, h0, unroll=unroll, remat=remat)
     # (model.loss goes through model.forward; the logits themselves are checked for the loop
     # and flax, and in test_predict_is_sigmoid_of_forward)
