@@ -13,6 +13,13 @@ with the batch on the leading axis, the notes' equations become:
     grad_V  = sum_t delta_t^T x_t              [H, D]
     grad_b  = sum_t sum_b delta_t              [H]
 
+With the anchor (``anchor=True``, rnn_jax.model.anchor_logit) the logits gain
+``a = logit(clip(x_T[0], eps, 1 - eps))`` for every k. The formulas above are unchanged, with
+Q taken from the anchored logits; the skip adds one term to the input gradient, at the last
+step on feature 0 only:
+
+    dL/dx_T[0] += (sum_k Q_k) / (x (1 - x))    where eps < x < 1 - eps, else 0 (clipped)
+
 ``g_t`` is dL/dh_t. The backward recursion is one reverse ``lax.scan`` whose carry holds g and
 the running sums grad_U, grad_V, grad_b, accumulated step by step as the notes write them.
 
@@ -25,6 +32,7 @@ code can differentiate it and get the hand gradient (see rnn_jax/gradients.py).
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -39,7 +47,7 @@ class BPTTResult(NamedTuple):
   loss: jax.Array       # []        the notes' loss
   grads: RNNParams      # same shapes as params
   dh_norms: jax.Array   # [T]       ||dL/dh_t||_F over the batch, t = 1..T
-  dxs: jax.Array        # [B, T, D] dL/dx_t = delta_t V
+  dxs: jax.Array        # [B, T, D] dL/dx_t = delta_t V (+ the anchor's term at T, feature 0)
   dh0: jax.Array        # [B, H]    dL/dh_0
   dys: jax.Array        # [B, K]    dL/dy = -logits / B
 
@@ -83,13 +91,26 @@ def _reverse(params: RNNParams, xs_t, h0, hs, g_last, cotangent_hs=None):
   return grad_U, grad_V, grad_b, dxs_t, dh0, dh_norms
 
 
-def _backward(params: RNNParams, xs, ys, h0) -> BPTTResult:
+def _anchor_dxs(xs, Q):
+  """The anchor's term of dL/dxs ``[B,T,D]``: ``sum_k Q_k * dlogit(x)/dx`` at (T, feature 0).
+
+  ``dlogit(p)/dp = 1 / (p (1 - p))``, times the clip's derivative (1 inside, 0 where clipped;
+  rnn_jax.model.anchor_inside).
+  """
+  x = xs[:, -1, 0]
+  inside = model.anchor_inside(x)
+  safe = jnp.where(inside, x, 0.5)                           # no 1/0 in the branch not taken
+  slope = jnp.where(inside, 1 / (safe * (1 - safe)), 0)
+  return jnp.zeros(xs.shape, Q.dtype).at[:, -1, 0].set(jnp.sum(Q, axis=1) * slope)
+
+
+def _backward(params: RNNParams, xs, ys, h0, anchor: bool = False) -> BPTTResult:
   B = xs.shape[0]
   xs_t = jnp.swapaxes(xs, 0, 1)                              # [T, B, D]
   hT, hs, _ = model._run(params, xs, h0)                      # hs: [T, B, H]
   if h0 is None:
     h0 = jnp.zeros_like(hT)
-  logits = model.head(params, hT)
+  logits = model.logits_of(params, hT, xs, anchor)
   value = model.bce_from_logits(logits, ys)
 
   Q = (jax.nn.sigmoid(logits) - ys) / B                      # [B, K]
@@ -99,7 +120,10 @@ def _backward(params: RNNParams, xs, ys, h0) -> BPTTResult:
 
   grad_U, grad_V, grad_b, dxs_t, dh0, dh_norms = _reverse(params, xs_t, h0, hs, g_T)
   grads = RNNParams(U=grad_U, V=grad_V, b=grad_b, W=grad_W, c=grad_c)
-  return BPTTResult(value, grads, dh_norms, jnp.swapaxes(dxs_t, 0, 1), dh0, -logits / B)
+  dxs = jnp.swapaxes(dxs_t, 0, 1)
+  if anchor:
+    dxs = dxs + _anchor_dxs(xs, Q)
+  return BPTTResult(value, grads, dh_norms, dxs, dh0, -logits / B)
 
 
 def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None
@@ -124,34 +148,40 @@ def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None
   return grads, jnp.swapaxes(dxs_t, 0, 1), dh0
 
 
-def backward(params: RNNParams, xs, ys, h0=None) -> BPTTResult:
-  """Loss, parameter gradients and the gradient-flow diagnostics of the hand BPTT."""
+def backward(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False) -> BPTTResult:
+  """Loss, parameter gradients and the gradient-flow diagnostics of the hand BPTT.
+
+  ``anchor=True``: of rnn_jax.loss(..., anchor=True) (the skip from the last reading).
+  """
   model.check_inputs(params, xs, ys, h0)
-  return _backward(params, xs, ys, h0)
+  return _backward(params, xs, ys, h0, anchor)
 
 
-def loss_and_grads(params: RNNParams, xs, ys, h0=None) -> tuple[jax.Array, RNNParams]:
+def loss_and_grads(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False
+                   ) -> tuple[jax.Array, RNNParams]:
   """``(loss, grads)`` of rnn_jax.loss by the notes' hand-written BPTT; jit-compatible."""
-  result = backward(params, xs, ys, h0)
+  result = backward(params, xs, ys, h0, anchor=anchor)
   return result.loss, result.grads
 
 
-def grad_norms(params: RNNParams, xs, ys, h0=None) -> jax.Array:
+def grad_norms(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False) -> jax.Array:
   """``||dL/dh_t||`` for t = 1..T, ``[T]``: vanishing or exploding gradients at a glance."""
-  return backward(params, xs, ys, h0).dh_norms
+  return backward(params, xs, ys, h0, anchor=anchor).dh_norms
 
 
-@jax.custom_vjp
-def _loss(params, xs, ys, h0):
-  return model.bce_from_logits(model.head(params, model._run(params, xs, h0)[0]), ys)
+@partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _loss(params, xs, ys, h0, anchor):
+  hT = model._run(params, xs, h0)[0]
+  return model.bce_from_logits(model.logits_of(params, hT, xs, anchor), ys)
 
 
-def _loss_fwd(params, xs, ys, h0):
-  r = _backward(params, xs, ys, h0)
+def _loss_fwd(params, xs, ys, h0, anchor):
+  r = _backward(params, xs, ys, h0, anchor)
   return r.loss, (r.grads, r.dxs, r.dys, r.dh0)
 
 
-def _loss_bwd(res, ct):
+def _loss_bwd(anchor, res, ct):
+  del anchor                                                 # already in the residuals
   grads, dxs, dys, dh0 = res
   return jax.tree.map(lambda g: ct * g, (grads, dxs, dys, dh0))
 
@@ -159,13 +189,13 @@ def _loss_bwd(res, ct):
 _loss.defvjp(_loss_fwd, _loss_bwd)
 
 
-def loss(params: RNNParams, xs, ys, h0=None):
+def loss(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False):
   """rnn_jax.loss with the hand BPTT as its derivative (a ``jax.custom_vjp``).
 
-  Same value as ``rnn_jax.loss``; differentiating it with any JAX transformation runs
-  ``loss_and_grads`` for the backward pass.
+  Same value as ``rnn_jax.loss`` (with the same ``anchor``); differentiating it with any JAX
+  transformation runs ``loss_and_grads`` for the backward pass.
   """
   B, _, _, H, _ = model.check_inputs(params, xs, ys, h0)
   if h0 is None:
     h0 = jnp.zeros((B, H), jnp.result_type(params.U, xs))
-  return _loss(params, xs, ys, h0)
+  return _loss(params, xs, ys, h0, bool(anchor))

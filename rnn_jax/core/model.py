@@ -12,6 +12,11 @@ The cell (derivation notes, "RNN Diagram"), with a bias the notes leave implicit
 
 and the loss is the notes' binary cross-entropy, summed over the K outputs and averaged over
 the batch. In code the batch sits on the leading axis, so ``U h`` is written ``h @ U.T``.
+
+``anchor=True`` (off by default: the notes' network) adds a skip in logit space from the last
+reading, ``logits = W h_T + c + logit(clip(x_T[0], eps, 1 - eps))`` for every output k, so a
+network whose head gives 0 (``init_params(..., zero_head=True)``) forecasts persistence and
+learns only the correction (see ``anchor_logit``).
 """
 from __future__ import annotations
 
@@ -38,9 +43,18 @@ class ShapeError(ValueError):
 
 INIT_SCHEMES = ("normal", "irnn")
 
+# The anchor clips the reading to [ANCHOR_EPS, 1 - ANCHOR_EPS] before the logit: logit(0) is
+# -inf, and an empty room (common at night) reads 0. The core does not know the capacity, so
+# eps cannot be "half a person"; 1e-3 of capacity makes persistence from an empty room forecast
+# under a tenth of a person for rooms of up to 100 (below one count up to 1000), while
+# logit(1e-3) = -6.9 keeps the correction from an empty room to a busy one a few units of
+# logit. A smaller eps buys almost nothing in error and lengthens that climb.
+ANCHOR_EPS = 1e-3
+
 
 def init_params(key, input_size: int = 1, hidden_size: int = 200, output_size: int = 3, *,
-                scheme: str = "normal", dtype=jnp.float32) -> RNNParams:
+                scheme: str = "normal", zero_head: bool = False,
+                dtype=jnp.float32) -> RNNParams:
   """Draws the notes' parameters.
 
   ``scheme="normal"``: every weight matrix from N(0, sigma^2) with sigma^2 = 1 / fan_in
@@ -53,6 +67,13 @@ def init_params(key, input_size: int = 1, hidden_size: int = 200, output_size: i
   Initialize Recurrent Networks of Rectified Linear Units". The paper draws the other weights
   with std 0.001; we keep the 1/fan_in normal for V and W instead, because with both V and W
   near zero plain SGD (the notes' optimiser) starts at a saddle and barely moves.
+
+  ``zero_head=True`` sets W = 0 and c = 0 (the recurrent weights are drawn exactly as
+  without it), so that with ``anchor=True`` the untrained network forecasts persistence. The
+  first gradient then reaches only the head (dL/dh_T = Q W = 0), which grad_W = Q^T h_T moves
+  off zero in one step; zero-initialising the last layer of a residual branch is the same
+  trick (Goyal et al. 2017, "Accurate, Large Minibatch SGD", zero gamma; Fixup, Zhang et al.
+  2019).
   """
   if scheme not in INIT_SCHEMES:
     raise ValueError(f"scheme: expected one of {INIT_SCHEMES}, got {scheme!r}")
@@ -68,8 +89,11 @@ def init_params(key, input_size: int = 1, hidden_size: int = 200, output_size: i
     U = jnp.eye(H, dtype=dtype)
   else:
     U = normal(kU, (H, H), H)
-  return RNNParams(U=U, V=normal(kV, (H, D), D), b=jnp.zeros((H,), dtype),
-                   W=normal(kW, (K, H), H), c=jnp.zeros((K,), dtype))
+  W = normal(kW, (K, H), H)
+  if zero_head:
+    W = jnp.zeros_like(W)
+  return RNNParams(U=U, V=normal(kV, (H, D), D), b=jnp.zeros((H,), dtype), W=W,
+                   c=jnp.zeros((K,), dtype))
 
 
 def param_sizes(params: RNNParams) -> tuple[int, int, int]:
@@ -169,15 +193,45 @@ def head(params: RNNParams, h):
   return h @ params.W.T + params.c
 
 
-def forward(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1, remat: bool = False):
+def anchor_inside(x):
+  """Where the anchor's clip passes the reading ``x`` through: ``eps < x < 1 - eps``.
+
+  The clip's derivative is 1 there and 0 elsewhere, at the bounds included (one-sided
+  derivatives differ there; 0 is the choice, as relu'(0) = 0 in rnn_jax.bptt).
+  """
+  return (x > ANCHOR_EPS) & (x < 1 - ANCHOR_EPS)
+
+
+def anchor_logit(xs):
+  """The anchor's skip ``logit(clip(x_T[0], eps, 1 - eps))``, ``[B, 1]`` (broadcast over K).
+
+  Feature 0 of the last step is the latest reading as a fraction of capacity (rnn_jax.data;
+  on val/test it may exceed 1 a little). ``eps = ANCHOR_EPS``. The clip is written with
+  ``where`` against constants so that autodiff's derivative is exactly ``anchor_inside``'s
+  mask (``jnp.clip`` would give 1/2 at a bound), which the hand BPTT reproduces.
+  """
+  x = xs[:, -1, 0]
+  p = jnp.where(x <= ANCHOR_EPS, ANCHOR_EPS, jnp.where(x >= 1 - ANCHOR_EPS, 1 - ANCHOR_EPS, x))
+  return (jnp.log(p) - jnp.log1p(-p))[:, None]
+
+
+def logits_of(params: RNNParams, hT, xs, anchor: bool = False):
+  """The output logits from the last hidden state: ``head``, plus ``anchor_logit`` if asked."""
+  logits = head(params, hT)
+  return logits + anchor_logit(xs) if anchor else logits
+
+
+def forward(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1, remat: bool = False,
+            anchor: bool = False):
   """Logits ``[B,K]`` after reading ``xs [B,T,D]`` from ``h0 [B,H]`` (zeros by default).
 
   ``unroll`` is passed to ``lax.scan`` (an int, or True for a full unroll); ``remat``
   rematerialises each step in the backward pass (``jax.checkpoint``) for long windows.
+  ``anchor=True`` adds the skip from the last reading, ``anchor_logit(xs)``, to every logit.
   """
   check_inputs(params, xs, h0=h0)
   hT, _, _ = _run(params, xs, h0, unroll=unroll, remat=remat)
-  return head(params, hT)
+  return logits_of(params, hT, xs, anchor)
 
 
 def hidden_states(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1):
@@ -194,9 +248,9 @@ def preactivations(params: RNNParams, xs, h0=None):
   return jnp.swapaxes(As, 0, 1)
 
 
-def predict(params: RNNParams, xs, h0=None):
+def predict(params: RNNParams, xs, h0=None, *, anchor: bool = False):
   """``z = sigmoid(logits)``, ``[B,K]``: occupancy fractions or class probabilities."""
-  return jax.nn.sigmoid(forward(params, xs, h0))
+  return jax.nn.sigmoid(forward(params, xs, h0, anchor=anchor))
 
 
 def bce_from_logits(logits, ys):
@@ -208,10 +262,12 @@ def bce_from_logits(logits, ys):
   return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(logits, ys), axis=-1))
 
 
-def loss(params: RNNParams, xs, ys, h0=None, *, unroll: int | bool = 1, remat: bool = False):
+def loss(params: RNNParams, xs, ys, h0=None, *, unroll: int | bool = 1, remat: bool = False,
+         anchor: bool = False):
   """The notes' loss: binary cross-entropy of ``sigmoid(forward(params, xs))`` against ``ys``.
 
-  Its gradient with respect to the logits is ``Q = (z - y) / B`` (see rnn_jax.bptt).
+  Its gradient with respect to the logits is ``Q = (z - y) / B`` (see rnn_jax.bptt), with or
+  without the anchor.
   """
   check_inputs(params, xs, ys, h0)
-  return bce_from_logits(forward(params, xs, h0, unroll=unroll, remat=remat), ys)
+  return bce_from_logits(forward(params, xs, h0, unroll=unroll, remat=remat, anchor=anchor), ys)
