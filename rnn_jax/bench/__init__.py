@@ -1,2 +1,35 @@
-"""Benchmarking: throughput, compile time, ceilings, peers."""
-from rnn_jax.bench.suite import *  # noqa: F401,F403
+"""Benchmarking: throughput, compile time, ceilings, peers (``experiments/benchmark.py``).
+
+Modules:
+
+* ``config``     ``BenchConfig`` and its flags, the variant names, values derived from a config
+* ``timing``     ``Workload``, its compile time, ``measure`` (warm-up, calibration, repetitions)
+* ``ceilings``   FLOPs per window and the matmul peak every cell is measured against
+* ``problems``   the data and parameters of a cell, on the device
+* ``workloads``  the JAX workload of each variant (``build``)
+* ``peers``      the flax and PyTorch peers
+* ``report``     the device, records, result lines, ratios and the summary table
+* ``plotting``   the PNG of throughput against batch size
+* ``suite``      the run: every cell, the device sweep, remat memory, the JSON and PNG
+"""
+from rnn_jax.bench.ceilings import FLOP_FORMULAS, flops_per_sample, matmul_peak
+from rnn_jax.bench.config import (MODELS, VARIANTS, BenchConfig, add_arguments,
+                                  check_output_path, config_from_args, fused_steps,
+                                  make_optimizer)
+from rnn_jax.bench.peers import (TorchPeer, flax_module, flax_params, flax_step_fn,
+                                 measure_torch, torch_available, torch_threads, torch_workload)
+from rnn_jax.bench.plotting import plot
+from rnn_jax.bench.problems import fused_inputs, many_models, problem
+from rnn_jax.bench.report import device_info, summary
+from rnn_jax.bench.suite import devices_sweep, remat_memory, run, run_cells
+from rnn_jax.bench.timing import Workload, measure
+from rnn_jax.bench.workloads import build, epoch_fn, train_step_fn
+
+__all__ = [
+    "FLOP_FORMULAS", "MODELS", "VARIANTS", "BenchConfig", "TorchPeer", "Workload",
+    "add_arguments", "build", "check_output_path", "config_from_args", "device_info",
+    "devices_sweep", "epoch_fn", "flax_module", "flax_params", "flax_step_fn", "flops_per_sample",
+    "fused_inputs", "fused_steps", "make_optimizer", "many_models", "matmul_peak", "measure",
+    "measure_torch", "plot", "problem", "remat_memory", "run", "run_cells", "summary",
+    "torch_available", "torch_threads", "torch_workload", "train_step_fn",
+]

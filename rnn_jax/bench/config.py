@@ -1,0 +1,161 @@
+"""The benchmark's settings: one frozen ``BenchConfig``, mapped field by field to the flags of
+``experiments/benchmark.py`` (``rnn_jax.common.cli``), the variant names, and the values derived
+from a config (the training optimizer, the steps of a fused call, the output paths).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import optax
+
+from rnn_jax import train
+from rnn_jax.common import cli
+from rnn_jax.common.errors import InputError
+
+VARIANTS = ("autodiff", "autodiff_unroll", "bptt", "fused", "vmap16", "flax", "torch",
+            "forward")
+MODELS = 16  # models trained at once by the vmap16 variant
+
+
+def _field(default, help_text: str, **meta):
+  return dataclasses.field(default=default, metadata={"help": help_text, **meta})
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+  """Every benchmark setting; field ``name`` is the flag ``--name`` (rnn_jax.cli)."""
+  batch_sizes: tuple[int, ...] = _field((1, 32, 256, 1024, 4096), "batch sizes B")
+  seq_lens: tuple[int, ...] = _field((24,), "window lengths T (the notes: 24)")
+  hidden_sizes: tuple[int, ...] = _field((200,), "hidden units H (the notes: 200)")
+  variants: tuple[str, ...] = _field(VARIANTS, "variants to run, from " + ",".join(VARIANTS))
+  seconds: float = _field(1.5, "timed seconds per cell, split over the repeats")
+  repeats: int = _field(5, "timed repetitions per cell; the median is reported")
+  input_size: int = _field(1, "inputs per step D")
+  output_size: int = _field(3, "outputs K")
+  optimizer: str = _field("adam", "optimizer, as in training: adam | sgd")
+  lr: float = _field(1e-3, "learning rate")
+  clip: float = _field(1.0, "clip gradients to this global norm (training's default); 0 = off")
+  grad: str = _field("autodiff", "gradient of the fused and vmap16 variants: autodiff | bptt")
+  fuse_steps: int = _field(64, "most optimizer steps in one fused call")
+  fuse_windows: int = _field(4096, "fused calls take ceil(this / B) steps, within [2, fuse-steps]")
+  vmap_max_batch: int = _field(256, "run vmap16 only for B up to this (16 models x B per step)")
+  remat_seq_lens: tuple[int, ...] = _field((24, 384, 1536), "T values of --remat-memory")
+  remat_batch: int = _field(32, "batch size of --remat-memory")
+  seed: int = _field(0, "seed of parameters and data")
+  devices_sweep: bool = _field(False, "training throughput against device count", cli=False)
+  remat_memory: bool = _field(False, "peak memory with and without jax.checkpoint", cli=False)
+
+  def __post_init__(self):
+    for name in ("batch_sizes", "seq_lens", "hidden_sizes", "remat_seq_lens"):
+      _check_ints(self, name)
+    _check_variants(self.variants)
+    _check_positive(self, "seconds")
+    for name, lo in (("repeats", 1), ("input_size", 1), ("output_size", 1), ("fuse_steps", 2),
+                     ("fuse_windows", 1), ("vmap_max_batch", 1), ("remat_batch", 1),
+                     ("seed", 0)):
+      _check_integer(self, name, lo)
+    if self.optimizer not in train.OPTIMIZERS:
+      raise InputError(f"--optimizer: expected one of {', '.join(train.OPTIMIZERS)}, "
+                       f"got {self.optimizer!r}")
+    _check_positive(self, "lr")
+    _check_positive(self, "clip", allow_zero=True)
+    if self.grad not in ("autodiff", "bptt"):
+      raise InputError(f"--grad: expected autodiff or bptt, got {self.grad!r}")
+    for name in ("devices_sweep", "remat_memory"):
+      if not isinstance(getattr(self, name), bool):
+        raise InputError(f"--{name.replace('_', '-')}: expected true or false")
+
+  def to_dict(self) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}
+
+
+# --------------------------------------------------------------------------- field checks
+# Each raises InputError naming the flag (``--batch-sizes``) of the field it checks.
+
+def _is_int(v) -> bool:
+  return not isinstance(v, bool) and isinstance(v, (int, np.integer))
+
+
+def _check_ints(cfg: BenchConfig, name: str, lo: int = 1) -> None:
+  values = getattr(cfg, name)
+  if not isinstance(values, tuple) or not values:
+    raise InputError(f"--{name.replace('_', '-')}: expected a non-empty comma-separated "
+                     f"list of integers >= {lo}, got {values!r}")
+  for v in values:
+    if not _is_int(v) or v < lo:
+      raise InputError(f"--{name.replace('_', '-')}: expected integers >= {lo}, got {v!r}")
+
+
+def _check_integer(cfg: BenchConfig, name: str, lo: int) -> None:
+  v = getattr(cfg, name)
+  if not _is_int(v) or v < lo:
+    raise InputError(f"--{name.replace('_', '-')}: expected an integer >= {lo}, got {v!r}")
+
+
+def _check_positive(cfg: BenchConfig, name: str, allow_zero: bool = False) -> None:
+  v = getattr(cfg, name)
+  ok = (not isinstance(v, bool) and isinstance(v, (int, float, np.number))
+        and math.isfinite(v) and (v >= 0 if allow_zero else v > 0))
+  if not ok:
+    what = "a finite number >= 0" if allow_zero else "a finite positive number"
+    raise InputError(f"--{name.replace('_', '-')}: expected {what}, got {v!r}")
+
+
+def _check_variants(variants) -> None:
+  if not isinstance(variants, tuple) or not variants:
+    raise InputError(f"--variants: expected a comma-separated list from {','.join(VARIANTS)}")
+  for v in variants:
+    if v not in VARIANTS:
+      raise InputError(f"--variants: unknown variant {v!r}; expected names from "
+                       f"{','.join(VARIANTS)}")
+  if len(set(variants)) != len(variants):
+    raise InputError(f"--variants: a variant is named twice in {','.join(variants)}")
+
+
+# --------------------------------------------------------------------------- derived values
+
+def make_optimizer(cfg: BenchConfig) -> optax.GradientTransformation:
+  """The training optimizer for these settings (``rnn_jax.train.make_optimizer``)."""
+  return train.make_optimizer(train.TrainConfig(optimizer=cfg.optimizer, lr=cfg.lr,
+                                                clip=cfg.clip))
+
+
+def fused_steps(cfg: BenchConfig, batch: int) -> int:
+  """Optimizer steps per fused call: ``ceil(fuse_windows / B)`` within ``[2, fuse_steps]``."""
+  return int(min(cfg.fuse_steps, max(2, -(-cfg.fuse_windows // batch))))
+
+
+def check_output_path(flag: str, path) -> Path | None:
+  """An output path must be a file in an existing directory (checked before any work)."""
+  if path is None:
+    return None
+  path = Path(path)
+  if path.is_dir():
+    raise InputError(f"{flag}: {path} is a directory, expected a file name")
+  if not path.parent.is_dir():
+    raise InputError(f"{flag}: directory {path.parent} does not exist")
+  return path
+
+
+# --------------------------------------------------------------------------- command line
+
+def add_arguments(parser) -> None:
+  """The benchmark's flags on an ``rnn_jax.cli.ArgumentParser``."""
+  cli.add_config_flags(parser, BenchConfig)
+  parser.add_argument("--devices-sweep", action="store_true", dest="flag_devices_sweep",
+                      help="also time data-parallel training against the number of devices")
+  parser.add_argument("--remat-memory", action="store_true", dest="flag_remat_memory",
+                      help="also report compiled peak memory for T in --remat-seq-lens with "
+                           "and without jax.checkpoint")
+  parser.add_argument("--json", metavar="FILE", help="write every record as JSON here")
+  parser.add_argument("--plot", metavar="FILE", help="write a PNG of throughput against B here")
+
+
+def config_from_args(args) -> BenchConfig:
+  """The ``BenchConfig`` of flags parsed by a parser that ``add_arguments`` set up."""
+  return cli.config_from_args(BenchConfig, args, devices_sweep=bool(args.flag_devices_sweep),
+                              remat_memory=bool(args.flag_remat_memory))

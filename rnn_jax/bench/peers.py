@@ -1,0 +1,162 @@
+"""The peers: the same network as one would otherwise write it, with our parameters copied in.
+
+* ``flax``   ``nn.RNN(nn.SimpleCell(features=H, activation_fn=nn.relu))`` + ``nn.Dense(K)``,
+             same loss and optimizer, one jitted call a step (the peer a flax user writes)
+* ``torch``  ``torch.nn.RNN(nonlinearity="relu")`` + ``nn.Linear``, BCE-with-logits summed
+             over K and averaged over B, ``torch.optim.Adam`` (+ ``clip_grad_norm_``),
+             eager; timed with 1 thread and with all threads, the better one reported
+
+flax is a dependency; torch is optional (``pip install '.[torch]'``) and imported only here,
+when it is used.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import jax
+import numpy as np
+import optax
+
+from rnn_jax.bench.config import BenchConfig, make_optimizer
+from rnn_jax.bench.problems import problem
+from rnn_jax.bench.timing import Workload, measure
+from rnn_jax.core import model
+
+
+# --------------------------------------------------------------------------- flax peer
+
+def flax_module(H: int, K: int):
+  """flax's ``nn.RNN(nn.SimpleCell(features=H, activation_fn=relu))`` and a ``Dense(K)`` head."""
+  import flax.linen as nn
+
+  class FlaxRNN(nn.Module):
+    hidden: int
+    outputs: int
+
+    @nn.compact
+    def __call__(self, xs):                                  # xs [B, T, D] -> logits [B, K]
+      cell = nn.SimpleCell(features=self.hidden, activation_fn=nn.relu)
+      hT, _ = nn.RNN(cell, return_carry=True)(xs)
+      return nn.Dense(self.outputs, name="head")(hT)
+
+  return FlaxRNN(H, K)
+
+
+def flax_params(params: model.RNNParams) -> dict:
+  """Our parameters in flax's layout (kernels are ``[in, out]``): the same function."""
+  return {"params": {"SimpleCell_0": {"h": {"kernel": params.U.T},
+                                      "i": {"kernel": params.V.T, "bias": params.b}},
+                     "head": {"kernel": params.W.T, "bias": params.c}}}
+
+
+def flax_step_fn(cfg: BenchConfig, H: int) -> Callable:
+  """``step(variables, opt_state, xs, ys) -> (variables, opt_state, loss)``; same loss
+  (``model.bce_from_logits``) and optimizer as ours."""
+  module = flax_module(H, cfg.output_size)
+  opt = make_optimizer(cfg)
+
+  def loss(variables, xs, ys):
+    return model.bce_from_logits(module.apply(variables, xs), ys)
+
+  def step(variables, opt_state, xs, ys):
+    value, grads = jax.value_and_grad(loss)(variables, xs, ys)
+    updates, opt_state = opt.update(grads, opt_state, variables)
+    return optax.apply_updates(variables, updates), opt_state, value
+
+  return step
+
+
+# --------------------------------------------------------------------------- torch peer
+
+def torch_available() -> bool:
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+class TorchPeer:
+  """PyTorch's ``nn.RNN(nonlinearity="relu", batch_first=True)`` + ``nn.Linear`` head with our
+  parameters (``weight_ih = V``, ``weight_hh = U``, ``bias_ih = b``, ``bias_hh = 0`` and
+  frozen), loss ``BCEWithLogits`` summed over K and averaged over B, ``torch.optim.Adam`` (or
+  SGD) with ``clip_grad_norm_`` when ``clip > 0``; eager."""
+
+  def __init__(self, cfg: BenchConfig, params: model.RNNParams, xs, ys):
+    import torch
+    self.torch = torch
+    D, H, K = model.param_sizes(params)
+    self.rnn = torch.nn.RNN(D, H, nonlinearity="relu", batch_first=True)
+    self.head = torch.nn.Linear(H, K)
+    with torch.no_grad():
+      for name, value in (("weight_ih_l0", params.V), ("weight_hh_l0", params.U),
+                          ("bias_ih_l0", params.b)):
+        getattr(self.rnn, name).copy_(torch.from_numpy(np.array(value)))
+      self.rnn.bias_hh_l0.zero_()
+      self.head.weight.copy_(torch.from_numpy(np.array(params.W)))
+      self.head.bias.copy_(torch.from_numpy(np.array(params.c)))
+    # One bias, as in our cell: with both trained, Adam would move b = b_ih + b_hh twice as far.
+    self.rnn.bias_hh_l0.requires_grad_(False)
+    self.parameters = [p for p in list(self.rnn.parameters()) + list(self.head.parameters())
+                       if p.requires_grad]
+    if cfg.optimizer == "adam":
+      self.opt = torch.optim.Adam(self.parameters, lr=cfg.lr)
+    else:
+      self.opt = torch.optim.SGD(self.parameters, lr=cfg.lr)
+    self.clip = cfg.clip
+    self.xs = torch.from_numpy(np.array(xs))
+    self.ys = torch.from_numpy(np.array(ys))
+
+  def loss(self):
+    _, h = self.rnn(self.xs)                                 # h: [1, B, H], the last state
+    logits = self.head(h[0])
+    bce = self.torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, self.ys, reduction="none")
+    return bce.sum(dim=1).mean()
+
+  def step(self):
+    """One optimizer step; returns the loss at the incoming parameters (a float tensor)."""
+    self.opt.zero_grad(set_to_none=True)
+    loss = self.loss()
+    loss.backward()
+    if self.clip > 0:
+      self.torch.nn.utils.clip_grad_norm_(self.parameters, self.clip)
+    self.opt.step()
+    return loss.detach()
+
+  def params(self) -> model.RNNParams:
+    """The current parameters in our layout (``bias_ih + bias_hh`` as b)."""
+    t = lambda x: x.detach().numpy().copy()
+    return model.RNNParams(U=t(self.rnn.weight_hh_l0), V=t(self.rnn.weight_ih_l0),
+                           b=t(self.rnn.bias_ih_l0) + t(self.rnn.bias_hh_l0),
+                           W=t(self.head.weight), c=t(self.head.bias))
+
+
+def torch_workload(cfg: BenchConfig, batch: int, T: int, H: int) -> Workload:
+  params, xs, ys = problem(cfg, batch, T, H)
+  peer = TorchPeer(cfg, params, xs, ys)
+  return Workload("torch", batch, peer.step, block=lambda out: out, info={"peer": peer})
+
+
+def torch_threads() -> list[int]:
+  """The thread settings to try: 1 and all cores (one setting on a 1-core machine)."""
+  return sorted({1, os.cpu_count() or 1})
+
+
+def measure_torch(cfg: BenchConfig, batch: int, T: int, H: int) -> dict:
+  """Times the torch peer at every setting of ``torch_threads``; the best one is the result."""
+  import torch
+  before = torch.get_num_threads()
+  by_threads = {}
+  try:
+    for n in torch_threads():
+      torch.set_num_threads(n)
+      by_threads[n] = measure(torch_workload(cfg, batch, T, H), cfg.seconds, cfg.repeats)
+  finally:
+    torch.set_num_threads(before)
+  best = max(by_threads, key=lambda n: by_threads[n]["samples_per_s"])
+  result = dict(by_threads[best])
+  result["threads"] = best
+  result["by_threads"] = {str(n): r["samples_per_s"] for n, r in by_threads.items()}
+  return result

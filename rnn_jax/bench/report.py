@@ -1,0 +1,111 @@
+"""What the benchmark prints and records: the device, one record and one result line per cell,
+the ratios between cells (to torch, vmap16 to fused), and the summary table.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+import jax
+
+from rnn_jax.bench.ceilings import flops_per_sample
+from rnn_jax.bench.config import BenchConfig
+
+
+def device_info() -> dict:
+  d = jax.devices()[0]
+  info = {"platform": d.platform, "kind": d.device_kind, "count": jax.device_count(),
+          "host_cpu": _cpu_name(), "host_cores": os.cpu_count()}
+  return info
+
+
+def _cpu_name() -> str:
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def fmt_rate(x) -> str:
+  """A rate as a whole number with thousands separators: ``12,345``."""
+  return f"{x:,.0f}"
+
+
+def emit(line: str = "", out=None) -> None:
+  """Prints one line to ``out`` (default: stdout), flushed at once."""
+  print(line, file=out or sys.stdout, flush=True)
+
+
+def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, work_info=None,
+                compile_s=None) -> dict:
+  """The JSON record of one cell from ``measure``'s result ``r`` and the cell's ``peak``."""
+  training = variant != "forward"
+  fps = flops_per_sample(T, H, cfg.input_size, cfg.output_size, training=training)
+  gflops = r["samples_per_s"] * fps / 1e9
+  rec = {"variant": variant, "batch": batch, "T": T, "H": H, "D": cfg.input_size,
+         "K": cfg.output_size, "samples_per_s": r["samples_per_s"], "gflops": gflops,
+         "pct_peak": 100.0 * gflops / peak["gflops"], "compile_s": compile_s,
+         "spread": r["spread"], "repeats": cfg.repeats, "calls_per_repeat": r["calls"],
+         "flops_per_sample": fps}
+  for key in ("steps_per_call", "models"):
+    if work_info and key in work_info:
+      rec[key] = work_info[key]
+  for key in ("threads", "by_threads"):
+    if key in r:
+      rec[key] = r[key]
+  return rec
+
+
+def cell_row(rec: dict) -> str:
+  """The result line of one record."""
+  s = rec["spread"]
+  extra = ""
+  if "threads" in rec:
+    extra = f"  threads={rec['threads']} (" + ", ".join(
+        f"{k}: {fmt_rate(v)}" for k, v in rec["by_threads"].items()) + ")"
+  if "models" in rec and rec["models"] > 1:
+    extra += f"  {rec['models']} models, {rec['steps_per_call']} steps/call"
+  elif "steps_per_call" in rec:
+    extra += f"  {rec['steps_per_call']} steps/call"
+  return (f"{rec['variant']:<16s} B={rec['batch']:<5d} T={rec['T']} H={rec['H']}: "
+          f"{fmt_rate(rec['samples_per_s']):>10s} samples/s "
+          f"[{fmt_rate(s['min'])}..{fmt_rate(s['max'])}]  {rec['gflops']:7.1f} GFLOP/s "
+          f"{rec['pct_peak']:5.1f}% of peak{extra}")
+
+
+def add_ratios(records: list[dict]) -> None:
+  """Adds ``vs_torch`` (throughput / torch's, same cell) to every JAX training record and
+  ``vs_fused`` (the 16 models' throughput / one model's fused throughput) to vmap16's."""
+  by = {(r["variant"], r["batch"], r["T"], r["H"]): r for r in records}
+  for r in records:
+    cell = (r["batch"], r["T"], r["H"])
+    torch_rec = by.get(("torch",) + cell)
+    if r["variant"] not in ("torch", "forward") and torch_rec:
+      r["vs_torch"] = r["samples_per_s"] / torch_rec["samples_per_s"]
+    if r["variant"] == "vmap16":
+      fused = by.get(("fused",) + cell)
+      r["vs_fused"] = r["samples_per_s"] / fused["samples_per_s"] if fused else None
+
+
+def summary(result: dict, out=None) -> None:
+  """The table: samples/s and % of peak per variant and batch, ratios to torch and vmap16's."""
+  records = result["records"]
+  if not records:
+    return
+  emit("", out)
+  emit("summary (samples/s, % of the [B,H]x[H,H] chain peak; x torch = ratio to torch's best)",
+       out)
+  for r in records:
+    extra = ""
+    if r.get("vs_torch") is not None:
+      extra += f"  {r['vs_torch']:.2f}x torch"
+    if r.get("vs_fused") is not None:
+      extra += f"  {r['vs_fused']:.2f}x one model fused"
+    emit(f"  {r['variant']:<16s} B={r['batch']:<5d} T={r['T']} H={r['H']}: "
+         f"{fmt_rate(r['samples_per_s']):>10s}  {r['pct_peak']:5.1f}%{extra}", out)
+  emit(f"total {result['elapsed_s']:.0f} s", out)

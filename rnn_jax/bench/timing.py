@@ -1,0 +1,84 @@
+"""How one cell is timed: a ``Workload`` (the call to time), its compile time, and ``measure``.
+
+A cell's workload is built with its data already on the device and compiled first (the compile
+time, ``lower().compile()``, is reported on its own line and never counted in the throughput).
+``measure`` runs it once as warm-up and at least once more to calibrate how many calls fill the
+time (neither is counted), then times ``repeats`` repetitions of ``n`` back-to-back calls each,
+with ``jax.block_until_ready`` on the result at the end of every repetition (and after every
+call where calls are independent: ``forward``). ``n`` is chosen so that the repetitions together
+last ``seconds``. The reported throughput is the median over the repetitions; the spread is
+their min, quartiles and max.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass
+class Workload:
+  """One thing to time: ``call()`` does ``samples_per_call`` windows of work (asynchronously
+  for JAX) and returns something ``block`` waits for."""
+  variant: str
+  samples_per_call: int
+  call: Callable[[], Any]
+  block: Callable[[Any], Any] = jax.block_until_ready
+  block_each: bool = False       # wait after every call (calls that do not depend on each other)
+  compile_s: float | None = None
+  info: dict = dataclasses.field(default_factory=dict)
+
+
+def compile_timed(fn: Callable, *args):
+  """``(jitted, seconds)``: ``jax.jit(fn)`` and the time to trace, lower and compile it for
+  ``args``. Calls then go through ``jitted``, as in training; its first call finds the
+  executable compiled here in JAX's cache (and if it did not, that call is the warm-up)."""
+  jitted = jax.jit(fn)
+  t0 = time.perf_counter()
+  jitted.lower(*args).compile()
+  return jitted, time.perf_counter() - t0
+
+
+def measure(work: Workload, seconds: float, repeats: int) -> dict:
+  """Times ``work``: warm-up, calibration, then ``repeats`` blocked repetitions.
+
+  Returns ``{"samples_per_s": median, "spread": {min, q1, q3, max}, "calls": n per repetition,
+  "per_repeat": [...]}``; nothing of the warm-up is counted.
+  """
+  call, block = work.call, work.block
+  block(call())                                    # warm-up: allocation, page-in
+  n = _calls_per_repeat(call, block, seconds / repeats)
+  rates = []
+  for _ in range(repeats):
+    out = None
+    t0 = time.perf_counter()
+    for _ in range(n):
+      out = call()
+      if work.block_each:
+        block(out)
+    block(out)
+    rates.append(n * work.samples_per_call / (time.perf_counter() - t0))
+  rates = np.asarray(rates)
+  q1, med, q3 = np.percentile(rates, [25, 50, 75])
+  return {"samples_per_s": float(med),
+          "spread": {"min": float(rates.min()), "q1": float(q1), "q3": float(q3),
+                     "max": float(rates.max())},
+          "calls": n, "per_repeat": [float(r) for r in rates]}
+
+
+def _calls_per_repeat(call, block, per_repeat_s: float) -> int:
+  """Calibration (untimed): blocked calls for >= 20 ms or 3 calls (or the whole repetition's
+  time), then the number of calls that fill ``per_repeat_s``."""
+  t0 = time.perf_counter()
+  k = 0
+  while True:
+    block(call())
+    k += 1
+    elapsed = time.perf_counter() - t0
+    if elapsed >= 0.02 or k >= 3 or elapsed >= per_repeat_s:
+      break
+  per_call = elapsed / k
+  return max(1, int(round(per_repeat_s / max(per_call, 1e-9))))
