@@ -1,0 +1,42 @@
+"""The flax and PyTorch peers of ``rnn_jax.bench.peers`` are the same model, with our parameters
+mapped into their layouts, and train like the plain optax step."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench_reference import B, CFG, H, T, TOL, close, reference_step  # noqa: F401 (fixture)
+from rnn_jax import bench as bm
+from rnn_jax.core import model
+
+
+def test_flax_peer_is_the_same_model_and_trains_the_same(reference_step):  # noqa: F811
+  ref, opt = reference_step
+  params, xs, ys = bm.problem(CFG, B, T, H)
+  variables = bm.flax_params(params)
+  module = bm.flax_module(H, CFG.output_size)
+  np.testing.assert_allclose(module.apply(variables, xs), model.forward(params, xs), **TOL)
+  work = bm.build(CFG, "flax", B, T, H)
+  state = (params, opt.init(params))
+  for _ in range(2):
+    out = work.call()
+    p, s, loss = ref(*state, xs, ys)
+    state = (p, s)
+    np.testing.assert_allclose(out[2], loss, **TOL)
+    close(out[0], bm.flax_params(p))
+
+
+def test_torch_peer_trains_the_same_model(reference_step):  # noqa: F811
+  if not bm.torch_available():
+    pytest.skip("torch is not installed (optional: pip install '.[torch]')")
+  ref, opt = reference_step
+  params, xs, ys = bm.problem(CFG, B, T, H)
+  work = bm.torch_workload(CFG, B, T, H)
+  peer = work.info["peer"]
+  state = (params, opt.init(params))
+  for _ in range(2):
+    loss = work.call()
+    p, s, ref_loss = ref(*state, xs, ys)
+    state = (p, s)
+    np.testing.assert_allclose(float(loss), ref_loss, rtol=1e-5)
+  close(peer.params(), p)

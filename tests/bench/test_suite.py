@@ -1,0 +1,104 @@
+"""The benchmark end to end, experiments/benchmark.py over ``rnn_jax.bench.suite``, on tiny
+sizes: the JSON and PNG it writes, its one-line errors, and the device sweep on simulated devices.
+
+Nothing here times anything or compares speeds: throughput is measured, never asserted.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from bench_reference import B, H, T
+from conftest import REPO
+from rnn_jax import bench as bm
+from rnn_jax.common import cli
+
+
+def _script():
+  spec = importlib.util.spec_from_file_location("bench_script", REPO / "experiments" /
+                                                "benchmark.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("bench")
+  variants = "autodiff,forward" + (",torch" if bm.torch_available() else "")
+  argv = ["--batch-sizes", str(B), "--seq-lens", str(T), "--hidden-sizes", str(H),
+          "--variants", variants, "--seconds", "0.01", "--repeats", "2", "--fuse-steps", "2",
+          "--remat-memory", "--remat-seq-lens", "4", "--remat-batch", "2",
+          "--json", str(out / "bench.json"), "--plot", str(out / "bench.png")]
+  assert cli.main(_script().run, argv) == 0
+  return out, json.loads((out / "bench.json").read_text())
+
+
+def test_json_has_a_record_per_cell_with_the_fields(bench_run):
+  out, result = bench_run
+  assert set(result["versions"]) >= {"jax", "jaxlib", "flax", "optax", "torch"}
+  assert result["versions"]["jax"] == jax.__version__
+  assert result["device"]["kind"] and result["device"]["count"] >= 1
+  assert [(p["batch"], p["T"], p["H"]) for p in result["peaks"]] == [(B, T, H)]
+  assert result["peaks"][0]["gflops"] > 0
+  variants = [r["variant"] for r in result["records"]]
+  assert variants == ["autodiff", "forward"] + (["torch"] if bm.torch_available()
+                                                          else [])
+  for r in result["records"]:
+    assert {"variant", "batch", "T", "H", "samples_per_s", "gflops", "pct_peak", "compile_s",
+            "spread"} <= set(r)
+    assert (r["batch"], r["T"], r["H"]) == (B, T, H)
+    assert r["gflops"] == pytest.approx(r["samples_per_s"] * r["flops_per_sample"] / 1e9)
+    assert r["pct_peak"] == pytest.approx(100 * r["gflops"] / result["peaks"][0]["gflops"])
+    assert r["spread"]["min"] <= r["samples_per_s"] <= r["spread"]["max"]
+    assert (r["compile_s"] is None) == (r["variant"] == "torch")
+  if bm.torch_available():
+    assert result["records"][0]["vs_torch"] > 0
+    assert result["records"][-1]["threads"] in bm.torch_threads()
+  rows = result["remat_memory"]
+  assert [(r["T"], r["remat"]) for r in rows] == [(4, False), (4, True)]
+  assert all(r["argument_bytes"] > 0 and r["peak_bytes"] >= r["temp_bytes"] for r in rows)
+  assert result["devices_sweep"] is None
+
+
+def test_plot_is_written_as_png_and_nothing_else_is_left(bench_run):
+  out, _ = bench_run
+  assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.png"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--batch-sizes", "32,1.5"], ["--batch-sizes", "0"], ["--batch-sizes", "a,b"],
+    ["--batch-sizes", ""], ["--variants", "autodiff,nope"], ["--seconds", "-1"],
+    ["--seconds", "nan"], ["--repeats", "0"], ["--hidden-sizes", "-3"], ["--bogus"],
+    ["--json", "MISSING/out.json"], ["--plot", "."],
+], ids=lambda a: " ".join(a))
+def test_bad_arguments_exit_2_with_one_line_and_write_nothing(argv, tmp_path, capsys,
+                                                              monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  argv = argv + ["--json", str(tmp_path / "out.json")] if "--json" not in argv else argv
+  assert cli.main(_script().run, argv) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and err.count("\n") == 1, err
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_devices_sweep_reports_each_device_count_on_4_simulated_devices():
+  # A fresh process: the device count is fixed when JAX starts.
+  code = ("import json; from rnn_jax import bench as bm; "
+          "cfg = bm.BenchConfig(batch_sizes=(4,), seq_lens=(3,), hidden_sizes=(4,), "
+          "seconds=0.01, repeats=1); print(json.dumps(bm.devices_sweep(cfg)))")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             PYTHONPATH=str(REPO))
+  done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                        timeout=300, cwd=REPO)
+  assert done.returncode == 0, done.stderr
+  rows = json.loads(done.stdout.strip().splitlines()[-1])
+  assert [(r["batch"], r["devices"]) for r in rows] == [(4, 1), (4, 2), (4, 4)]
+  assert all(r["samples_per_s"] > 0 and r["variant"] == "data_parallel" for r in rows)
