@@ -1,2 +1,34 @@
-"""Occupancy data: CSV reading, timestamp repair, the regular grid, windows, splits."""
-from rnn_jax.data.readings import *  # noqa: F401,F403
+"""Occupancy data: a CSV (or the built-in synthetic series) to a regular grid to windows.
+
+The pipeline, each step a pure function of the one before::
+
+    read_csv(path) / synthetic_readings()  ->  Readings   (UTC times, people, capacity or None)
+    to_grid(readings, step, max_gap)        ->  Grid       (one value per step, NaN in gaps)
+    make_dataset(readings, WindowSpec())    ->  Dataset    (train / val / test windows)
+    newest_window(readings, spec, capacity) ->  the newest complete window, for forecasting
+
+Modules:
+
+* ``readings``: ``Readings`` and ``read_csv`` (CSV text, records, columns, numbers); its
+  docstring describes the campus gym file's quirks and what is done about them.
+* ``timestamps``: wall clock and UTC offset parsed apart, the early fall-back repair,
+  localisation to UTC, local time, ``check_timezone``.
+* ``synthetic``: ``synthetic_readings``, the built-in gym (the default without a CSV).
+* ``grid``: ``Grid``, ``to_grid`` and ``calendar_features``.
+* ``windows``: ``WindowSpec``, ``Split``, ``Dataset``, ``make_dataset``, ``levels_of``,
+  ``NewestWindow`` and ``newest_window``; its docstring states the axis convention.
+* ``checks``: argument checks shared by the modules above.
+"""
+from rnn_jax.data.grid import N_CALENDAR, Grid, calendar_features, to_grid
+from rnn_jax.data.readings import GYM_TIME_COLUMN, GYM_VALUE_COLUMN, Readings, read_csv
+from rnn_jax.data.synthetic import synthetic_readings
+from rnn_jax.data.timestamps import check_timezone
+from rnn_jax.data.windows import (FEATURES, LEVELS, SPLITS, TASKS, Dataset, NewestWindow, Split,
+                                  WindowSpec, levels_of, make_dataset, newest_window)
+
+__all__ = [
+    "FEATURES", "GYM_TIME_COLUMN", "GYM_VALUE_COLUMN", "LEVELS", "N_CALENDAR", "SPLITS", "TASKS",
+    "Dataset", "Grid", "NewestWindow", "Readings", "Split", "WindowSpec", "calendar_features",
+    "check_timezone", "levels_of", "make_dataset", "newest_window", "read_csv", "to_grid",
+    "synthetic_readings",
+]

@@ -1,8 +1,8 @@
 """The facts about the real campus gym file that the pipeline relies on (skipped without it).
 
-``../shared/data/campus_gym.csv``: see the rnn_jax.data docstring for what these numbers mean.
-Expected values here are read from the raw file with pandas independently of rnn_jax.data,
-except the row counts and dates, which are facts about the file itself.
+``../shared/data/campus_gym.csv``: see the rnn_jax.data.readings docstring for what these
+numbers mean. Expected values here are read from the raw file with pandas independently of
+rnn_jax.data, except the row counts and dates, which are facts about the file itself.
 """
 from __future__ import annotations
 

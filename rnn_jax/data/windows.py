@@ -1,0 +1,379 @@
+"""Windows: ``WindowSpec``, the chronological splits, ``make_dataset`` and ``newest_window``.
+
+Axis convention (as in rnn_jax.core.model): ``xs [N, T, D]`` windows of T steps with D inputs
+per step, ``ys [N, K]`` targets in [0, 1]. ``D = 1`` (occupancy fraction, the derivation
+notes' ``x in R^24``: 4 hours of readings every 10 minutes) or ``D = 5`` with calendar
+features (``Grid.calendar``). ``K = len(horizons)`` for the task ``horizons`` (the notes' 3
+sigmoid outputs), ``K = 3`` (low / medium / high) for ``levels``.
+
+``make_dataset`` goes in named steps: the grid (rnn_jax.data.grid), the split bounds
+(``_split_bounds``), the usable window ends of each split (``_usable_ends``, which says why
+when a split has none), the capacity and tertiles fitted on the training split only
+(``_fit_capacity``, ``_fit_tertiles``), and each split's arrays (``_split``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from rnn_jax.common.errors import InputError
+from rnn_jax.data.checks import check_capacity, check_int, check_step
+from rnn_jax.data.grid import N_CALENDAR, Grid, to_grid
+from rnn_jax.data.readings import Readings
+
+FEATURES = ("occupancy", "calendar")
+TASKS = ("horizons", "levels")
+SPLITS = ("train", "val", "test")
+LEVELS = ("low", "medium", "high")
+
+
+def _meta(help_text: str):
+  return {"help": help_text}
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowSpec:
+  """How readings become windows and targets. Fields map one to one onto script flags."""
+  window: int = dataclasses.field(default=24, metadata=_meta(
+      "input steps per window T (24 x 10 min = 4 hours, the notes' x in R^24)"))
+  horizons: tuple[int, ...] = dataclasses.field(default=(1, 3, 6), metadata=_meta(
+      "steps ahead to predict, one sigmoid output each (1,3,6 = +10, +30, +60 min)"))
+  features: tuple[str, ...] = dataclasses.field(default=("occupancy",), metadata=_meta(
+      "inputs per step: occupancy (reading / capacity) and optionally calendar (sin/cos of "
+      "local time of day and of week)"))
+  task: str = dataclasses.field(default="horizons", metadata=_meta(
+      "horizons: occupancy fraction at each horizon; levels: low/medium/high at level_horizon"))
+  level_horizon: int | None = dataclasses.field(default=None, metadata=_meta(
+      "for task levels: steps ahead (none = the last of horizons)"))
+  splits: tuple[float, ...] = dataclasses.field(default=(0.7, 0.15, 0.15), metadata=_meta(
+      "chronological train,val,test fractions of the grid"))
+  step_minutes: int = dataclasses.field(default=10, metadata=_meta(
+      "grid step in minutes (a divisor of 1440)"))
+  max_gap: int = dataclasses.field(default=2, metadata=_meta(
+      "longest run of empty bins that is interpolated; longer runs are gaps"))
+
+  def __post_init__(self):
+    set_ = lambda name, value: object.__setattr__(self, name, value)
+    set_("window", check_int("window", self.window, 1))
+    horizons = self.horizons
+    if isinstance(horizons, (int, np.integer)) and not isinstance(horizons, bool):
+      horizons = (horizons,)
+    if isinstance(horizons, str) or not isinstance(horizons, Sequence) or not horizons:
+      raise InputError(f"horizons: expected one or more integers >= 1, got {self.horizons!r}")
+    horizons = tuple(check_int("horizons", h, 1) for h in horizons)
+    if len(set(horizons)) != len(horizons):
+      raise InputError(f"horizons: expected distinct steps, got {self.horizons!r}")
+    set_("horizons", horizons)
+    features = (self.features,) if isinstance(self.features, str) else tuple(self.features)
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown or not features:
+      raise InputError(f"features: unknown name {unknown[0]!r}; expected names from "
+                       f"{', '.join(FEATURES)}" if unknown else
+                       "features: expected at least 'occupancy'")
+    if "occupancy" not in features:
+      raise InputError(f"features: expected 'occupancy' among them (the notes' input), got "
+                       f"{','.join(features)}")
+    set_("features", tuple(f for f in FEATURES if f in features))
+    if self.task not in TASKS:
+      raise InputError(f"task: expected one of {', '.join(TASKS)}, got {self.task!r}")
+    if self.level_horizon is not None:
+      set_("level_horizon", check_int("level_horizon", self.level_horizon, 1))
+    splits = self.splits
+    if isinstance(splits, str) or not isinstance(splits, Sequence) or len(splits) != 3:
+      raise InputError(f"splits: expected three fractions train,val,test, got {splits!r}")
+    try:
+      splits = tuple(float(s) for s in splits)
+    except (TypeError, ValueError):
+      raise InputError(f"splits: expected three numbers, got {self.splits!r}") from None
+    if not all(math.isfinite(s) and s > 0 for s in splits) or abs(sum(splits) - 1) > 1e-6:
+      raise InputError(f"splits: expected three fractions > 0 that sum to 1, got {self.splits!r}")
+    set_("splits", splits)
+    set_("step_minutes", check_step(self.step_minutes))
+    set_("max_gap", check_int("max_gap", self.max_gap, 0))
+
+  @property
+  def target_horizons(self) -> tuple[int, ...]:
+    """The horizons of the targets: ``horizons``, or ``(level_horizon,)`` for task levels."""
+    if self.task == "levels":
+      return (self.level_horizon if self.level_horizon is not None else self.horizons[-1],)
+    return self.horizons
+
+  @property
+  def input_size(self) -> int:
+    """D: 1, plus 4 with calendar features."""
+    return 1 + (N_CALENDAR if "calendar" in self.features else 0)
+
+  @property
+  def output_size(self) -> int:
+    """K: one per horizon, or 3 levels."""
+    return len(LEVELS) if self.task == "levels" else len(self.horizons)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+  """The windows of one split. N windows, T input steps, D inputs, K outputs, H target horizons."""
+  name: str
+  xs: np.ndarray             # [N, T, D] float32 model inputs
+  ys: np.ndarray             # [N, K] float32 targets in [0, 1]
+  window_people: np.ndarray  # [N, T] float64 the window's readings in people
+  target_people: np.ndarray  # [N, H] float64 the readings at the target horizons, in people
+  naive_day: np.ndarray      # [N, H] float64 the reading one day before each target (NaN: none)
+  naive_week: np.ndarray     # [N, H] float64 the reading one week before each target (NaN: none)
+  end_index: np.ndarray      # [N] int64 grid bin of the window's last input step
+  end_times: np.ndarray      # [N] datetime64[ns] UTC start of that bin (the forecast origin)
+  target_times: np.ndarray   # [N, H] datetime64[ns] UTC start of each target bin
+  calendar: np.ndarray       # [N, 4] float64 calendar features at the window's last step
+  levels: np.ndarray | None  # [N] int64 level 0/1/2 of the target (task levels), else None
+  bounds: tuple[int, int]    # [start, stop) grid bins of the split
+
+  def __len__(self) -> int:
+    return int(self.xs.shape[0])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+  """Windows for training and evaluation, and everything fitted on the training split."""
+  spec: WindowSpec
+  grid: Grid
+  capacity: float                    # people; inputs and targets are divided by it
+  capacity_fitted: bool              # True: max of the training split's readings
+  tertiles: tuple[float, float] | None  # people: level boundaries (task levels), from training
+  horizons: tuple[int, ...]          # the target horizons H (spec.target_horizons)
+  train: Split
+  val: Split
+  test: Split
+  path: str
+  sha256: str | None
+
+  def __getitem__(self, name: str) -> Split:
+    if name not in SPLITS:
+      raise KeyError(f"split: expected one of {SPLITS}, got {name!r}")
+    return getattr(self, name)
+
+  def to_people(self, fractions) -> np.ndarray:
+    """Occupancy fractions (e.g. the model's sigmoid outputs [N, H]) to people."""
+    return np.asarray(fractions, np.float64) * self.capacity
+
+  def level_of(self, people) -> np.ndarray:
+    """Level 0 (low: <= t1), 1 (medium: <= t2) or 2 (high) of readings in people."""
+    if self.tertiles is None:
+      raise ValueError("level_of: this dataset has no tertiles (task horizons)")
+    return levels_of(people, self.tertiles)
+
+  def summary(self) -> dict:
+    """JSON-ready facts about the data (for config.json and the README)."""
+    grid = self.grid
+    step = np.timedelta64(grid.step_minutes, "m")
+    out = {
+        "path": self.path, "sha256": self.sha256, "capacity": self.capacity,
+        "capacity_fitted": self.capacity_fitted,
+        "tertiles": list(self.tertiles) if self.tertiles is not None else None,
+        "horizons": list(self.horizons), "grid_bins": len(grid),
+        "grid_valid_bins": int(grid.valid.sum()),
+        "grid_interpolated_bins": int(grid.interpolated.sum()),
+        "grid_start_utc": str(grid.times[0]), "grid_end_utc": str(grid.times[-1] + step),
+        "splits": {}}
+    for name in SPLITS:
+      s = self[name]
+      lo, hi = s.bounds
+      out["splits"][name] = {"n_windows": len(s), "start_utc": str(grid.times[lo]),
+                             "end_utc": str(grid.times[hi - 1] + step)}
+    return out
+
+
+def levels_of(people, tertiles: tuple[float, float]) -> np.ndarray:
+  """int64 level: 0 low (<= tertiles[0]), 1 medium (<= tertiles[1]), 2 high."""
+  people = np.asarray(people, np.float64)
+  return (people > tertiles[0]).astype(np.int64) + (people > tertiles[1]).astype(np.int64)
+
+
+def _window_ends(valid: np.ndarray, lo: int, hi: int, window: int, ahead: int) -> np.ndarray:
+  """Grid bins e in [lo, hi) such that bins e-window+1 .. e+ahead all lie in [lo, hi) and are
+  valid (no gap inside a window or between it and its furthest target)."""
+  bad = np.concatenate([[0], np.cumsum(~valid)])
+  ends = np.arange(lo + window - 1, hi - ahead, dtype=np.int64)
+  if ends.size == 0:
+    return ends
+  n_bad = bad[ends + ahead + 1] - bad[ends - window + 1]
+  return ends[n_bad == 0]
+
+
+def _longest_run(valid: np.ndarray) -> int:
+  if not valid.any():
+    return 0
+  edges = np.diff(np.concatenate([[0], valid.astype(np.int8), [0]]))
+  return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
+
+
+def _inputs(grid: Grid, calendar: np.ndarray | None, ends: np.ndarray, window: int,
+            capacity: float) -> tuple[np.ndarray, np.ndarray]:
+  """xs [N, T, D] float32 and the windows' readings [N, T] float64."""
+  idx = ends[:, None] + np.arange(-window + 1, 1)[None, :]
+  people = grid.values[idx]
+  parts = [(people / capacity)[..., None]]
+  if calendar is not None:
+    parts.append(calendar[idx])
+  return np.concatenate(parts, -1).astype(np.float32), people
+
+
+
+def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
+  """Windows for every split, with targets and what the baselines need.
+
+  Splits are chronological fractions of the grid's bins (``spec.splits``, 70/15/15 by default).
+  A window (its T inputs, and every bin up to its furthest target) lies inside one split and
+  contains no gap bin. Inputs per step: reading / capacity, and with calendar features also
+  ``Grid.calendar()`` (D = 5).
+
+  Fitted on the training split only:
+  * capacity, when ``readings.capacity`` is None (the gym file): the maximum training reading
+    (145 on the gym file). The sigmoid outputs cannot exceed 1, so the capacity must be at
+    least every training target; the maximum is the smallest such value, while a high quantile
+    would clip the busiest training days. A later reading above it gives an input above 1 and
+    a target clipped to 1 (``ys``); ``target_people`` keep the real value, so errors in people
+    stay honest.
+  * tertiles (task levels): the 1/3 and 2/3 quantiles of the training windows' targets at the
+    level horizon; low is ``<= t1``, medium ``<= t2``, high above (ties at 0 go to low).
+
+  Targets: task ``horizons``: the occupancy fraction at each horizon, clipped to [0, 1];
+  task ``levels``: one-hot of the level at ``spec.target_horizons[0]`` (K = 3).
+  Seasonal naive values are the grid's value one day / one week before each target, NaN when
+  that bin is a gap, lies before the grid, or is not yet known at the window's end.
+
+  InputError when there are too few gap-free bins for one window, or when a split has no
+  window; it says how many consecutive bins a window needs and how many windows each split has.
+  """
+  spec = spec if spec is not None else WindowSpec()
+  grid = to_grid(readings, spec.step_minutes, spec.max_gap)
+  horizons = np.asarray(spec.target_horizons, np.int64)
+  bounds = _split_bounds(len(grid), spec.splits)
+  ends = _usable_ends(readings.path, grid.valid, bounds, spec, int(horizons.max()))
+  capacity_fitted = readings.capacity is None
+  if capacity_fitted:
+    capacity = _fit_capacity(readings, grid, bounds["train"][1], spec.step_minutes)
+  else:
+    capacity = float(readings.capacity)
+  calendar = grid.calendar()
+  tertiles = None
+  if spec.task == "levels":
+    tertiles = _fit_tertiles(grid.values[ends["train"] + horizons[0]])
+  splits = {name: _split(name, grid, calendar, ends[name], bounds[name], spec, horizons,
+                         capacity, tertiles)
+            for name in SPLITS}
+  return Dataset(spec=spec, grid=grid, capacity=capacity, capacity_fitted=capacity_fitted,
+                 tertiles=tertiles, horizons=tuple(int(h) for h in horizons), path=readings.path,
+                 sha256=readings.sha256, **splits)
+
+
+def _split_bounds(m: int, fractions: tuple[float, ...]) -> dict[str, tuple[int, int]]:
+  """[start, stop) grid bins of each split: chronological fractions of the M bins."""
+  b1 = int(round(m * fractions[0]))
+  b2 = int(round(m * (fractions[0] + fractions[1])))
+  return {"train": (0, b1), "val": (b1, b2), "test": (b2, m)}
+
+
+def _usable_ends(path: str, valid: np.ndarray, bounds: dict[str, tuple[int, int]],
+                 spec: WindowSpec, ahead: int) -> dict[str, np.ndarray]:
+  """The window ends of each split; InputError when no split, or one split, has none."""
+  m = len(valid)
+  window = spec.window
+  ends = {name: _window_ends(valid, lo, hi, window, ahead) for name, (lo, hi) in bounds.items()}
+  counts = ", ".join(f"{name} {len(e)}" for name, e in ends.items())
+  what = (f"a window needs {window + ahead} consecutive {spec.step_minutes}-minute bins without "
+          f"a gap (window {window} + horizon {ahead})")
+  if not any(len(e) for e in ends.values()):
+    run = _longest_run(valid)
+    total = len(_window_ends(valid, 0, m, window, ahead))
+    raise InputError(f"{path}: too few readings: {what}; the data gives {m} bins, the "
+                     f"longest run without a gap is {run} bins, {total} usable windows in all "
+                     f"and none within a split ({counts})")
+  for name in SPLITS:
+    if not len(ends[name]):
+      lo, hi = bounds[name]
+      run = _longest_run(valid[lo:hi])
+      raise InputError(f"{path}: split {name!r} (bins {lo}..{hi} of {m}, splits "
+                       f"{','.join(f'{s:g}' for s in spec.splits)}) has no usable window: {what}, "
+                       f"its longest run without a gap is {run} bins; usable windows: {counts}")
+  return ends
+
+
+def _fit_capacity(readings: Readings, grid: Grid, train_stop: int, step_minutes: int) -> float:
+  """The largest reading before the end of the training split (see ``make_dataset``)."""
+  t_end = grid.times[0] + np.timedelta64(train_stop * step_minutes, "m")
+  train_values = readings.value[readings.time_utc < t_end]
+  capacity = float(train_values.max()) if train_values.size else 0.0
+  if not capacity > 0:
+    raise InputError(f"{readings.path}: cannot fit the capacity: every reading in the training "
+                     "split is 0; give a capacity")
+  return capacity
+
+
+def _fit_tertiles(train_targets: np.ndarray) -> tuple[float, float]:
+  """The 1/3 and 2/3 quantiles of the training targets at the level horizon, in people."""
+  t1, t2 = np.quantile(train_targets, [1 / 3, 2 / 3])
+  return float(t1), float(t2)
+
+
+def _seasonal(grid: Grid, e: np.ndarray, horizons: np.ndarray, lag: int) -> np.ndarray:
+  """[N, H] the grid's value ``lag`` bins before each target; NaN where not known at the end."""
+  src = e[:, None] + horizons[None, :] - lag
+  known = (src >= 0) & (src <= e[:, None])
+  out = np.full(src.shape, np.nan)
+  out[known] = grid.values[src[known]]
+  return out
+
+
+def _split(name: str, grid: Grid, calendar: np.ndarray, e: np.ndarray, bounds: tuple[int, int],
+           spec: WindowSpec, horizons: np.ndarray, capacity: float,
+           tertiles: tuple[float, float] | None) -> Split:
+  """The arrays of one split's windows, ending at grid bins ``e`` [N]."""
+  use_calendar = "calendar" in spec.features
+  day_bins = 1440 // spec.step_minutes
+  xs, window_people = _inputs(grid, calendar if use_calendar else None, e, spec.window,
+                              capacity)
+  target_idx = e[:, None] + horizons[None, :]
+  target_people = grid.values[target_idx]
+  if spec.task == "levels":
+    levels = levels_of(target_people[:, 0], tertiles)
+    ys = np.eye(len(LEVELS), dtype=np.float32)[levels]
+  else:
+    levels = None
+    ys = np.clip(target_people / capacity, 0.0, 1.0).astype(np.float32)
+  return Split(
+      name=name, xs=xs, ys=ys, window_people=window_people, target_people=target_people,
+      naive_day=_seasonal(grid, e, horizons, day_bins),
+      naive_week=_seasonal(grid, e, horizons, 7 * day_bins), end_index=e,
+      end_times=grid.times[e], target_times=grid.times[target_idx], calendar=calendar[e],
+      levels=levels, bounds=bounds)
+
+
+class NewestWindow(NamedTuple):
+  """The newest complete window of a file, ready for the model."""
+  xs: np.ndarray            # [1, T, D] float32
+  end_time: np.datetime64   # UTC start of the window's last bin; horizon h is end_time + h*step
+
+
+def newest_window(readings: Readings, spec: WindowSpec, capacity: float) -> NewestWindow:
+  """The newest T consecutive gap-free grid bins of ``readings``, as model inputs.
+
+  ``capacity`` is the trained run's (fitted or given) capacity. InputError when no T
+  consecutive bins without a gap exist.
+  """
+  capacity = check_capacity(capacity)
+  grid = to_grid(readings, spec.step_minutes, spec.max_gap)
+  ends = _window_ends(grid.valid, 0, len(grid), spec.window, 0)
+  if not len(ends):
+    raise InputError(f"{readings.path}: no complete window: a window needs {spec.window} "
+                     f"consecutive {spec.step_minutes}-minute bins without a gap; the longest "
+                     f"run is {_longest_run(grid.valid)} bins")
+  e = ends[-1:]
+  calendar = grid.calendar() if "calendar" in spec.features else None
+  xs, _ = _inputs(grid, calendar, e, spec.window, capacity)
+  return NewestWindow(xs=xs, end_time=grid.times[e[0]])
