@@ -4,7 +4,7 @@
 
 Prints, for float32 and float64, the notes' RNN (rnn_jax.bptt) and letters MLP (rnn_jax.mlp),
 each parameter's largest absolute and relative error against ``jax.grad`` and against float64
-central differences at a point guarded from ReLU's kink (rnn_jax.gradcheck), with the
+central differences at a point guarded from ReLU's kink (rnn_jax.verify.gradcheck), with the
 tolerance of each. Exit status 0 when every error is within its tolerance, 1 when any is not,
 2 for a bad argument.
 """
