@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from rnn_jax import train
-from rnn_jax.train import loop
+from rnn_jax.train import programs
 from rnn_jax.core import gradients, model
 from rnn_jax.train import checkpoint
 from rnn_jax.common.errors import InputError
@@ -337,7 +337,7 @@ def test_the_epoch_compiles_once_and_later_epochs_compile_nothing():
     if event == "/jax/core/compile/backend_compile_duration":
       names.append(kwargs.get("fun_name"))
 
-  loop._programs.cache_clear()                        # compile this run's epoch afresh
+  programs.build.cache_clear()                        # compile this run's epoch afresh
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
     train.fit(dataclasses.replace(BASE, epochs=4), TRAIN, VAL, progress=False,
@@ -345,7 +345,7 @@ def test_the_epoch_compiles_once_and_later_epochs_compile_nothing():
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
   assert names.count("jit(epoch)") == 1, names
-  assert set(names[counts[0]:counts[1]]) <= {"jit(_commit)"}, names   # epoch 2: only the
+  assert set(names[counts[0]:counts[1]]) <= {"jit(commit)"}, names   # epoch 2: only the
   assert names[counts[1]:] == [], names                                 # first commit; then none
 
 
@@ -367,7 +367,7 @@ def test_bad_arrays_are_input_errors():
 def test_unwritable_or_full_out_dir_fails_before_training(tmp_path, monkeypatch):
   def no_training(*args, **kwargs):
     raise AssertionError("training started")
-  monkeypatch.setattr(loop, "_programs", no_training)
+  monkeypatch.setattr(programs, "build", no_training)
   blocker = tmp_path / "file"
   blocker.write_text("x")
   with pytest.raises(InputError, match="cannot write the output directory"):
