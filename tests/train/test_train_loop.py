@@ -1,220 +1,21 @@
-"""rnn_jax.train: the step, the fused epoch, fit / fit_many, resume, faults, JAX's failure modes.
-
-Sizes are tiny (N=50 windows of T=5 steps, H=6) and most fit() runs share one configuration
-(BASE below: only epochs, patience and seed vary, which do not change the compiled program),
-so the compiled code is reused across tests.
-"""
+"""rnn_jax.train.loop: fit / fit_many, metrics and checkpoints, resume, Ctrl-C and non-finite
+faults, input errors, compiled once."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 
-import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rnn_jax import train
-from rnn_jax.train import programs
-from rnn_jax.core import gradients, model
-from rnn_jax.train import checkpoint
 from rnn_jax.common.errors import InputError
-from rnn_jax.train import TrainConfig
+from rnn_jax.train import checkpoint, programs
 
-N, T, D, K, H, B = 50, 5, 2, 3, 6, 8        # 6 steps per epoch, 2 windows dropped
-BASE = TrainConfig(hidden=H, batch_size=B, lr=3e-2, epochs=6, patience=0, seed=0)
-
-
-def make_data(n, seed, flip=False):
-  """Windows whose targets depend on the inputs (so training has something to learn)."""
-  rng = np.random.default_rng(seed)
-  xs = rng.uniform(0, 1, (n, T, D)).astype(np.float32)
-  m = xs.mean(axis=(1, 2))
-  ys = np.stack([m, xs[:, -1, 0], 1 - m], axis=1).astype(np.float32)
-  if flip:                                   # a validation set that disagrees with training
-    ys = 1 - ys
-  return xs, ys
-
-
-TRAIN = make_data(N, 0)
-VAL = make_data(20, 1)
-
-
-def evaluate(params):
-  """A stand-in for a caller's metric (e.g. validation MAE): here a norm, computed by numpy."""
-  return {"u_norm": float(np.linalg.norm(np.asarray(params.U)))}
-
-
-def strip_time(history):
-  return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in history]
-
-
-def assert_trees_equal(a, b):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
-def read_metrics(path):
-  return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-# --------------------------------------------------------------------------- config
-
-@pytest.mark.parametrize("field,value,flag", [
-    ("batch_size", 0, "--batch-size"), ("lr", float("nan"), "--lr"), ("lr", 0.0, "--lr"),
-    ("lr", "fast", "--lr"), ("lr", float("inf"), "--lr"), ("seeds", 0, "--seeds"),
-    ("epochs", 0, "--epochs"), ("optimizer", "rmsprop", "--optimizer"),
-    ("grad", "finite-diff", "--grad"), ("init", "zeros", "--init"), ("hidden", 0, "--hidden"),
-    ("clip", -1.0, "--clip"), ("patience", -1, "--patience"), ("unroll", 0, "--unroll"),
-    ("seed", -1, "--seed"), ("devices", -2, "--devices"), ("hidden", 2.5, "--hidden"),
-    ("remat", "yes", "--remat"),
-])
-def test_validate_names_the_bad_argument(field, value, flag):
-  cfg = dataclasses.replace(TrainConfig(), **{field: value})
-  with pytest.raises(InputError, match=flag) as err:
-    cfg.validate()
-  assert "\n" not in str(err.value)
-
-
-def test_config_defaults_are_valid_and_round_trip():
-  cfg = TrainConfig().validate()
-  assert (cfg.hidden, cfg.optimizer, cfg.lr, cfg.clip, cfg.batch_size) == (200, "adam", 1e-3,
-                                                                           1.0, 64)
-  assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-  with pytest.raises(InputError, match="unknown"):
-    TrainConfig.from_dict({"hidden": 3, "colour": "red"})
-
-
-def test_make_optimizer_is_sgd_or_adam_with_global_norm_clipping():
-  params = {"a": jnp.array([3.0, 4.0])}                       # gradient of global norm 5
-  grads = params
-  sgd = train.make_optimizer(TrainConfig(optimizer="sgd", lr=0.1, clip=0))
-  upd, _ = sgd.update(grads, sgd.init(params), params)
-  np.testing.assert_allclose(upd["a"], [-0.3, -0.4], rtol=1e-6)
-  clipped = train.make_optimizer(TrainConfig(optimizer="sgd", lr=0.1, clip=1.0))
-  upd, _ = clipped.update(grads, clipped.init(params), params)
-  np.testing.assert_allclose(upd["a"], [-0.06, -0.08], rtol=1e-6)   # norm clipped to 1
-  adam = train.make_optimizer(TrainConfig(optimizer="adam", lr=0.1, clip=0))
-  upd, _ = adam.update(grads, adam.init(params), params)
-  np.testing.assert_allclose(upd["a"], [-0.1, -0.1], rtol=1e-4)     # adam's first step: lr*sign
-
-
-# --------------------------------------------------------------------------- the step
-
-def small_problem(dtype=jnp.float32, scheme="normal"):
-  """Parameters drawn with numpy (no jax.random program to compile) and one batch."""
-  rng = np.random.default_rng(3)
-  draw = lambda *shape: rng.normal(0, 1 / np.sqrt(shape[-1]), shape)
-  U = np.eye(H) if scheme == "irnn" else draw(H, H)
-  params = model.RNNParams(U=U, V=draw(H, D), b=np.zeros(H), W=draw(K, H), c=np.zeros(K))
-  params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
-  return params, jnp.asarray(TRAIN[0][:B], dtype), jnp.asarray(TRAIN[1][:B], dtype)
-
-
-@pytest.fixture(scope="module")
-def base_fns():
-  """BASE's optimizer with its jitted step and (trace-counted) jitted epoch, shared below."""
-  opt = train.make_optimizer(BASE)
-  step = jax.jit(train.make_train_step(opt))
-  epoch = jax.jit(chex.assert_max_traces(train.make_epoch_fn(opt, B), n=1))
-  return opt, step, epoch
-
-
-def test_one_step_changes_every_parameter(base_fns):
-  opt, step, _ = base_fns
-  params, xs, ys = small_problem()
-  new, state, loss, finite = step(params, opt.init(params), xs, ys)
-  assert bool(finite) and np.isfinite(float(loss))
-  for name in model.RNNParams._fields:
-    assert not np.array_equal(getattr(new, name), getattr(params, name)), name
-  np.testing.assert_allclose(loss, model.loss(params, xs, ys), rtol=1e-6)
-
-
-def test_step_reports_nonfinite_gradients(base_fns):
-  opt, step, _ = base_fns
-  params, xs, ys = small_problem()
-  _, _, _, finite = step(params, opt.init(params), xs.at[0, 0, 0].set(jnp.nan), ys)
-  assert not bool(finite)
-  _, _, _, finite = step(params, opt.init(params), xs, ys)
-  assert bool(finite)
-
-
-def test_dtypes_survive_a_step_under_x64(x64):
-  params, xs, ys = small_problem(jnp.float64)
-  opt = train.make_optimizer(TrainConfig(optimizer="adam", clip=1.0))
-  state = opt.init(params)
-  new, state, loss, _ = jax.jit(train.make_train_step(opt))(params, state, xs, ys)
-  assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(new))
-  assert loss.dtype == jnp.float64
-  assert {leaf.dtype for leaf in jax.tree.leaves(state)} == {jnp.dtype("float64"),
-                                                             jnp.dtype("int32")}
-
-
-def test_bptt_and_autodiff_train_to_the_same_params(x64):
-  params, xs, ys = small_problem(jnp.float64, scheme="irnn")
-  opt = train.make_optimizer(TrainConfig(optimizer="adam", lr=1e-2))
-  out = {}
-  for method in ("autodiff", "bptt"):
-    step = jax.jit(train.make_train_step(opt, method))
-    p, s = params, opt.init(params)
-    for i in range(4):
-      p, s, loss, _ = step(p, s, xs[::-1] if i % 2 else xs, ys[::-1] if i % 2 else ys)
-    out[method] = p
-  for a, b in zip(out["autodiff"], out["bptt"]):
-    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-
-
-def test_remat_gives_identical_gradients_and_reaches_the_step(x64):
-  params, xs, ys = small_problem(jnp.float64)
-  plain = jax.jit(gradients.loss_and_grad("autodiff"))(params, xs, ys)
-  remat = jax.jit(gradients.loss_and_grad("autodiff", remat=True))(params, xs, ys)
-  for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(remat)):
-    np.testing.assert_allclose(a, b, rtol=1e-14, atol=0)
-  # cfg.remat reaches the loss: the step's program contains the rematerialised scan body.
-  for flag in (False, True):
-    cfg = TrainConfig(remat=flag)
-    opt = train.make_optimizer(cfg)
-    jaxpr = str(jax.make_jaxpr(train.make_train_step(cfg))(params, opt.init(params), xs, ys))
-    assert ("remat" in jaxpr or "checkpoint" in jaxpr) == flag
-
-
-# --------------------------------------------------------------------------- the fused epoch
-
-def test_epoch_is_the_steps_over_the_permutation_and_compiles_once(base_fns):
-  opt, step, epoch = base_fns
-  params, _, _ = small_problem()
-  xs, ys = jnp.asarray(TRAIN[0]), jnp.asarray(TRAIN[1])
-  p, s = params, opt.init(params)
-  for e in (1, 2, 3):                                 # the same compiled call every epoch
-    perm = np.random.default_rng(e).permutation(N)
-    p_ref, s_ref, losses_ref = p, s, []
-    for i in range(N // B):
-      idx = perm[i * B:(i + 1) * B]
-      p_ref, s_ref, loss, _ = step(p_ref, s_ref, xs[idx], ys[idx])
-      losses_ref.append(loss)
-    p, s, losses, finite = epoch(p, s, xs, ys, perm)
-    assert losses.shape == (N // B,) and bool(finite.all())
-    np.testing.assert_allclose(losses, losses_ref, rtol=1e-5)
-    for a, b in zip(p, p_ref):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_epoch_flags_the_first_nonfinite_step(base_fns):
-  opt, step, epoch = base_fns
-  params, _, _ = small_problem()
-  xs, ys = jnp.asarray(TRAIN[0]), jnp.asarray(TRAIN[1])
-  perm = jnp.arange(N)
-  bad = 2 * B + 3                                      # a window of step 3
-  _, _, losses, finite = epoch(params, opt.init(params), xs.at[bad].set(jnp.inf), ys, perm)
-  np.testing.assert_array_equal(np.asarray(finite)[:3], [True, True, False])
-  p_ref, s_ref, losses_ref = params, opt.init(params), []
-  for i in range(2):
-    p_ref, s_ref, loss, _ = step(p_ref, s_ref, xs[i * B:(i + 1) * B], ys[i * B:(i + 1) * B])
-    losses_ref.append(loss)
-  np.testing.assert_allclose(np.asarray(losses)[:2], losses_ref, rtol=1e-5)
+from train_helpers import (B, BASE, D, H, K, N, TRAIN, VAL, assert_trees_equal, evaluate,
+                           make_data, read_metrics, strip_time)
 
 
 # --------------------------------------------------------------------------- fit
@@ -396,12 +197,6 @@ def test_resume_refuses_a_missing_or_different_run(reference_run, tmp_path):
   (tmp_path / checkpoint.FILENAME).write_bytes(b"\x93garbage")
   with pytest.raises(InputError, match=str(tmp_path / checkpoint.FILENAME)):
     train.fit(BASE, TRAIN, VAL, out_dir=tmp_path, resume=True, progress=False)
-
-
-def test_batch_larger_than_the_data_uses_all_windows():
-  assert train.effective_batch_size(64, 50) == 50
-  assert train.effective_batch_size(64, 50, n_devices=4) == 48
-  assert train.effective_batch_size(16, 50, n_devices=4) == 16
 
 
 # --------------------------------------------------------------------------- fit_many
