@@ -270,7 +270,7 @@ def fit(cfg: TrainConfig, train: tuple, val: tuple, *, out_dir: str | os.PathLik
   With ``out_dir``: the directory is created and proven writable (a probe file) before any
   training, else InputError; ``metrics.jsonl`` gets one JSON line per epoch (epoch,
   train_loss, val_loss, the evaluate() values, elapsed_s) and ``checkpoint.msgpack``
-  (rnn_jax.checkpoint) is rewritten atomically after every epoch. A fresh run overwrites both;
+  (rnn_jax.train.checkpoint) is rewritten atomically after every epoch. A fresh run overwrites both;
   refusing to overwrite a previous run is the caller's decision. ``resume=True`` continues
   from the checkpoint, bit-identically on CPU; the settings must match except ``epochs`` and
   ``devices``. ``cfg.seeds`` is ignored here (see fit_many).

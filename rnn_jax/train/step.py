@@ -79,7 +79,7 @@ def make_epoch_fn(optimizer: optax.GradientTransformation | TrainConfig, batch_s
   it is traced and compiled once. ``finite[s]`` is the step's flag: from the first False on, the
   returned parameters are not to be used (fit then keeps the state from before the epoch; a
   per-step select to freeze them would cost a pass over parameters and optimizer state every
-  step, which shows at small batches). ``mesh`` (rnn_jax.parallel.data_mesh) shards every
+  step, which shows at small batches). ``mesh`` (train.parallel.data_mesh) shards every
   batch over its devices. ``jax.vmap`` it over (params, opt_state, perm) to train many models.
   """
   optimizer, method, unroll, remat = _step_args(optimizer, method, unroll, remat)
