@@ -1,11 +1,18 @@
-"""Training checkpoints: one msgpack file (``flax.serialization``), written atomically.
+"""Training checkpoints: one msgpack file (``flax.serialization``), checksummed, written atomically.
 
-A checkpoint is a flat dict serialised with ``flax.serialization.msgpack_serialize`` after
+On disk a checkpoint is a msgpack map of three entries: ``format`` ("rnn_jax.checkpoint/2"),
+``payload`` (the bytes of the state, below) and ``sha256`` (the SHA-256 of ``payload``, hex).
+``load`` recomputes the digest before it decodes anything, so a changed byte anywhere in the
+state (any array of the parameters, the optimizer state, the data order, the history) is
+refused with one line naming the file instead of loading silently; a checkpoint of the older
+format "rnn_jax.checkpoint/1", which carries no checksum, is refused saying so.
+
+The state is a flat dict serialised with ``flax.serialization.msgpack_serialize`` after
 ``to_state_dict`` (NamedTuples such as ``RNNParams`` and optax states become dicts keyed by
 field name or position; arrays are stored as raw bytes with shape and dtype, so float32 and
 float64 values come back bit for bit). rnn_jax.train writes, every epoch:
 
-    format          "rnn_jax.checkpoint/1"
+    format          "rnn_jax.checkpoint/2"
     config          JSON text of the TrainConfig (every setting)
     n_models        0 for train.fit (no model axis), S for train.fit_many (leading axis S)
     data            JSON text: shape, dtype and SHA-256 of the train and validation arrays
@@ -21,12 +28,13 @@ float64 values come back bit for bit). rnn_jax.train writes, every epoch:
     history         JSON text: per model, the list of per-epoch metric dicts
     elapsed_s       training seconds so far
 
-(S = 1 for train.fit.) The file is written with rnn_jax.fileio.write_bytes (temporary file,
+(S = 1 for train.fit.) The file is written with rnn_jax.common.fileio.write_bytes (temporary file,
 fsync, rename), so a process killed at any moment leaves the previous checkpoint loadable.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -39,7 +47,8 @@ from rnn_jax.common import fileio
 from rnn_jax.common.errors import InputError
 from rnn_jax.core.model import RNNParams
 
-FORMAT = "rnn_jax.checkpoint/1"
+FORMAT = "rnn_jax.checkpoint/2"
+UNCHECKED_FORMATS = ("rnn_jax.checkpoint/1",)   # older formats, without a checksum: refused
 FILENAME = "checkpoint.msgpack"
 
 
@@ -57,15 +66,25 @@ def to_host(tree: Any) -> Any:
 def save(path: str | os.PathLike, state: dict) -> None:
   """Writes ``state`` (a dict of pytrees, numbers and strings) atomically to ``path``."""
   state = {"format": FORMAT, **state}
-  tree = to_host(serialization.to_state_dict(state))
-  fileio.write_bytes(path, serialization.msgpack_serialize(tree))
+  payload = serialization.msgpack_serialize(to_host(serialization.to_state_dict(state)))
+  envelope = {"format": FORMAT, "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}
+  fileio.write_bytes(path, serialization.msgpack_serialize(envelope))
+
+
+def _restore_bytes(path: Path, data: bytes):
+  try:
+    return serialization.msgpack_restore(data)
+  except Exception as err:  # msgpack raises several types for damaged input
+    raise InputError(f"{path}: not a readable checkpoint (truncated or damaged: "
+                     f"{type(err).__name__})") from None
 
 
 def load(path: str | os.PathLike) -> dict:
   """The raw state dict of a checkpoint (numpy arrays, numbers, strings, nested dicts).
 
   Raises InputError naming the file when it is missing, a directory, empty, truncated,
-  garbage or not an rnn_jax checkpoint.
+  garbage, not an rnn_jax checkpoint, of the older format without a checksum, or when its
+  contents do not match their checksum.
   """
   path = Path(path)
   if not path.exists():
@@ -78,11 +97,21 @@ def load(path: str | os.PathLike) -> dict:
     raise InputError(f"{path}: cannot read checkpoint ({err.strerror})") from None
   if not data:
     raise InputError(f"{path}: empty file, expected an rnn_jax checkpoint")
-  try:
-    state = serialization.msgpack_restore(data)
-  except Exception as err:  # msgpack raises several types for damaged input
-    raise InputError(f"{path}: not a readable checkpoint (truncated or damaged: "
-                     f"{type(err).__name__})") from None
+  envelope = _restore_bytes(path, data)
+  fmt = envelope.get("format") if isinstance(envelope, dict) else None
+  if fmt in UNCHECKED_FORMATS:
+    raise InputError(f"{path}: checkpoint format {fmt!r} has no checksum and is no longer "
+                     f"loaded (expected {FORMAT!r}); train again to write a checked one")
+  if fmt != FORMAT:
+    raise InputError(f"{path}: not an rnn_jax checkpoint (expected format {FORMAT!r})")
+  payload, digest = envelope.get("payload"), envelope.get("sha256")
+  if (not isinstance(payload, bytes) or not isinstance(digest, str)
+      or set(envelope) != {"format", "sha256", "payload"}):
+    raise InputError(f"{path}: damaged checkpoint (expected a payload and its sha256)")
+  if hashlib.sha256(payload).hexdigest() != digest:
+    raise InputError(f"{path}: damaged checkpoint: its contents do not match their SHA-256 "
+                     "checksum")
+  state = _restore_bytes(path, payload)
   if not isinstance(state, dict) or state.get("format") != FORMAT:
     raise InputError(f"{path}: not an rnn_jax checkpoint (expected format {FORMAT!r})")
   return state

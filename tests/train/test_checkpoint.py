@@ -152,3 +152,51 @@ def test_check_writable_failures_leave_nothing_behind(tmp_path, monkeypatch):
   with pytest.raises(InputError, match="No space left"):
     checkpoint.check_writable(existing)
   assert existing.is_dir() and list(existing.iterdir()) == []   # kept (not ours), probe gone
+
+
+def _payload_span(data: bytes) -> tuple[int, int]:
+  """Where the state's bytes sit inside a saved checkpoint file."""
+  payload = serialization.msgpack_restore(data)["payload"]
+  start = data.index(payload)
+  return start, start + len(payload)
+
+
+def test_every_flipped_byte_of_the_state_is_refused_naming_the_file(tmp_path):
+  """A flipped bit anywhere in the stored state (weights, optimizer state, data order, the
+  history) fails the checksum: before checksums, a flip inside an array loaded silently."""
+  good = tmp_path / "good.msgpack"
+  checkpoint.save(good, state_for(params_like("float32")))
+  data = good.read_bytes()
+  start, stop = _payload_span(data)
+  bad = tmp_path / "bad.msgpack"
+  for i in range(start, stop):
+    flipped = bytearray(data)
+    flipped[i] ^= 0x01
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(InputError) as err:
+      checkpoint.load(bad)
+    msg = str(err.value)
+    assert msg.startswith(str(bad)) and "\n" not in msg, i
+
+
+def test_a_flip_inside_a_stored_weight_is_refused_by_load_params(tmp_path):
+  path = tmp_path / checkpoint.FILENAME
+  params = params_like("float32", 3)
+  checkpoint.save(path, {"params": params, "best_params": params})
+  data = bytearray(path.read_bytes())
+  weight = np.asarray(params.U).tobytes()
+  at = bytes(data).index(weight) + len(weight) // 2           # the middle of U's raw bytes
+  data[at] ^= 0x80
+  path.write_bytes(bytes(data))
+  with pytest.raises(InputError, match="do not match their SHA-256 checksum"):
+    checkpoint.load_params(path)
+
+
+def test_an_older_checkpoint_without_a_checksum_is_refused_saying_so(tmp_path):
+  path = tmp_path / checkpoint.FILENAME
+  state = {"format": "rnn_jax.checkpoint/1", "epoch": 1,
+           "params": serialization.to_state_dict(params_like("float32"))}
+  path.write_bytes(serialization.msgpack_serialize(state))
+  with pytest.raises(InputError, match="has no checksum") as err:
+    checkpoint.load(path)
+  assert str(path) in str(err.value)
