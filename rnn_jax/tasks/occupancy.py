@@ -6,14 +6,16 @@ Library code under experiments/train_occupancy.py and experiments/forecast.py. A
     config.json         every setting (data source, windows, training), the data file's SHA-256,
                         the fitted capacity and tertiles, the library versions
     metrics.jsonl       one JSON line per epoch (and per model with --seeds N)
-    checkpoint.msgpack  rnn_jax.checkpoint: the latest and the best parameters, optimizer state,
-                        data order: everything --resume needs
-    results.json        the evaluation (rnn_jax.evaluate.report), written last
+    checkpoint.msgpack  rnn_jax.train.checkpoint: the latest and the best parameters, optimizer
+                        state, data order: everything --resume needs
+    results.json        the evaluation (rnn_jax.evaluation.report), written last
     *.png               learning curves, forecast against actual over a test week, MAE by
                         horizon, ||dL/dh_t|| against t
 
-Every file is written atomically (rnn_jax.fileio). Bad input is found before the directory is
-created, so a run refused for bad input leaves nothing behind.
+Every file is written atomically (rnn_jax.common.fileio). Bad input is found before the
+directory is created, so a run refused for bad input leaves nothing behind; whether ``--out``
+may be used (``check_out``) and reading config.json back (``read_config``) are
+rnn_jax.tasks.rundir's rules for a run made in place.
 """
 from __future__ import annotations
 
@@ -28,14 +30,13 @@ import numpy as np
 
 from rnn_jax import data, evaluation, train
 from rnn_jax.common import fileio, plots
-from rnn_jax.common.versions import versions
-from rnn_jax.core import bptt, model
-from rnn_jax.train import checkpoint, parallel
-from rnn_jax.data import Dataset, WindowSpec
 from rnn_jax.common.errors import InputError
-from rnn_jax.train import TrainConfig
+from rnn_jax.core import bptt, model
+from rnn_jax.data import Dataset, WindowSpec
+from rnn_jax.tasks import rundir
+from rnn_jax.train import TrainConfig, checkpoint, parallel
 
-CONFIG = "config.json"
+CONFIG = rundir.CONFIG
 RESULTS = "results.json"
 RUN_FILES = (CONFIG, train.METRICS, checkpoint.FILENAME, RESULTS, "learning_curves.png",
              "forecast_test_week.png", "mae_by_horizon.png", "grad_norms.png")
@@ -91,67 +92,25 @@ def initialize_distributed(coordinator: str, num_processes: int | None,
 
 # --------------------------------------------------------------------------- the run directory
 
-def _is_leftover(name: str) -> bool:
-  """A temporary file of rnn_jax.fileio (``.<run file>.<random>.tmp``) left by a killed write,
-  or the probe of checkpoint.check_writable."""
-  return name == ".rnn_jax_write_probe" or (
-      name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in RUN_FILES))
-
-
-def _existing_run_files(out: Path) -> list[str]:
-  return sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-
-
 def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
-  """Decides whether ``--out`` may be used, without creating anything."""
-  out = Path(out)
-  if resume and overwrite:
-    raise InputError("--resume and --overwrite: expected at most one of them")
-  if out.exists() and not out.is_dir():
-    raise InputError(f"--out {out}: exists and is not a directory")
-  existing = _existing_run_files(out)
-  if resume:
-    if not (out / checkpoint.FILENAME).is_file() or not (out / CONFIG).is_file():
-      raise InputError(f"--out {out}: --resume needs a run there ({CONFIG} and "
-                       f"{checkpoint.FILENAME}); found {existing or 'nothing'}")
-  elif existing and not overwrite:
-    raise InputError(f"--out {out}: a run already exists there ({', '.join(existing[:4])}"
-                     f"{', ...' if len(existing) > 4 else ''}); pass --overwrite to replace it "
-                     "or --resume to continue it")
-  elif existing and overwrite:
-    unknown = [name for name in existing if name not in RUN_FILES and not _is_leftover(name)]
-    if unknown:
-      raise InputError(f"--out {out}: --overwrite only replaces rnn_jax runs, but the "
-                       f"directory also holds {', '.join(unknown[:4])}")
-  return out
+  """Decides whether ``--out`` may be used, without creating anything (rundir.check_out)."""
+  return rundir.check_out(out, resume=resume, overwrite=overwrite, run_files=RUN_FILES,
+                          resume_needs=(CONFIG, checkpoint.FILENAME))
 
 
-def _clear_run(out: Path) -> None:
-  for path in out.iterdir():
-    if path.name in RUN_FILES or _is_leftover(path.name):
-      path.unlink()
+def _parse_config(cfg: dict) -> dict:
+  source = DataSource(**cfg["source"])
+  spec = WindowSpec(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in cfg["windows"].items()})
+  train_cfg = TrainConfig.from_dict(cfg["train"])
+  capacity = float(cfg["data"]["capacity"])
+  return {"source": source, "windows": spec, "train": train_cfg, "capacity": capacity,
+          "raw": cfg}
 
 
 def read_config(run: str | os.PathLike) -> dict:
   """config.json of a run directory, checked; InputError naming the file otherwise."""
-  path = Path(run) / CONFIG
-  if not Path(run).is_dir():
-    raise InputError(f"--run {run}: no such run directory")
-  if not path.is_file():
-    raise InputError(f"--run {run}: no {CONFIG} (not a run directory, or the run was never "
-                     "started)")
-  try:
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    source = DataSource(**cfg["source"])
-    spec = WindowSpec(**{k: tuple(v) if isinstance(v, list) else v
-                         for k, v in cfg["windows"].items()})
-    train_cfg = TrainConfig.from_dict(cfg["train"])
-    capacity = float(cfg["data"]["capacity"])
-  except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-    raise InputError(f"{path}: not a readable rnn_jax run config ({type(err).__name__}: "
-                     f"{err})") from None
-  return {"source": source, "windows": spec, "train": train_cfg, "capacity": capacity,
-          "raw": cfg}
+  return rundir.read_config(run, _parse_config)
 
 
 # --------------------------------------------------------------------------- training
@@ -255,12 +214,12 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
                      "run's")
   checkpoint.check_writable(out)
   if overwrite:
-    _clear_run(out)
+    rundir.clear_run(out, RUN_FILES)
   config = {"source": dataclasses.asdict(source), "windows": spec.to_dict(),
-            "train": cfg.to_dict(), "data": dataset.summary(), "versions": versions()}
+            "train": cfg.to_dict(), "data": dataset.summary()}   # + versions (rundir)
   writer = jax.process_index() == 0  # multi-host: only process 0 writes the run directory
   if writer and not resume:
-    fileio.write_json(out / CONFIG, config)
+    rundir.write_config(out, config)
 
   fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
   train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
