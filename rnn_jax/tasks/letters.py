@@ -1,21 +1,9 @@
 """The notes' letters experiment: the one-hidden-layer tanh network trained by plain SGD.
 
-Data, preprocessing and the training loop around ``rnn_jax.mlp`` (the network, its loss and
-the notes' hand gradients); nothing here knows about command lines or output directories.
-
-Data
-  * ``read_letters(path)``: the UCI Letter Recognition file (Frey and Slate 1991,
-    https://archive.ics.uci.edu/dataset/59/letter+recognition): 20,000 rows of a capital letter
-    and 16 integer features 0..15. The original file has no header; a copy with a header line
-    (``Letter,1,...,16``, as ``../shared/data/letter_recognition.csv``) is read as well.
-  * ``default_dataset()``: what runs when no file is given. scikit-learn ships the UCI optical
-    digits test set (``sklearn.datasets.load_digits``: 1,797 handwritten digits, 8x8 pixels of
-    counts 0..16, 10 classes) inside the package, so it is real data with no download. The
-    network is the same; only d (64 instead of 16) and K (10 instead of 26) follow the data.
-
-Preprocessing (``prepare``): a seeded random split into train / validation / test (80/10/10,
-which is 16,000 / 2,000 / 2,000 on the UCI file), features standardised with the training
-split's mean and standard deviation only, targets one-hot (the notes' K sigmoid outputs).
+The training loop around ``rnn_jax.core.mlp`` (the network, its loss and the notes' hand
+gradients) on the data of ``rnn_jax.data.letters`` (reading, split, standardisation, one-hot),
+whose names used here are re-exported (``letters.read_letters``, ``letters.prepare``, ...);
+nothing here knows about command lines or output directories (rnn_jax.tasks.letters_run).
 
 Training (``train``): the notes' loop, "V <- V - eps grad_V, W <- W - eps grad_W", one sample at
 a time by default (``batch_size=1``). One epoch is one jitted ``lax.scan`` over the minibatches
@@ -25,221 +13,30 @@ the same numbers. ``grad="hand"`` uses ``mlp.loss_and_grads`` (the notes' equati
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
-import io
 import math
-import os
-from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from rnn_jax.core import mlp
 from rnn_jax.common.errors import InputError
+from rnn_jax.core import mlp
 from rnn_jax.core.model import bce_from_logits
+from rnn_jax.data.letters import (DEFAULT_FRACTIONS, LETTERS, NUM_FEATURES, Splits,
+                                  default_dataset, one_hot, prepare, read_letters, split_sizes,
+                                  standardize)
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-NUM_FEATURES = 16          # UCI letter-recognition: 16 integer attributes per row
+__all__ = [   # the data names are rnn_jax.data.letters', re-exported for letters.X
+    "DEFAULT_FRACTIONS", "GRADS", "LETTERS", "NUM_FEATURES", "LettersConfig", "Splits",
+    "TrainResult", "default_dataset", "evaluate", "make_epoch", "one_hot", "prepare",
+    "read_letters", "split_sizes", "standardize", "train",
+]
+
 GRADS = ("hand", "autodiff")
-DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)   # train / val / test: 16000 / 2000 / 2000 on UCI letters
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-
-
-def _check_file(path: Path) -> bytes:
-  if not path.exists():
-    raise InputError(f"{path}: no such file (expected a letter-recognition CSV)")
-  if path.is_dir():
-    raise InputError(f"{path}: is a directory, expected a letter-recognition CSV file")
-  try:
-    return path.read_bytes()
-  except OSError as err:
-    raise InputError(f"{path}: cannot be read ({err.strerror or err})") from None
-
-
-def _decode(path: Path, data: bytes) -> str:
-  try:
-    return data.decode("utf-8-sig")
-  except UnicodeDecodeError as err:
-    start = err.start - (3 if data.startswith(b"\xef\xbb\xbf") else 0)
-    line = data[:err.start].count(b"\n") + 1
-    raise InputError(f"{path}: line {line}: not UTF-8 text (byte {max(start, 0) + 1} of the "
-                     "file); expected a CSV of a letter and 16 numbers per line") from None
-
-
-_LABEL_NAMES = ("letter", "lettr", "label", "class", "target", "y")
-
-
-def _is_number(text: str) -> bool:
-  try:
-    float(text)
-  except ValueError:
-    return False
-  return True
-
-
-def _is_header(row: list[str]) -> bool:
-  """A header names the label column (``Letter``; UCI's names file calls it ``lettr``) or has
-  a non-numeric feature name (``x-box``); a data row has one letter and numbers. Anything else
-  on the first line is read as data, so a damaged first row is reported, not skipped."""
-  first = row[0].strip()
-  if first.lower() in _LABEL_NAMES:
-    return True
-  return (len(first) > 1 and first.replace("_", "").isalpha()
-          and not all(_is_number(field) for field in row[1:]))
-
-
-def read_letters(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-  """Reads a UCI letter-recognition CSV.
-
-  Returns ``X`` float32 ``[N, 16]`` (the 16 features as given) and ``y`` int32 ``[N]`` with
-  ``A -> 0 ... Z -> 25``. A header on the first non-blank line (``Letter,1,...,16`` or UCI's
-  attribute names ``lettr,x-box,...``) is skipped; blank lines are skipped. Every problem
-  raises ``InputError`` with one line naming the file and the line: a missing file, a
-  directory, an empty file, a header only, bytes that are not UTF-8, a row without exactly 17
-  fields, a label that is not one capital letter A-Z, a feature that is not a finite number.
-  """
-  path = Path(path)
-  text = _decode(path, _check_file(path))
-  reader = csv.reader(io.StringIO(text, newline=""))
-  labels: list[int] = []
-  rows: list[list[float]] = []
-  header_seen = False
-  expected = NUM_FEATURES + 1
-  try:
-    for row in reader:
-      line = reader.line_num
-      if not row or all(not field.strip() for field in row):
-        continue
-      if not rows and not header_seen and _is_header(row):
-        header_seen = True
-        if len(row) != expected:
-          raise InputError(f"{path}: line {line}: header has {len(row)} fields, expected "
-                           f"{expected} (a letter column and {NUM_FEATURES} features)")
-        continue
-      if len(row) != expected:
-        raise InputError(f"{path}: line {line}: {len(row)} fields, expected {expected} "
-                         f"(a letter A-Z and {NUM_FEATURES} numbers)")
-      letter = row[0].strip()
-      if len(letter) != 1 or letter not in LETTERS:
-        raise InputError(f"{path}: line {line}, column 1: label {letter[:20]!r} is not a capital "
-                         "letter A-Z")
-      values = []
-      for column, field in enumerate(row[1:], start=2):
-        try:
-          value = float(field)
-        except ValueError:
-          value = math.nan
-          bad = True
-        else:
-          bad = not math.isfinite(value)
-        if bad:
-          raise InputError(f"{path}: line {line}, column {column}: feature {field.strip()[:20]!r} "
-                           "is not a finite number")
-        values.append(value)
-      labels.append(LETTERS.index(letter))
-      rows.append(values)
-  except csv.Error as err:
-    raise InputError(f"{path}: line {reader.line_num}: not a readable CSV ({err})") from None
-  if not rows:
-    if header_seen:
-      raise InputError(f"{path}: header only, no data rows (expected lines of a letter A-Z and "
-                       f"{NUM_FEATURES} numbers)")
-    raise InputError(f"{path}: empty file (expected lines of a letter A-Z and {NUM_FEATURES} "
-                     "numbers)")
-  return np.asarray(rows, np.float32), np.asarray(labels, np.int32)
-
-
-def default_dataset() -> tuple[np.ndarray, np.ndarray]:
-  """The built-in default: scikit-learn's bundled digits, ``X`` float32 ``[1797, 64]``, ``y`` int32.
-
-  ``sklearn.datasets.load_digits``: the test part of the UCI "Optical Recognition of
-  Handwritten Digits" data, 8x8 images of pixel counts 0..16, classes 0..9. It ships inside
-  scikit-learn, so a fresh machine trains the notes' network on real data without a download.
-  """
-  from sklearn.datasets import load_digits   # imported here: only the default run needs it
-  digits = load_digits()
-  return digits.data.astype(np.float32), digits.target.astype(np.int32)
-
-
-# --------------------------------------------------------------------------------------------
-# Preprocessing
-
-
-class Splits(NamedTuple):
-  """Standardised features and one-hot targets per split; statistics from the training split."""
-  x_train: np.ndarray   # [n_train, d]
-  y_train: np.ndarray   # [n_train, K] one-hot
-  x_val: np.ndarray     # [n_val, d]
-  y_val: np.ndarray     # [n_val, K]
-  x_test: np.ndarray    # [n_test, d]
-  y_test: np.ndarray    # [n_test, K]
-  mean: np.ndarray      # [d] training-split mean
-  std: np.ndarray       # [d] training-split standard deviation (1 where a feature is constant)
-
-
-def split_sizes(n: int, fractions=DEFAULT_FRACTIONS) -> tuple[int, int, int]:
-  """Rows in train / val / test for ``n`` rows: val and test rounded, train takes the rest.
-
-  Raises InputError when a split would be empty.
-  """
-  if len(fractions) != 3 or any(not (f > 0) for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
-    raise ValueError(f"fractions: expected three positive numbers summing to 1, got {fractions}")
-  n_val = int(round(n * fractions[1]))
-  n_test = int(round(n * fractions[2]))
-  n_train = n - n_val - n_test
-  if min(n_train, n_val, n_test) < 1:
-    need = math.ceil(1 / min(fractions))
-    raise InputError(f"{n} rows give an empty split (train/val/test {n_train}/{n_val}/{n_test} "
-                     f"at fractions {'/'.join(f'{f:g}' for f in fractions)}); need at least "
-                     f"about {need} rows")
-  return n_train, n_val, n_test
-
-
-def standardize(x_train, *others):
-  """``(x - mean) / std`` with the training rows' mean and std; returns (scaled..., mean, std)."""
-  x_train = np.asarray(x_train, np.float64)
-  mean = x_train.mean(axis=0)
-  std = x_train.std(axis=0)
-  std = np.where(std > 0, std, 1.0)
-  scaled = [(np.asarray(x, np.float64) - mean) / std for x in (x_train, *others)]
-  return (*scaled, mean, std)
-
-
-def one_hot(y, num_classes: int) -> np.ndarray:
-  """Integer labels ``[N]`` to one-hot rows ``[N, K]`` (float32)."""
-  y = np.asarray(y)
-  if y.size and (y.min() < 0 or y.max() >= num_classes):
-    raise ValueError(f"labels: expected integers in 0..{num_classes - 1}, got {y.min()}..{y.max()}")
-  return np.eye(num_classes, dtype=np.float32)[y]
-
-
-def prepare(X, y, *, num_classes: int | None = None, seed: int = 0,
-            fractions=DEFAULT_FRACTIONS) -> Splits:
-  """Seeded split, standardisation by training statistics, one-hot targets.
-
-  ``X [N, d]``, ``y [N]`` integers. The split is ``numpy.random.default_rng(seed)``'s
-  permutation; ``num_classes`` defaults to ``max(y) + 1``.
-  """
-  X = np.asarray(X)
-  y = np.asarray(y)
-  if X.ndim != 2 or y.shape != (X.shape[0],):
-    raise ValueError(f"X, y: expected shapes [N, d] and [N], got {list(X.shape)} and "
-                     f"{list(y.shape)}")
-  n_train, n_val, _ = split_sizes(len(X), fractions)
-  K = int(y.max()) + 1 if num_classes is None else int(num_classes)
-  order = np.random.default_rng(seed).permutation(len(X))
-  tr, va, te = order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
-  x_tr, x_va, x_te, mean, std = standardize(X[tr], X[va], X[te])
-  return Splits(x_tr, one_hot(y[tr], K), x_va, one_hot(y[va], K), x_te, one_hot(y[te], K),
-                mean, std)
 
 
 # --------------------------------------------------------------------------------------------
