@@ -6,12 +6,12 @@ and records (``_records``), choose the columns (``_choose_columns``), take the c
 the earliest problem, check readings against the capacity, convert to UTC and sort.
 
 The campus gym file (``../shared/data/campus_gym.csv``, Kaggle "Crowdedness at the Campus Gym")
-and what the data modules do about its quirks (numbers from the file, checked by
-tests/data/test_gym_data.py):
+and what the data modules do about its quirks (every number here is asserted by
+tests/data/test_gym_data.py on the file):
 
 * 62,184 rows, 2015-08-14 17:00 to 2017-03-18 19:22 local time, a reading about every 10
-  minutes (median step 602 s; the clock drifts by 1-3 s per reading, so now and then a 10-minute
-  bin is empty and is interpolated). ``number_people`` is 0..145, mean 29.1.
+  minutes (median step 602 s; the clock drifts, 58% of the steps are 601-603 s, so now and then
+  a 10-minute bin is empty and is interpolated). ``number_people`` is 0..145, mean 29.1.
 * ``date`` carries UTC offsets, -07:00 (38,874 rows) and -08:00 (23,310 rows), US Pacific time.
   On fall-back nights the offset switches an hour EARLY: on 2016-11-06 the label changes from
   -07:00 to -08:00 at 01:01:48 wall-clock time, although the clock itself is turned back only
@@ -22,19 +22,26 @@ tests/data/test_gym_data.py):
   back). On 2015-11-01 the label also switches at 01:00:13, but the next reading comes 4 h 20
   min later, so the file gives no evidence of which pass through the repeated hour that one
   reading belongs to; it keeps its label (no backwards step or doubled hour results either way).
-* Spring-forward nights (2016-03-13; 2017-03-12 falls in a 42-hour outage) are labelled
-  correctly.
-* One burst of 103 readings about 30 s apart on 2015-08-25 17:10:40..18:02:46 local time (up to
-  20 in one 10-minute bin), and 58 pairs of readings seconds apart (mostly around midnight); each
-  grid bin takes the mean of the readings inside it.
-* The maximum, 145 people on Monday 2015-08-24 13:20 local (the first week of term), comes
-  within 40 minutes of readings of 134, 139, 119 and 105: a real peak, not a glitch. It lies in
-  the training split, so the fitted capacity is 145 (see ``windows.make_dataset``).
-* Outages: 375 steps longer than an hour, 6 longer than a day, the longest 25 days (2017-01-19
-  to 2017-02-13, in the winter break that the test split falls into).
+* Spring-forward nights are labelled correctly (every label is America/Los_Angeles's offset at
+  its instant); both fall in outages (2016-03-13: none from 01:00 to 05:20 local, 3 h 20 min;
+  2017-03-12: a 42-hour one).
+* One burst of 103 readings 30-33 s apart on 2015-08-25 17:10:40..18:02:46 local time (up to
+  20 in one 10-minute bin), and 58 other steps under a minute (isolated pairs, 56 of them
+  between 23:00 and 02:00 local); each grid bin takes the mean of the readings inside it.
+* The maximum, 145 people on Monday 2015-08-24 13:20 local (two days before the file's
+  ``is_during_semester`` turns 1), follows readings of 134, 139 and 119 (12:40..13:00) and is
+  followed by 105 (13:30): a real peak, not a glitch. It lies in the training split, so the
+  fitted capacity is 145 (see ``windows.make_dataset``).
+* Outages (in UTC, after the repair): 375 steps longer than an hour, 6 longer than a day, the
+  longest 25 days (2017-01-19 23:00 to 2017-02-13 23:31 local, in the winter break that the test
+  split falls into).
 * On the default grid (10 minutes, max_gap 2): 83,823 bins, of which 61,801 hold readings,
-  5,348 are interpolated (mostly single bins skipped by the drifting clock) and 16,674 are gaps.
-  Default windows (24 in, +1/+3/+6 out): 40,147 train, 11,661 val, 3,834 test.
+  5,348 are interpolated (5,106 single bins, as when the drifting clock skips one, and 121
+  pairs) and 16,674 are gaps.
+* Windows (horizons 1/3/6, splits 0.7/0.15/0.15; the features do not change the counts):
+  train / val / test 40,147 / 11,661 / 3,834 at the default window 24 (``WindowSpec()``) and
+  44,213 / 11,865 / 4,102 at window 12 (the README's runs). Validation starts 2016-09-25 11:20
+  UTC, test 2016-12-21 19:00 UTC; the grid ends 2017-03-19 02:30 UTC.
 """
 from __future__ import annotations
 
