@@ -1,7 +1,6 @@
 """Shared fixtures: float64 on demand and the location of the shared data files."""
 from __future__ import annotations
 
-import runpy
 from pathlib import Path
 
 import jax
@@ -43,13 +42,6 @@ def letters_csv() -> Path:
 
 ROBUSTNESS_DOC = REPO / "docs" / "robustness.md"
 ROBUSTNESS_STALE = "docs/robustness.md is stale: run `python experiments/robustness_report.py`"
-
-
-@pytest.fixture(scope="module")
-def report():
-  """experiments/robustness_report.py as a module (its row formatting)."""
-  return runpy.run_path(str(REPO / "experiments" / "robustness_report.py"),
-                        run_name="robustness_report")
 
 
 @pytest.fixture(scope="module")

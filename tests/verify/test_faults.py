@@ -2,24 +2,22 @@
 non-finite loss, an unwritable --out, damaged checkpoints, leftovers of a killed write; and the
 numerically extreme inputs (constant, all-zero and at-capacity windows, huge logits).
 
-Each fault is a procedure in tests/robustness_cases.py that returns observations with named
+Each fault is a procedure listed in rnn_jax.verify.faults that returns observations with named
 checks; experiments/robustness_report.py runs the same procedures for docs/robustness.md, and
 the test checks that the doc's row for each observation still describes it.
 """
 from __future__ import annotations
 
-
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from rnn_jax.verify import cases as rc
-from rnn_jax.train import checkpoint
-from rnn_jax.tasks import occupancy
 from rnn_jax.common.errors import InputError
+from rnn_jax.tasks import occupancy
+from rnn_jax.train import checkpoint
+from rnn_jax.verify import bad_inputs, faults, report
+from rnn_jax.verify.trained import shared_run
 
 from conftest import ROBUSTNESS_STALE as STALE
-
-
 
 
 def _marks(fault):
@@ -27,22 +25,22 @@ def _marks(fault):
 
 
 @pytest.mark.parametrize("fault", [pytest.param(f, marks=_marks(f), id=f.name)
-                                   for f in rc.FAULTS])
-def test_fault(fault, tmp_path, report, doc_lines):
+                                   for f in faults.FAULTS])
+def test_fault(fault, tmp_path, doc_lines):
   observations = fault.run(tmp_path)
   assert [o.id for o in observations] == list(fault.ids)
   failed = {o.id: (o.failed, o.observed) for o in observations if o.failed}
   assert not failed, failed
   for o in observations:
-    prefix = report["fault_prefix"](o)
+    prefix = report.fault_prefix(o)
     if not any(line.startswith(prefix) for line in doc_lines):
       pytest.fail(f"{STALE}; its row for {o.id} would start:\n{prefix}")
 
 
 def test_fault_ids_are_unique_and_distinct_from_bad_inputs():
-  ids = [i for f in rc.FAULTS for i in f.ids]
+  ids = [i for f in faults.FAULTS for i in f.ids]
   assert len(ids) == len(set(ids))
-  assert not set(ids) & {c.id for c in rc.BAD_INPUTS}
+  assert not set(ids) & {c.id for c in bad_inputs.BAD_INPUTS}
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,7 +49,7 @@ def test_fault_ids_are_unique_and_distinct_from_bad_inputs():
 
 @pytest.fixture(scope="module")
 def run_dir():
-  return rc.shared_run()
+  return shared_run()
 
 
 @settings(max_examples=60, deadline=None,
