@@ -5,8 +5,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import sys
 
 from rnn_jax.common import cli
@@ -19,22 +17,7 @@ def main(argv=None):
   parser.add_argument("--csv", help="CSV of readings (default: the run's own data source)")
   parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
   args = parser.parse_args(argv)
-  config = occupancy.read_config(args.run)
-  source = config["source"]
-  if args.csv is not None:
-    source = dataclasses.replace(source, csv=args.csv)
-  result = occupancy.forecast(args.run, source)
-  if args.json:
-    print(json.dumps(result, indent=2))
-    return 0
-  print(f"newest complete window ends {result['window_end_utc']} UTC "
-        f"(capacity {result['capacity']:g} people)")
-  for f in result["forecasts"]:
-    if "people" in f:
-      print(f"  +{f['horizon_minutes']:>3} min ({f['time_utc']} UTC): {f['people']:6.1f} people "
-            f"({100 * f['fraction']:.1f}% of capacity)")
-    else:
-      print(f"  +{f['horizon_minutes']:>3} min ({f['time_utc']} UTC): {f['level']}")
+  print(occupancy.forecast_text(args.run, args.csv, as_json=args.json))
   return 0
 
 

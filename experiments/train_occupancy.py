@@ -4,19 +4,17 @@
     python experiments/train_occupancy.py --csv ../shared/data/campus_gym.csv \
         --features occupancy,calendar --out runs/gym-calendar
 
-Every flag is a field of rnn_jax.experiment.DataSource, rnn_jax.data.WindowSpec or
+Every flag is a field of rnn_jax.tasks.occupancy.DataSource, rnn_jax.data.WindowSpec or
 rnn_jax.train.TrainConfig (see --help). Exit status: 0 done, 1 stopped on a non-finite loss,
 2 bad input, 130 interrupted (resume with --resume).
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from rnn_jax.common import cli
-from rnn_jax.train import checkpoint
-from rnn_jax.tasks import occupancy
 from rnn_jax.data import WindowSpec
+from rnn_jax.tasks import occupancy
 from rnn_jax.train import TrainConfig
 
 # The experiment's defaults where they differ from the library's: a run of about a minute.
@@ -43,26 +41,10 @@ def parse(argv):
 
 def main(argv=None):
   args, source, spec, cfg = parse(argv)
-  if args.coordinator is not None:
-    occupancy.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-  try:
-    result = occupancy.run(source, spec, cfg, args.out, resume=args.resume,
-                            overwrite=args.overwrite, progress=not args.no_progress,
-                            make_plots=not args.no_plots)
-  except KeyboardInterrupt:   # outside the epochs (train.fit handles Ctrl-C within them)
-    ckpt = Path(args.out) / checkpoint.FILENAME
-    if ckpt.is_file():
-      print(f"Interrupted; the checkpoint {ckpt} is kept. Run the same command with --resume "
-            "to continue from there.", file=sys.stderr)
-    else:
-      print("Interrupted before the first checkpoint; nothing was saved.", file=sys.stderr)
-    return 130
-  if result["status"] == "interrupted":
-    return 130
-  if result["status"] == "nonfinite":
-    return 1
-  print(f"run saved in {args.out}")
-  return 0
+  return occupancy.main(source, spec, cfg, args.out, resume=args.resume,
+                        overwrite=args.overwrite, progress=not args.no_progress,
+                        make_plots=not args.no_plots, coordinator=args.coordinator,
+                        num_processes=args.num_processes, process_id=args.process_id)
 
 
 if __name__ == "__main__":

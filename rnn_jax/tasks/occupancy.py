@@ -1,7 +1,8 @@
 """The occupancy experiment end to end: data in, a trained RNN, evaluation, a run directory.
 
-Library code under experiments/train_occupancy.py and experiments/forecast.py. A run directory
-(``--out``) holds:
+Library code under experiments/train_occupancy.py (``main``, over ``run``) and
+experiments/forecast.py (``forecast_text``, over ``forecast``). A run directory (``--out``)
+holds:
 
     config.json         every setting (data source, windows, training), the data file's SHA-256,
                         the fitted capacity and tertiles, the library versions
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +259,36 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
   return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
 
 
+EXIT_STATUS = {"done": 0, "nonfinite": 1, "interrupted": 130}   # of experiments/train_occupancy.py
+
+
+def main(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
+         resume: bool = False, overwrite: bool = False, progress: bool = True,
+         make_plots: bool = True, coordinator: str | None = None,
+         num_processes: int | None = None, process_id: int | None = None) -> int:
+  """experiments/train_occupancy.py once its flags are read: ``run``, then its exit status.
+
+  ``coordinator``: first ``initialize_distributed`` (multi-host). A Ctrl-C outside the epochs
+  (train.fit handles it within them) says whether the checkpoint is kept, and gives 130.
+  """
+  if coordinator is not None:
+    initialize_distributed(coordinator, num_processes, process_id)
+  try:
+    result = run(source, spec, cfg, out, resume=resume, overwrite=overwrite, progress=progress,
+                 make_plots=make_plots)
+  except KeyboardInterrupt:
+    ckpt = Path(out) / checkpoint.FILENAME
+    if ckpt.is_file():
+      print(f"Interrupted; the checkpoint {ckpt} is kept. Run the same command with --resume "
+            "to continue from there.", file=sys.stderr)
+    else:
+      print("Interrupted before the first checkpoint; nothing was saved.", file=sys.stderr)
+    return EXIT_STATUS["interrupted"]
+  if result["status"] == "done":
+    print(f"run saved in {out}")
+  return EXIT_STATUS[result["status"]]
+
+
 # --------------------------------------------------------------------------- forecasting
 
 def load_run(run_dir: str | os.PathLike) -> tuple[dict, model.RNNParams]:
@@ -309,3 +341,24 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
                          "level": data.LEVELS[int(np.argmax(z))],
                          "scores": {name: float(z[i]) for i, name in enumerate(data.LEVELS)}}]
   return out
+
+
+def forecast_text(run_dir: str | os.PathLike, csv: str | None = None, *,
+                  as_json: bool = False) -> str:
+  """What experiments/forecast.py prints: ``forecast`` on ``csv`` (None: the run's own data
+  source) as one line per horizon, or as JSON."""
+  source = read_config(run_dir)["source"]
+  if csv is not None:
+    source = dataclasses.replace(source, csv=csv)
+  result = forecast(run_dir, source)
+  if as_json:
+    return json.dumps(result, indent=2)
+  lines = [f"newest complete window ends {result['window_end_utc']} UTC "
+           f"(capacity {result['capacity']:g} people)"]
+  for f in result["forecasts"]:
+    if "people" in f:
+      lines.append(f"  +{f['horizon_minutes']:>3} min ({f['time_utc']} UTC): "
+                   f"{f['people']:6.1f} people ({100 * f['fraction']:.1f}% of capacity)")
+    else:
+      lines.append(f"  +{f['horizon_minutes']:>3} min ({f['time_utc']} UTC): {f['level']}")
+  return "\n".join(lines)

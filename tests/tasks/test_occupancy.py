@@ -1,4 +1,5 @@
-"""The occupancy experiment end to end: scripts, run directory, results.json, forecasting."""
+"""The occupancy experiment end to end (rnn_jax.tasks.occupancy): scripts, run directory,
+results.json, forecasting."""
 from __future__ import annotations
 
 import json
