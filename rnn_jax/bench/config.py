@@ -14,39 +14,38 @@ import optax
 from rnn_jax import train
 from rnn_jax.common import cli
 from rnn_jax.common.errors import InputError
+from rnn_jax.core import gradients
 
 VARIANTS = ("autodiff", "autodiff_unroll", "bptt", "fused", "vmap16", "flax", "torch",
             "forward")
 MODELS = 16  # models trained at once by the vmap16 variant
 
 
-def _field(default, help_text: str, **meta):
-  return dataclasses.field(default=default, metadata={"help": help_text, **meta})
 
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
   """Every benchmark setting; field ``name`` is the flag ``--name`` (rnn_jax.cli)."""
-  batch_sizes: tuple[int, ...] = _field((1, 32, 256, 1024, 4096), "batch sizes B")
-  seq_lens: tuple[int, ...] = _field((24,), "window lengths T (the notes: 24)")
-  hidden_sizes: tuple[int, ...] = _field((200,), "hidden units H (the notes: 200)")
-  variants: tuple[str, ...] = _field(VARIANTS, "variants to run, from " + ",".join(VARIANTS))
-  seconds: float = _field(1.5, "timed seconds per cell, split over the repeats")
-  repeats: int = _field(5, "timed repetitions per cell; the median is reported")
-  input_size: int = _field(1, "inputs per step D")
-  output_size: int = _field(3, "outputs K")
-  optimizer: str = _field("adam", "optimizer, as in training: adam | sgd")
-  lr: float = _field(1e-3, "learning rate")
-  clip: float = _field(1.0, "clip gradients to this global norm (training's default); 0 = off")
-  grad: str = _field("autodiff", "gradient of the fused and vmap16 variants: autodiff | bptt")
-  fuse_steps: int = _field(64, "most optimizer steps in one fused call")
-  fuse_windows: int = _field(4096, "fused calls take ceil(this / B) steps, within [2, fuse-steps]")
-  vmap_max_batch: int = _field(256, "run vmap16 only for B up to this (16 models x B per step)")
-  remat_seq_lens: tuple[int, ...] = _field((24, 384, 1536), "T values of --remat-memory")
-  remat_batch: int = _field(32, "batch size of --remat-memory")
-  seed: int = _field(0, "seed of parameters and data")
-  devices_sweep: bool = _field(False, "training throughput against device count", cli=False)
-  remat_memory: bool = _field(False, "peak memory with and without jax.checkpoint", cli=False)
+  batch_sizes: tuple[int, ...] = cli.option((1, 32, 256, 1024, 4096), "batch sizes B")
+  seq_lens: tuple[int, ...] = cli.option((24,), "window lengths T (the notes: 24)")
+  hidden_sizes: tuple[int, ...] = cli.option((200,), "hidden units H (the notes: 200)")
+  variants: tuple[str, ...] = cli.option(VARIANTS, "variants to run, from " + ",".join(VARIANTS))
+  seconds: float = cli.option(1.5, "timed seconds per cell, split over the repeats")
+  repeats: int = cli.option(5, "timed repetitions per cell; the median is reported")
+  input_size: int = cli.option(1, "inputs per step D")
+  output_size: int = cli.option(3, "outputs K")
+  optimizer: str = cli.option("adam", "optimizer, as in training: adam | sgd")
+  lr: float = cli.option(1e-3, "learning rate")
+  clip: float = cli.option(1.0, "clip gradients to this global norm (training's default); 0 = off")
+  grad: str = cli.option("autodiff", "gradient of the fused and vmap16 variants: autodiff | hand")
+  fuse_steps: int = cli.option(64, "most optimizer steps in one fused call")
+  fuse_windows: int = cli.option(4096, "fused calls take ceil(this / B) steps, within [2, fuse-steps]")
+  vmap_max_batch: int = cli.option(256, "run vmap16 only for B up to this (16 models x B per step)")
+  remat_seq_lens: tuple[int, ...] = cli.option((24, 384, 1536), "T values of --remat-memory")
+  remat_batch: int = cli.option(32, "batch size of --remat-memory")
+  seed: int = cli.option(0, "seed of parameters and data")
+  devices_sweep: bool = cli.option(False, "training throughput against device count", cli=False)
+  remat_memory: bool = cli.option(False, "peak memory with and without jax.checkpoint", cli=False)
 
   def __post_init__(self):
     for name in ("batch_sizes", "seq_lens", "hidden_sizes", "remat_seq_lens"):
@@ -62,8 +61,8 @@ class BenchConfig:
                        f"got {self.optimizer!r}")
     _check_positive(self, "lr")
     _check_positive(self, "clip", allow_zero=True)
-    if self.grad not in ("autodiff", "bptt"):
-      raise InputError(f"--grad: expected autodiff or bptt, got {self.grad!r}")
+    if self.grad not in gradients.METHODS + tuple(gradients.ALIASES):
+      raise InputError(f"--grad: expected autodiff or hand, got {self.grad!r}")
     for name in ("devices_sweep", "remat_memory"):
       if not isinstance(getattr(self, name), bool):
         raise InputError(f"--{name.replace('_', '-')}: expected true or false")

@@ -1,12 +1,17 @@
 """What every script in experiments/ shares: one-line errors with exit status 2, and flags
-derived mechanically from a frozen config dataclass (each field's comment is its help)."""
+derived mechanically from a frozen config dataclass.
+
+Every config field is declared with ``option(default, help)``: field ``name`` becomes the flag
+``--name`` (``_`` -> ``-``) with that help. Flag vocabulary, the same in every script: one value
+takes the singular (``--window``, ``--hidden-size``, ``--batch-size``), a sweep the plural of the
+same stem (``--windows``, ``--hidden-sizes``, ``--batch-sizes``); a boolean is a plain on/off
+pair (``--remat`` / ``--no-remat``); ``--grad`` is ``autodiff`` or ``hand``.
+"""
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import math
-import re
 import sys
 import types
 import typing
@@ -36,8 +41,22 @@ def main(run: Callable[[list[str] | None], int | None], argv: list[str] | None =
     return 2
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+  """The command-line flag of config field ``name``: ``batch_size`` -> ``--batch-size``."""
   return "--" + name.replace("_", "-")
+
+
+_flag = flag
+
+
+def option(default, help: str, **metadata):  # noqa: A002  (``help`` as argparse calls it)
+  """A config dataclass field whose flag help is ``help`` (the one place flag help comes from).
+
+  ``metadata`` passes on, e.g. ``cli=False`` for a field that has no flag of its own.
+  """
+  if isinstance(default, (list, dict, set)):
+    raise TypeError("option: use a tuple for a sequence default")
+  return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
 def _base_type(tp):
@@ -72,39 +91,32 @@ def _parse_scalar(flag: str, kind, text: str):
   return value
 
 
-def _field_comments(cls) -> dict[str, str]:
-  """``{field: comment}`` from lines ``name: type = default  # comment`` of the class source."""
-  try:
-    source = inspect.getsource(cls)
-  except (OSError, TypeError):
-    return {}
-  found = {}
-  for line in source.splitlines():
-    m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
-    if m:
-      found[m.group(1)] = m.group(2).strip()
-  return found
-
-
 def add_config_flags(parser: argparse.ArgumentParser, cls,
                      defaults: dict[str, Any] | None = None) -> None:
   """One flag per field of the dataclass ``cls``: ``field_name`` -> ``--field-name``.
 
-  Help comes from ``field.metadata["help"]`` or else the field's trailing comment in the class
-  source; tuples are comma-separated; ``None`` is "none". Values are parsed strictly
-  (InputError naming the flag) when ``config_from_args`` runs. ``defaults`` overrides the
-  dataclass defaults for this script (shown in --help and used when the flag is absent).
+  Help comes from ``field.metadata["help"]`` (declare fields with ``option``); tuples are
+  comma-separated; ``None`` is "none"; a bool field is the pair ``--name`` / ``--no-name``.
+  Values are parsed strictly (InputError naming the flag) when ``config_from_args`` runs.
+  ``defaults`` overrides the dataclass defaults for this script (shown in --help and used when
+  the flag is absent).
   """
   defaults = defaults or {}
   hints = typing.get_type_hints(cls)
-  comments = _field_comments(cls)
   for field in dataclasses.fields(cls):
     if field.metadata.get("cli") is False:
       continue
+    if "help" not in field.metadata:
+      raise TypeError(f"{cls.__name__}.{field.name}: declare it with cli.option(default, help)")
     kind, is_tuple, _ = _base_type(hints[field.name])
     default = defaults.get(field.name, field.default)
     shown = ",".join(map(str, default)) if is_tuple and default is not None else default
-    help_text = field.metadata.get("help", comments.get(field.name, "")).replace("%", "%%")
+    help_text = field.metadata["help"].replace("%", "%%")
+    if kind is bool and not is_tuple:
+      parser.add_argument(_flag(field.name), dest=field.name, default=defaults.get(field.name),
+                          action=argparse.BooleanOptionalAction,
+                          help=f"{help_text} (default: {'on' if default else 'off'})")
+      continue
     parser.add_argument(_flag(field.name), dest=field.name, default=(
         str(defaults[field.name]) if field.name in defaults else None), metavar=(
         "A,B,..." if is_tuple else kind.__name__.upper()),
@@ -118,6 +130,9 @@ def config_from_args(cls, args: argparse.Namespace, **overrides: Any):
   for field in dataclasses.fields(cls):
     text = getattr(args, field.name, None)
     if text is None:
+      continue
+    if isinstance(text, bool):                        # an on/off flag, parsed by argparse
+      values[field.name] = text
       continue
     flag = _flag(field.name)
     kind, is_tuple, optional = _base_type(hints[field.name])

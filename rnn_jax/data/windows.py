@@ -19,6 +19,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from rnn_jax.common import cli
 from rnn_jax.common.errors import InputError
 from rnn_jax.data.checks import check_capacity, check_int, check_step
 from rnn_jax.data.grid import N_CALENDAR, Grid, to_grid
@@ -30,30 +31,27 @@ SPLITS = ("train", "val", "test")
 LEVELS = ("low", "medium", "high")
 
 
-def _meta(help_text: str):
-  return {"help": help_text}
-
 
 @dataclasses.dataclass(frozen=True)
 class WindowSpec:
   """How readings become windows and targets. Fields map one to one onto script flags."""
-  window: int = dataclasses.field(default=24, metadata=_meta(
-      "input steps per window T (24 x 10 min = 4 hours, the notes' x in R^24)"))
-  horizons: tuple[int, ...] = dataclasses.field(default=(1, 3, 6), metadata=_meta(
-      "steps ahead to predict, one sigmoid output each (1,3,6 = +10, +30, +60 min)"))
-  features: tuple[str, ...] = dataclasses.field(default=("occupancy",), metadata=_meta(
+  window: int = cli.option(24,
+      "input steps per window T (24 x 10 min = 4 hours, the notes' x in R^24)")
+  horizons: tuple[int, ...] = cli.option((1, 3, 6),
+      "steps ahead to predict, one sigmoid output each (1,3,6 = +10, +30, +60 min)")
+  features: tuple[str, ...] = cli.option(("occupancy",),
       "inputs per step: occupancy (reading / capacity) and optionally calendar (sin/cos of "
-      "local time of day and of week)"))
-  task: str = dataclasses.field(default="horizons", metadata=_meta(
-      "horizons: occupancy fraction at each horizon; levels: low/medium/high at level_horizon"))
-  level_horizon: int | None = dataclasses.field(default=None, metadata=_meta(
-      "for task levels: steps ahead (none = the last of horizons)"))
-  splits: tuple[float, ...] = dataclasses.field(default=(0.7, 0.15, 0.15), metadata=_meta(
-      "chronological train,val,test fractions of the grid"))
-  step_minutes: int = dataclasses.field(default=10, metadata=_meta(
-      "grid step in minutes (a divisor of 1440)"))
-  max_gap: int = dataclasses.field(default=2, metadata=_meta(
-      "longest run of empty bins that is interpolated; longer runs are gaps"))
+      "local time of day and of week)")
+  task: str = cli.option("horizons",
+      "horizons: occupancy fraction at each horizon; levels: low/medium/high at level_horizon")
+  level_horizon: int | None = cli.option(None,
+      "for task levels: steps ahead (none = the last of horizons)")
+  splits: tuple[float, ...] = cli.option((0.7, 0.15, 0.15),
+      "chronological train,val,test fractions of the grid")
+  step_minutes: int = cli.option(10,
+      "grid step in minutes (a divisor of 1440)")
+  max_gap: int = cli.option(2,
+      "longest run of empty bins that is interpolated; longer runs are gaps")
 
   def __post_init__(self):
     set_ = lambda name, value: object.__setattr__(self, name, value)

@@ -23,8 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from rnn_jax.common import cli
 from rnn_jax.common.errors import InputError
-from rnn_jax.core import mlp
+from rnn_jax.core import gradients, mlp
 from rnn_jax.core.model import bce_from_logits
 from rnn_jax.data.letters import (DEFAULT_FRACTIONS, LETTERS, NUM_FEATURES, Splits,
                                   default_dataset, one_hot, prepare, read_letters, split_sizes,
@@ -36,7 +37,7 @@ __all__ = [   # the data names are rnn_jax.data.letters', re-exported for letter
     "read_letters", "split_sizes", "standardize", "train",
 ]
 
-GRADS = ("hand", "autodiff")
+GRADS = gradients.METHODS   # "autodiff" | "hand", the vocabulary of rnn_jax.loss_and_grad
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,12 +129,13 @@ class LettersConfig:
   Defaults: 40 epochs of one-sample SGD at lr 0.01 reach about 96-97% test accuracy on the UCI
   letters (16,000 training rows) in well under a minute on a 2-core CPU.
   """
-  hidden: int = 200         # H, tanh hidden units (the notes use 200)
-  lr: float = 0.01          # SGD step size epsilon (a finite positive number)
-  epochs: int = 40          # passes over the training split
-  batch_size: int = 1       # samples per SGD step; 1 = the notes' one sample at a time
-  grad: str = "hand"        # "hand" (the notes' equations, mlp.loss_and_grads) | "autodiff"
-  seed: int = 0             # seeds the split, the initial weights and the shuffling
+  hidden: int = cli.option(200, "H, tanh hidden units (the notes use 200)")
+  lr: float = cli.option(0.01, "SGD step size epsilon (a finite positive number)")
+  epochs: int = cli.option(40, "passes over the training split")
+  batch_size: int = cli.option(1, "samples per SGD step; 1 = the notes' one sample at a time")
+  grad: str = cli.option(
+      "hand", '"hand" (the notes\' equations, mlp.loss_and_grads) | "autodiff" (jax.grad)')
+  seed: int = cli.option(0, "seeds the split, the initial weights and the shuffling")
 
   def validate(self) -> "LettersConfig":
     """Raises InputError naming the flag of the first nonsensical value; returns self."""

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from rnn_jax import data, evaluation, train
-from rnn_jax.common import fileio, plots
+from rnn_jax.common import cli, fileio, plots
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import bptt, model
 from rnn_jax.data import Dataset, WindowSpec
@@ -44,28 +44,25 @@ RUN_FILES = (CONFIG, train.METRICS, checkpoint.FILENAME, RESULTS, "learning_curv
              "forecast_test_week.png", "mae_by_horizon.png", "grad_norms.png")
 
 
-def _meta(help_text: str):
-  return {"help": help_text}
-
 
 @dataclasses.dataclass(frozen=True)
 class DataSource:
   """Where the readings come from. Fields map one to one onto script flags."""
-  csv: str | None = dataclasses.field(default=None, metadata=_meta(
-      "CSV of readings; none = the built-in synthetic gym (rnn_jax.data.synthetic_readings)"))
-  time_column: str | None = dataclasses.field(default=None, metadata=_meta(
-      "timestamp column (the campus gym format is recognised by itself)"))
-  value_column: str | None = dataclasses.field(default=None, metadata=_meta(
-      "column with the number of people"))
-  capacity: float | None = dataclasses.field(default=None, metadata=_meta(
-      "capacity in people (none: the capacity column, or fitted on the training split)"))
-  capacity_column: str | None = dataclasses.field(default=None, metadata=_meta(
-      "column with the capacity (its largest value is used)"))
-  timezone: str | None = dataclasses.field(default=None, metadata=_meta(
+  csv: str | None = cli.option(None,
+      "CSV of readings; none = the built-in synthetic gym (rnn_jax.data.synthetic_readings)")
+  time_column: str | None = cli.option(None,
+      "timestamp column (the campus gym format is recognised by itself)")
+  value_column: str | None = cli.option(None,
+      "column with the number of people")
+  capacity: float | None = cli.option(None,
+      "capacity in people (none: the capacity column, or fitted on the training split)")
+  capacity_column: str | None = cli.option(None,
+      "column with the capacity (its largest value is used)")
+  timezone: str | None = cli.option(None,
       "IANA time zone of naive timestamps and of the calendar features (default: the file's "
-      "UTC offsets)"))
-  synthetic_seed: int = dataclasses.field(default=0, metadata=_meta(
-      "seed of the built-in synthetic series (used when no --csv is given)"))
+      "UTC offsets)")
+  synthetic_seed: int = cli.option(0,
+      "seed of the built-in synthetic series (used when no --csv is given)")
 
   def load(self) -> data.Readings:
     if self.csv is None:

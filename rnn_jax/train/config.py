@@ -8,6 +8,7 @@ import math
 import numpy as np
 import optax
 
+from rnn_jax.common import cli
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import gradients
 from rnn_jax.core.model import INIT_SCHEMES
@@ -20,26 +21,34 @@ class TrainConfig:
 
   Saved as JSON beside every run (checkpoint ``config``) and compared on ``--resume``.
   """
-  hidden: int = 200              # H, hidden units (the notes use 200)
-  init: str = "normal"           # "normal" (N(0, 1/fan_in)) | "irnn" (U = I; Le et al. 2015)
-  optimizer: str = "adam"        # "sgd" (the notes' plain SGD) | "adam"
-  lr: float = 1e-3               # learning rate (a finite positive number)
-  clip: float = 1.0              # clip gradients to this global norm (Pascanu et al. 2013); 0 = off
-  batch_size: int = 64           # windows per step; the last partial batch of an epoch is dropped
-  epochs: int = 50               # maximum passes over the training set
-  patience: int = 10             # stop after this many epochs without a better val loss; 0 = never
-  grad: str = "autodiff"         # "autodiff" (jax.grad through the scan) | "bptt" (the hand BPTT)
-  unroll: int = 1                # lax.scan unroll factor (autodiff only)
-  remat: bool = False            # jax.checkpoint every step in the backward pass (autodiff only)
-  seed: int = 0                  # model i of fit_many uses seed + i (init and data order)
-  seeds: int = 1                 # models trained at once in one vmapped program (fit_many)
-  devices: int | None = None     # None or 0: all devices; n: the first n; data-parallel when > 1
+  hidden: int = cli.option(200, "H, hidden units (the notes use 200)")
+  init: str = cli.option("normal", '"normal" (N(0, 1/fan_in)) | "irnn" (U = I; Le et al. 2015)')
+  optimizer: str = cli.option("adam", '"sgd" (the notes\' plain SGD) | "adam"')
+  lr: float = cli.option(1e-3, "learning rate (a finite positive number)")
+  clip: float = cli.option(
+      1.0, "clip gradients to this global norm (Pascanu et al. 2013); 0 = off")
+  batch_size: int = cli.option(
+      64, "windows per step; the last partial batch of an epoch is dropped")
+  epochs: int = cli.option(50, "maximum passes over the training set")
+  patience: int = cli.option(
+      10, "stop after this many epochs without a better val loss; 0 = never")
+  grad: str = cli.option(
+      "autodiff", '"autodiff" (jax.grad through the scan) | "hand" (the hand BPTT)')
+  unroll: int = cli.option(1, "lax.scan unroll factor (autodiff only)")
+  remat: bool = cli.option(
+      False, "rematerialise the backward pass in chunks of sqrt(T) steps (jax.checkpoint; "
+      "autodiff only)")
+  seed: int = cli.option(0, "model i of fit_many uses seed + i (init and data order)")
+  seeds: int = cli.option(1, "models trained at once in one vmapped program (fit_many)")
+  devices: int | None = cli.option(
+      None, "None or 0: all devices; n: the first n; data-parallel when > 1")
 
   def __post_init__(self):
     for f in dataclasses.fields(self):            # numpy scalars -> Python (JSON-serialisable)
       v = getattr(self, f.name)
       if isinstance(v, np.generic):
         object.__setattr__(self, f.name, v.item())
+    object.__setattr__(self, "grad", gradients.ALIASES.get(self.grad, self.grad))
 
   def validate(self) -> "TrainConfig":
     """Raises InputError naming the flag of the first nonsensical value; returns self."""

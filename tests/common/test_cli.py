@@ -11,11 +11,11 @@ from rnn_jax.common.errors import InputError
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  window: int = 24                      # steps per window
-  lr: float = 1e-3                      # learning rate
-  horizons: tuple[int, ...] = (1, 3, 6)  # steps ahead
-  name: str | None = None               # optional name
-  remat: bool = False                   # rematerialise
+  window: int = cli.option(24, "steps per window")
+  lr: float = cli.option(1e-3, "learning rate")
+  horizons: tuple[int, ...] = cli.option((1, 3, 6), "steps ahead")
+  name: str | None = cli.option(None, "optional name")
+  remat: bool = cli.option(False, "rematerialise")
 
 
 def parse(argv, defaults=None):
@@ -27,7 +27,8 @@ def parse(argv, defaults=None):
 def test_defaults_and_values():
   assert parse([]) == Config()
   assert parse(["--window", "12", "--lr", "0.5", "--horizons", "2,4", "--name", "x",
-                "--remat", "true"]) == Config(12, 0.5, (2, 4), "x", True)
+                "--remat"]) == Config(12, 0.5, (2, 4), "x", True)
+  assert parse(["--remat", "--no-remat"]).remat is False
   assert parse(["--name", "none"]).name is None
 
 
@@ -39,14 +40,28 @@ def test_script_defaults_override_dataclass_defaults():
 @pytest.mark.parametrize("argv, flag", [
     (["--window", "2.5"], "--window"), (["--lr", "fast"], "--lr"), (["--lr", "nan"], "--lr"),
     (["--horizons", "1,,3"], "--horizons"), (["--horizons", "a"], "--horizons"),
-    (["--remat", "maybe"], "--remat"), (["--bogus", "1"], "--bogus")])
+    (["--remat=yes"], "--remat"), (["--remat", "true"], "true"), (["--bogus", "1"], "--bogus")])
 def test_bad_flags_name_the_flag(argv, flag):
   with pytest.raises(InputError, match=flag) as err:
     parse(argv)
   assert "\n" not in str(err.value)
 
 
-def test_help_shows_comment_and_default(capsys):
+def test_booleans_are_on_off_flags_and_script_defaults_apply():
+  assert parse([], {"remat": True}).remat is True
+  assert parse(["--no-remat"], {"remat": True}).remat is False
+
+
+def test_a_field_without_help_is_refused():
+  @dataclasses.dataclass(frozen=True)
+  class Bare:
+    window: int = 24                    # a comment is not help: help comes from cli.option
+
+  with pytest.raises(TypeError, match="Bare.window"):
+    cli.add_config_flags(cli.ArgumentParser(prog="prog"), Bare)
+
+
+def test_help_shows_option_help_and_default(capsys):
   parser = cli.ArgumentParser(prog="prog")
   cli.add_config_flags(parser, Config, {"window": 6})
   parser.print_help()

@@ -93,7 +93,7 @@ def test_training_separates_blobs_and_is_deterministic():
     (dict(lr=float("nan")), "--lr: expected a finite positive number"),
     (dict(lr=-0.1), "--lr: expected a finite positive number"),
     (dict(lr="0.1"), "--lr: expected a finite positive number"),
-    (dict(grad="numeric"), "--grad: expected one of hand, autodiff"),
+    (dict(grad="numeric"), "--grad: expected one of autodiff, hand"),
     (dict(batch_size=1000), "--batch-size: 1000 is larger than the 240 training rows"),
     (dict(lr=1e38), r"--lr 1e\+38: training diverged at epoch 1, step \d+ \(non-finite loss\)"),
 ])

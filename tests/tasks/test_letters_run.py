@@ -88,7 +88,7 @@ BAD_ARGS = {
     "epochs_zero": (["--epochs", "0"], "--epochs: expected a positive integer"),
     "epochs_fraction": (["--epochs", "1.5"], "--epochs: expected an integer, got '1.5'"),
     "seed_negative": (["--seed", "-1"], "--seed: expected an integer >= 0"),
-    "grad_unknown": (["--grad", "numeric"], "--grad: expected one of hand, autodiff"),
+    "grad_unknown": (["--grad", "numeric"], "--grad: expected one of autodiff, hand"),
     "unknown_flag": (["--learning-rate", "1"], "unrecognized arguments"),
     "csv_missing": (["--csv", "{tmp}/nope.csv"], "nope.csv: no such file"),
     "csv_directory": (["--csv", "{tmp}"], "is a directory"),
