@@ -90,9 +90,9 @@ def kink_guard(params: RNNParams, xs, eps: float, *, directions=None, radius: fl
   """Checks that central differences of step ``eps`` cannot cross ReLU's kink.
 
   Give either ``directions`` (RNNParams with a leading axis [n]: the moves ``+-eps v`` the
-  check will make) or ``radius`` (any move whose entries are all at most ``radius`` in size,
-  as ``jax.test_util.check_grads``' standard-normal tangents are, with radius ~ 6; builds the
-  full Jacobian, so small nets only). The point passes when every pre-activation satisfies
+  check will make; for ``jax.test_util.check_grads``, its own tangent, ``check_grads_tangents``)
+  or ``radius`` (any move whose entries are all at most ``radius`` in size; builds the full
+  Jacobian, so small nets only). The point passes when every pre-activation satisfies
   ``|A| > safety * eps * |dA/ds|`` (a first-order bound on how far it moves over the segment;
   ``safety`` covers the higher orders) and, for explicit directions, the ReLU pattern is
   identical at both ends of every segment. Computed in the dtype of ``params``: pass float64
@@ -110,6 +110,20 @@ def kink_guard(params: RNNParams, xs, eps: float, *, directions=None, radius: fl
   worst, agree = float(worst), bool(agree)
   return Guard(ok=worst > safety and agree, min_abs_A=float(min_A), worst_ratio=worst,
                patterns_agree=agree)
+
+
+def check_grads_tangents(args):
+  """The tangent ``jax.test_util.check_grads(f, args, order=1)`` draws for ``args``, one
+  per leaf: standard normal from ``np.random.RandomState(0)``, leaves in tree order, in each
+  leaf's dtype (jax's ``public_test_util.rand_like``). Its "fwd" and "rev" checks each draw
+  this same tangent and take their finite difference along it, so guarding exactly it
+  (``kink_guard(..., directions=)`` with a leading axis of 1) guards every central difference
+  check_grads takes, whatever its size (no bound like ``radius`` needed); tests/core/
+  test_bptt.py checks that check_grads does use this draw.
+  """
+  rng = np.random.RandomState(0)
+  return jax.tree.map(lambda x: np.asarray(rng.randn(*np.shape(x)), dtype=np.asarray(x).dtype),
+                      args)
 
 
 def guarded_step(params: RNNParams, xs, directions, eps: float = FD_EPS,

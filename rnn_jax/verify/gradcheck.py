@@ -14,7 +14,10 @@ Two witnesses for each parameter of the notes' RNN (rnn_jax.core.bptt) and lette
   float64 witness, i.e. its own rounding error.
 
 Errors are reported as ``abs = max |hand - ref|`` and ``rel = abs / max |ref|`` per parameter
-(``rel = abs`` when the reference is all zero, as for ``grad_U`` when T = 1 and h_0 = 0).
+(``rel = abs`` when the reference is all zero, as for ``grad_U`` when T = 1 and h_0 = 0), and,
+for the BPTT's per-step quantities, the same per time step (``step_errors``: the early steps of
+a long window are ~1e-15 of the late ones, invisible per parameter). ``hand_steps`` reads the
+hand BPTT's own per-step ``dL/dA_t`` off its outputs (tests/core/test_bptt_per_step.py).
 
 Here: the error measures, the tolerances, ``check_rnn`` / ``check_mlp`` and their table. The
 finite differences and ReLU's kink guard live in rnn_jax.verify.fd, the random problems in
@@ -36,14 +39,21 @@ from rnn_jax.verify.fd import (FD_EPS, FD_MIN_EPS, Guard, central_differences, d
                                guarded_step, pick_guarded, probe_directions, same_relu_pattern)
 from rnn_jax.verify.problems import mlp_problem, rnn_problem, to_dtype
 # Not used here: reached as gradcheck.<name> by tests/core/test_bptt.py, experiments/gradcheck.py.
-from rnn_jax.verify.fd import GUARD_SAFETY, NoGuardedPoint, kink_guard, preactivations  # noqa: F401
+from rnn_jax.verify.fd import (GUARD_SAFETY, NoGuardedPoint, check_grads_tangents,  # noqa: F401
+                               kink_guard, preactivations)
 
 DTYPES = ("float32", "float64")
 
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
-  """Largest relative error allowed for a hand gradient in one dtype."""
+  """Largest relative error allowed for a hand gradient in one dtype (``TOLERANCES``).
+
+  One row per dtype, the same on every backend, because float32 is always checked in IEEE
+  float32: under ``jax.default_matmul_precision("highest")`` (``full_float32_matmuls``), which
+  check_rnn, check_mlp and the float32 tests enter. JAX's default float32 matmul on a GPU is
+  TF32 and on a TPU bf16 passes (relative errors ~1e-3); these bars are not for those.
+  """
   autodiff: float  # against jax.grad in the same dtype
   fd: float        # against float64 central differences
 
@@ -60,6 +70,16 @@ class Tolerance:
 #   dot products; with unit roundoff u = 2^-24 ~ 6e-8 a random-walk estimate of the relative
 #   error is u * sqrt(T * B * H) = 6e-8 * sqrt(100 * 64 * 200) ~ 7e-5 at the largest test size,
 #   hence 1e-4 (measured: <= 6e-7, for the hand BPTT and for autodiff in float32 alike).
+#   That is IEEE float32 arithmetic, which is what every backend computes under
+#   jax.default_matmul_precision("highest") (FLOAT32_MATMUL_PRECISION): check_rnn and check_mlp
+#   and every float32 test run under it (full_float32_matmuls), on every backend, so there is one
+#   float32 row, not one per backend. At JAX's default precision a GPU runs float32 matmuls in
+#   TF32 (u = 2^-11 ~ 5e-4) and a TPU in bf16 passes (u = 2^-8 per pass): errors of ~1e-3 that
+#   no float32 bar here is meant to pass.
+# float64 rows hold per parameter and, in tests/core/test_bptt_per_step.py, per time step
+#   (step_errors): each step of dL/dA_t, ||dL/dh_t|| and its contributions within 1e-10 of its
+#   own size.
+FLOAT32_MATMUL_PRECISION = "highest"
 TOLERANCES = {
     "float64": Tolerance(autodiff=1e-10, fd=1e-6),
     "float32": Tolerance(autodiff=1e-4, fd=1e-4),
@@ -74,6 +94,45 @@ def errors(x, ref) -> tuple[float, float]:
   abs_err = float(np.max(np.abs(x - ref), initial=0.0))
   scale = float(np.max(np.abs(ref), initial=0.0))
   return abs_err, (abs_err / scale if scale > 0 else abs_err)
+
+
+def step_errors(x, ref, axis: int = 1) -> np.ndarray:
+  """The relative error of ``errors`` at every index along ``axis`` (the time axis: 1 for
+  ``[B, T, ...]``, 0 for ``[T, ...]``), each step against its own ``max |ref|``; ``[T]``.
+
+  A per-parameter relative error is set by the largest terms, i.e. the last steps: with the
+  normal init at T = 100, ||dL/dh_1|| / ||dL/dh_T|| is ~1e-15, so a BPTT wrong in its early steps
+  passes any per-parameter bar. Held to the same tolerance step by step, it does not.
+  """
+  x = np.moveaxis(np.asarray(x, np.float64), axis, 0)
+  ref = np.moveaxis(np.asarray(ref, np.float64), axis, 0)
+  if x.shape != ref.shape:
+    raise ValueError(f"step_errors: shapes differ, {list(x.shape)} vs {list(ref.shape)}")
+  return np.array([errors(a, r)[1] for a, r in zip(x, ref)])
+
+
+def augment(params, xs):
+  """``(params', xs')``: the same network with H more inputs, all zero, input D + k feeding unit
+  k with weight 1 (``V' = [V, I]``, ``xs' = [xs, 0]``); nothing in the forward pass changes."""
+  H = params.U.shape[0]
+  V = jnp.concatenate([params.V, jnp.eye(H, dtype=params.V.dtype)], axis=1)
+  xs = jnp.concatenate([xs, jnp.zeros(xs.shape[:2] + (H,), xs.dtype)], axis=-1)
+  return params._replace(V=V), xs
+
+
+def hand_steps(params, xs, ys, h0=None, *, anchor: bool = False):
+  """``(result, delta [B,T,H])``: rnn_jax.core.bptt.backward and its own ``delta_t = dL/dA_t``.
+
+  The hand BPTT keeps its per-step deltas inside its reverse scan; on the ``augment``-ed network
+  its input gradient is ``dL/dx'_t = delta_t [V, I]``, whose last H columns are exactly
+  ``delta_t`` (a product with the identity). ``result`` is the hand BPTT's output for the
+  original network (the extra columns of ``grads.V`` and ``dxs`` dropped). jit-compatible.
+  """
+  D = xs.shape[-1]
+  p_aug, xs_aug = augment(params, xs)
+  r = bptt.backward(p_aug, xs_aug, ys, h0, anchor=anchor)
+  result = r._replace(grads=r.grads._replace(V=r.grads.V[:, :D]), dxs=r.dxs[..., :D])
+  return result, r.dxs[..., D:]
 
 
 def tree_errors(x, ref) -> dict[str, tuple[float, float]]:
@@ -154,13 +213,19 @@ _mlp_autodiff = jax.jit(jax.grad(mlp.loss))
 
 
 
+def full_float32_matmuls():
+  """``jax.default_matmul_precision("highest")``: float32 matmuls in full float32, which the
+  float32 tolerances assume (see TOLERANCES). Tests that hold float32 to them run inside it."""
+  return jax.default_matmul_precision(FLOAT32_MATMUL_PRECISION)
+
+
 def _ieee_matmuls(fn):
-  """Runs ``fn`` with float32 matmuls in full float32 (``precision="highest"``): on GPUs JAX's
-  default float32 matmul is TF32 (10-bit mantissa, u ~ 5e-4), which is not the float32 the
-  tolerances are written for. No effect on CPU or on float64."""
+  """Runs ``fn`` inside ``full_float32_matmuls``: on GPUs JAX's default float32 matmul is TF32
+  (10-bit mantissa, u ~ 5e-4), on TPUs bf16 passes; neither is the float32 the tolerances are
+  written for. No effect on CPU or on float64."""
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):
-    with jax.default_matmul_precision("highest"):
+    with full_float32_matmuls():
       return fn(*args, **kwargs)
   return wrapped
 
