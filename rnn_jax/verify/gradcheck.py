@@ -120,8 +120,9 @@ def augment(params, xs):
   return params._replace(V=V), xs
 
 
-def hand_steps(params, xs, ys, h0=None, *, anchor: bool = False):
-  """``(result, delta [B,T,H])``: rnn_jax.core.bptt.backward and its own ``delta_t = dL/dA_t``.
+def hand_steps(params, xs, ys, h0=None, *, anchor: bool = False, sums: str | None = None):
+  """``(result, delta [B,T,H])``: rnn_jax.core.bptt.backward and its own ``delta_t = dL/dA_t``
+  (``anchor``, ``sums`` as there).
 
   The hand BPTT keeps its per-step deltas inside its reverse scan; on the ``augment``-ed network
   its input gradient is ``dL/dx'_t = delta_t [V, I]``, whose last H columns are exactly
@@ -130,7 +131,7 @@ def hand_steps(params, xs, ys, h0=None, *, anchor: bool = False):
   """
   D = xs.shape[-1]
   p_aug, xs_aug = augment(params, xs)
-  r = bptt.backward(p_aug, xs_aug, ys, h0, anchor=anchor)
+  r = bptt.backward(p_aug, xs_aug, ys, h0, anchor=anchor, sums=sums)
   result = r._replace(grads=r.grads._replace(V=r.grads.V[:, :D]), dxs=r.dxs[..., :D])
   return result, r.dxs[..., D:]
 

@@ -51,10 +51,11 @@ def autodiff_steps(params, xs, ys, h0, anchor=False):
   return dxs_aug[..., D:], grads._replace(V=grads.V[:, :D])
 
 
-@partial(jax.jit, static_argnames="anchor")
-def both_steps(params, xs, ys, h0, anchor=False):
+@partial(jax.jit, static_argnames=("anchor", "sums"))
+def both_steps(params, xs, ys, h0, anchor=False, sums=None):
   """One compilation for both: ``(gradcheck.hand_steps(...), autodiff_steps(...))``."""
-  return hand_steps(params, xs, ys, h0, anchor=anchor), autodiff_steps(params, xs, ys, h0, anchor)
+  return (hand_steps(params, xs, ys, h0, anchor=anchor, sums=sums),
+          autodiff_steps(params, xs, ys, h0, anchor))
 
 
 @jax.jit
@@ -100,12 +101,20 @@ def _case_id(case):
   return f"T{T}-H{H}-D{D}-K{K}-B{B}-{scheme}{'-h0' if h0 else ''}{'-anchor' if anchor else ''}"
 
 
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_every_step_matches_autodiff_and_numpy(x64, case):
+# The vanishing case both ways the hand BPTT forms its sums ("stacked": one GEMM over the
+# deltas the reverse scan stacks; "carry": accumulated in the scan's carry), the others the way
+# it picks by shape (bptt.sums_for: "stacked" at all of these), the anchored case "carry" too.
+SUMS_CASES = ([(CASES[0], "stacked"), (CASES[0], "carry")] + [(c, None) for c in CASES[1:]] +
+              [(CASES[2], "carry")])
+
+
+@pytest.mark.parametrize("case,sums", SUMS_CASES, ids=lambda c: (
+    _case_id(c) if isinstance(c, tuple) else f"sums-{c or 'by-shape'}"))
+def test_every_step_matches_autodiff_and_numpy(x64, case, sums):
   T, H, D, K, B, scheme, with_h0, anchor = case
   params, xs, ys, h0 = problem(T, H, D, K, B, scheme, seed=T + H, h0=with_h0, readings=anchor)
   ref = ref_bptt.backward(params, xs, ys, h0, anchor)
-  (result, delta), (auto_delta, auto_grads) = both_steps(params, xs, ys, h0, anchor)
+  (result, delta), (auto_delta, auto_grads) = both_steps(params, xs, ys, h0, anchor, sums)
   assert np.abs(ref.delta[:, -1]).max() > 0            # the head does reach the recurrence
 
   # dL/dA_t at every step: hand, autodiff and NumPy pairwise
@@ -153,21 +162,23 @@ def test_early_steps_are_invisible_per_parameter(x64):
   assert step_errors(late, ref.delta)[:20].min() == 1.0    # fails at every dropped step
 
 
-@jax.jit
-def _flat_vjps(params, xs, h0, cotangent):
+@partial(jax.jit, static_argnames="sums")
+def _flat_vjps(params, xs, h0, cotangent, sums):
   """Hand and autodiff VJPs of rnn_jax.hidden_states with the same per-step cotangent."""
   p_aug, xs_aug = augment(params, xs)
-  hand = bptt.hidden_states_vjp(p_aug, xs_aug, cotangent, h0)
+  hand = bptt.hidden_states_vjp(p_aug, xs_aug, cotangent, h0, sums=sums)
   auto = jax.vjp(lambda p, x: rnn_jax.hidden_states(p, x, h0), p_aug, xs_aug)[1](cotangent)
   return hand, auto
 
 
-@pytest.mark.parametrize("scheme", ["normal", "irnn"])
-def test_every_step_weighs_the_same(x64, scheme):
+@pytest.mark.parametrize("scheme,sums", [("normal", "stacked"), ("normal", "carry"),
+                                         ("irnn", None)])
+def test_every_step_weighs_the_same(x64, scheme, sums):
   """Cotangents ``c_t = r_t - (r_{t+1} * m_{t+1}) U`` (m the ReLU mask, r ~ N(0, 1)) make
   dL/dh_t = r_t at every step, so every step adds an O(1) term to grad_U, grad_V, grad_b and the
   hand's accumulation over the long reverse scan is seen at every step (a slip of 1e-7 at any
-  one step moves a sum of T = 100 such terms by ~1e-8 >> 1e-10). The reference is closed form:
+  one step moves a sum of T = 100 such terms by ~1e-8 >> 1e-10), both ways it forms the sums
+  (``sums``: one GEMM over the stacked deltas, or the scan's carry). The reference is closed form:
   ``grad_U = sum_t (r_t m_t)^T h_{t-1}`` and so on, with no recursion at all."""
   T, H, D, B = 100, 200, 1, 64
   params, xs, _, h0 = problem(T, H, D, 3, B, scheme, seed=7, h0=True)
@@ -181,7 +192,8 @@ def test_every_step_weighs_the_same(x64, scheme):
   h_prev = np.concatenate([np.asarray(h0)[:, None], hs[:, :-1]], axis=1)
   expected = {"U": ref_bptt.outer_per_step(delta, h_prev).sum(0),
               "V": ref_bptt.outer_per_step(delta, np.asarray(xs)).sum(0), "b": delta.sum((0, 1))}
-  (grads, dxs, dh0), (auto_grads, auto_dxs) = _flat_vjps(params, xs, h0, jnp.asarray(cotangent))
+  (grads, dxs, dh0), (auto_grads, auto_dxs) = _flat_vjps(params, xs, h0, jnp.asarray(cotangent),
+                                                          sums)
   for field, value in expected.items():
     for who, got in (("hand", grads), ("autodiff", auto_grads)):
       got = getattr(got, field)[:, :D] if field == "V" else getattr(got, field)
