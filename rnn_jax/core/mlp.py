@@ -88,7 +88,8 @@ def loss_and_grads(params: MLPParams, xs, ys) -> tuple[jax.Array, MLPParams]:
   """``(loss, grads)`` from the notes' matrix-form equations; no autodiff."""
   _check(params, xs, ys)
   x_aug, h, h_aug, logits = _forward(params, xs)
-  Q = (jax.nn.sigmoid(logits) - ys) / xs.shape[0]          # [B, K]
+  # Q = z - y without the cancellation of a confidently right z (as in rnn_jax.bptt)
+  Q = ((1 - ys) * jax.nn.sigmoid(logits) - ys * jax.nn.sigmoid(-logits)) / xs.shape[0]
   S = 1.0 - h * h                                           # sech^2(V x~), [B, H]
   grad_W = Q.T @ h_aug                                      # Q h~^T
   back = (Q @ params.W)[:, :-1]                             # (W^T Q) without the bias unit

@@ -4,7 +4,7 @@ No JAX anywhere in this module: it is the independent per-step witness of tests/
 test_bptt_per_step.py. With the batch on the leading axis (rnn_jax.core.bptt's docstring):
 
     A_t = h_{t-1} U^T + x_t V^T + b        h_t = relu(A_t)        l = h_T W^T + c (+ anchor)
-    L   = mean_b sum_k y softplus(-l) + (1 - y) softplus(l)      Q = (sigmoid(l) - y) / B
+    L   = mean_b sum_k y softplus(-l) + (1 - y) softplus(l)      Q = ((1-y) sigmoid(l) - y sigmoid(-l)) / B
     g_T = Q W       delta_t = g_t * [A_t > 0]       g_{t-1} = delta_t U
     dU_t = delta_t^T h_{t-1}   dV_t = delta_t^T x_t   db_t = sum_b delta_t   dx_t = delta_t V
 
@@ -102,7 +102,7 @@ def backward(params: RNNParams, xs, ys, h0=None, anchor: bool = False) -> Steps:
   hs, logits = forward(params, xs, h0, anchor)
   h0 = np.zeros((B, U.shape[0])) if h0 is None else _f64(h0)
   h_prev = np.concatenate([h0[:, None], hs[:, :-1]], axis=1)          # h_{t-1}
-  Q = (sigmoid(logits) - ys) / B
+  Q = ((1 - ys) * sigmoid(logits) - ys * sigmoid(-logits)) / B   # z - y, no cancellation
   g, delta = np.zeros_like(hs), np.zeros_like(hs)
   g_t = Q @ W
   for t in range(T - 1, -1, -1):

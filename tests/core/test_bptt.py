@@ -152,7 +152,9 @@ def _property_outputs(params, xs, ys, h0):
           jax.value_and_grad(model.loss)(params, xs, ys, h0))
 
 
-@settings(max_examples=50, deadline=1000)
+# 50 examples, derandomized so CI sees the same ones; no per-example deadline because the
+# first example of each shape compiles (seconds on 2 busy cores), which a deadline would flag
+@settings(max_examples=50, deadline=None, derandomize=True)
 @given(shape=st.sampled_from(PROPERTY_SHAPES), scheme=st.sampled_from(["normal", "irnn"]),
        targets=st.sampled_from(["soft", "onehot"]), seed=st.integers(0, 2**31 - 1),
        gain=st.floats(0.25, 4.0), bias=st.floats(-1.0, 1.0), with_h0=st.booleans())
@@ -302,14 +304,10 @@ def test_inputs_of_magnitude_1e3(x64, scheme):
   assert_close(hand, ref, TOL64, "x ~ 1e3")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rnn_jax.core.bptt forms Q = sigmoid(l) - y, a difference of nearly equal numbers when every "
-    "prediction is confidently right (l = 20, y = 1: Q = -2e-9 with 4e-8 relative error); "
-    "autodiff differentiates log_sigmoid, which keeps the digits. (1 - y) sigmoid(l) - y "
-    "sigmoid(-l) is Q without the cancellation. Found by the property test; strict, so the fix "
-    "turns this into a failure that asks for the mark to go."))
 def test_confidently_right_predictions_everywhere(x64):
-  """Every logit large and right (B = K = 1, the target 1): the whole gradient is the tiny Q."""
+  """Every logit large and right (B = K = 1, the target 1): the whole gradient is the tiny Q,
+  which bptt must form without cancellation ((1 - y) sigmoid(l) - y sigmoid(-l), not
+  sigmoid(l) - y, whose 1 - 2e-9 against 1 loses 8 digits); found by the property test."""
   params, xs, ys = draw(*HARD[:3], 1, 1, seed=5)
   params = params._replace(c=jnp.asarray([20.0]))
   ys = jnp.ones((1, 1))
@@ -528,8 +526,8 @@ def test_gradcheck_script(x64, capsys, monkeypatch):
   """check_rnn and check_mlp in both dtypes through the script: every parameter, every error
   within its tolerance, exit status 0; 1 past a tolerance; 2 for a bad argument."""
   script = _script()
-  argv = ["--T", "6", "--H", "8", "--B", "4", "--seed", "1"]
-  assert cli.main(script.run, argv + ["--D", "2"]) == 0
+  argv = ["--window", "6", "--hidden-size", "8", "--batch-size", "4", "--seed", "1"]
+  assert cli.main(script.run, argv + ["--input-size", "2"]) == 0
   out = capsys.readouterr().out
   assert "all within tolerance" in out
   lines = [line.split() for line in out.splitlines()]
@@ -545,12 +543,12 @@ def test_gradcheck_script(x64, capsys, monkeypatch):
     loss, grads = bptt.loss_and_grads(params, xs, ys)
     return loss, grads._replace(U=grads.U.T)
   monkeypatch.setattr(gradcheck, "_rnn_hand", jax.jit(transposed))
-  assert cli.main(script.run, argv + ["--D", "2"]) == 1
+  assert cli.main(script.run, argv + ["--input-size", "2"]) == 1
   out = capsys.readouterr().out
   assert "FAILED" in out
   failed = [line.split()[:3] for line in out.splitlines() if line.endswith(" NO")]
   assert failed == [["rnn", "float32", "U"], ["rnn", "float64", "U"]]
   # and 2, one line, for a bad argument
-  assert cli.main(script.run, ["--T", "0"]) == 2
+  assert cli.main(script.run, ["--window", "0"]) == 2
   err = capsys.readouterr().err
-  assert err.startswith("error: ") and "--T" in err and err.count("\n") == 1
+  assert err.startswith("error: ") and "--window" in err and err.count("\n") == 1
