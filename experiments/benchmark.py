@@ -1,5 +1,5 @@
 """Training and inference throughput of the notes' RNN against the machine's matmul peak and its
-peers (flax nn.RNN, PyTorch nn.RNN); the work is done by rnn_jax.benchmark.
+peers (flax nn.RNN, PyTorch nn.RNN); the work is done by rnn_jax.bench.
 
     python experiments/benchmark.py                                   # every variant, B=1..4096
     python experiments/benchmark.py --batch-sizes 32,256 --variants autodiff,torch --seconds 1

@@ -1,6 +1,6 @@
 """Checks the hand-written gradients of both networks against autodiff and finite differences.
 
-    python experiments/gradcheck.py [--T 24] [--H 200] [--B 32] [--seed 0]
+    python experiments/gradcheck.py [--window 24] [--hidden-size 200] [--batch-size 32]
 
 Prints, for float32 and float64, the notes' RNN (rnn_jax.bptt) and letters MLP (rnn_jax.mlp),
 each parameter's largest absolute and relative error against ``jax.grad`` and against float64
@@ -41,11 +41,13 @@ def seed_int(text: str) -> int:
 
 def parse(argv):
   p = cli.ArgumentParser(prog="gradcheck.py", description=__doc__.split("\n\n")[0])
-  p.add_argument("--T", type=positive_int, default=24, help="RNN window length (default 24)")
-  p.add_argument("--H", type=positive_int, default=200, help="hidden units, both nets (200)")
-  p.add_argument("--D", type=positive_int, default=1, help="RNN inputs per step (default 1)")
-  p.add_argument("--K", type=positive_int, default=3, help="RNN outputs (default 3)")
-  p.add_argument("--B", type=positive_int, default=32, help="batch size, both nets (32)")
+  size = lambda flag, default, what: p.add_argument(
+      flag, type=positive_int, default=default, help=f"{what} (default {default})")
+  size("--window", 24, "RNN window length T")
+  size("--hidden-size", 200, "hidden units H, both nets")
+  size("--input-size", 1, "RNN inputs per step D")
+  size("--output-size", 3, "RNN outputs K")
+  size("--batch-size", 32, "batch size B, both nets")
   p.add_argument("--seed", type=seed_int, default=0, help="random seed, >= 0 (default 0)")
   p.add_argument("--scheme", choices=("normal", "irnn"), default="normal",
                  help="RNN initialisation (default normal)")
@@ -57,15 +59,17 @@ def run(argv=None) -> int:
   jax.config.update("jax_enable_x64", True)   # float64 rows and the float64 witnesses
   start = time.perf_counter()
   reports = []
+  T, H, D, K, B = (args.window, args.hidden_size, args.input_size, args.output_size,
+                   args.batch_size)
   for dtype in gradcheck.DTYPES:
     try:
-      reports.append(gradcheck.check_rnn(dtype, T=args.T, H=args.H, D=args.D, K=args.K,
-                                         B=args.B, seed=args.seed, scheme=args.scheme))
+      reports.append(gradcheck.check_rnn(dtype, T=T, H=H, D=D, K=K, B=B, seed=args.seed,
+                                         scheme=args.scheme))
     except gradcheck.NoGuardedPoint as err:
-      raise InputError(f"{err}; try a smaller --T, --B or --H") from None
-    reports.append(gradcheck.check_mlp(dtype, H=args.H, B=args.B, seed=args.seed))
-  print(f"RNN T={args.T} H={args.H} D={args.D} K={args.K} B={args.B} scheme={args.scheme}; "
-        f"MLP d=16 H={args.H} K=26 B={args.B}; seed {args.seed}; "
+      raise InputError(f"{err}; try a smaller --window, --batch-size or --hidden-size") from None
+    reports.append(gradcheck.check_mlp(dtype, H=H, B=B, seed=args.seed))
+  print(f"RNN T={T} H={H} D={D} K={K} B={B} scheme={args.scheme}; "
+        f"MLP d=16 H={H} K=26 B={B}; seed {args.seed}; "
         "finite differences: float64, central, along unit directions")
   for r in reports:
     if r.guard is not None:

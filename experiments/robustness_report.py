@@ -1,4 +1,4 @@
-"""Writes docs/robustness.md: every bad input and fault of tests/robustness_cases.py, run now.
+"""Writes docs/robustness.md: every bad input and fault of rnn_jax.verify, run now.
 
     python experiments/robustness_report.py              # about 2 minutes on 2 idle cores
     python experiments/robustness_report.py --out FILE
@@ -8,9 +8,9 @@ in-process through its script's entry point (rnn_jax.cli.main, as the command li
 a fresh directory, and its row shows the exit status and the line the user sees on stderr;
 each fault (a SIGKILL of a real training process, a Ctrl-C, a diverging loss, an unwritable
 --out, damaged checkpoints, numerically extreme inputs) is run and its row shows what happened.
-tests/test_robustness.py and tests/test_faults.py run the same cases and fail when a row of
-docs/robustness.md no longer says what its case gives, so the doc stays true: after changing
-a message, run this script again. Exit status 0 when every case keeps its contract, 1 when
+tests/verify/test_robustness.py and tests/verify/test_faults.py run the same cases and fail
+when a row of docs/robustness.md no longer says what its case gives, so the doc stays true:
+after changing a message, run this script again. Exit status 0 when every case keeps its contract, 1 when
 some do not (their rows say FAILS, and the doc is still written).
 """
 from __future__ import annotations

@@ -27,7 +27,7 @@ MODELS = 16  # models trained at once by the vmap16 variant
 class BenchConfig:
   """Every benchmark setting; field ``name`` is the flag ``--name`` (rnn_jax.cli)."""
   batch_sizes: tuple[int, ...] = cli.option((1, 32, 256, 1024, 4096), "batch sizes B")
-  seq_lens: tuple[int, ...] = cli.option((24,), "window lengths T (the notes: 24)")
+  windows: tuple[int, ...] = cli.option((24,), "window lengths T (the notes: 24)")
   hidden_sizes: tuple[int, ...] = cli.option((200,), "hidden units H (the notes: 200)")
   variants: tuple[str, ...] = cli.option(VARIANTS, "variants to run, from " + ",".join(VARIANTS))
   seconds: float = cli.option(1.5, "timed seconds per cell, split over the repeats")
@@ -39,21 +39,22 @@ class BenchConfig:
   clip: float = cli.option(1.0, "clip gradients to this global norm (training's default); 0 = off")
   grad: str = cli.option("autodiff", "gradient of the fused and vmap16 variants: autodiff | hand")
   fuse_steps: int = cli.option(64, "most optimizer steps in one fused call")
-  fuse_windows: int = cli.option(4096, "fused calls take ceil(this / B) steps, within [2, fuse-steps]")
+  fuse_windows: int = cli.option(
+      4096, "fused calls take ceil(this / B) steps, within [2, fuse-steps]")
   vmap_max_batch: int = cli.option(256, "run vmap16 only for B up to this (16 models x B per step)")
-  remat_seq_lens: tuple[int, ...] = cli.option((24, 384, 1536), "T values of --remat-memory")
-  remat_batch: int = cli.option(32, "batch size of --remat-memory")
+  remat_windows: tuple[int, ...] = cli.option((24, 384, 1536), "T values of --remat-memory")
+  remat_batch_size: int = cli.option(32, "batch size of --remat-memory")
   seed: int = cli.option(0, "seed of parameters and data")
   devices_sweep: bool = cli.option(False, "training throughput against device count", cli=False)
   remat_memory: bool = cli.option(False, "peak memory with and without jax.checkpoint", cli=False)
 
   def __post_init__(self):
-    for name in ("batch_sizes", "seq_lens", "hidden_sizes", "remat_seq_lens"):
+    for name in ("batch_sizes", "windows", "hidden_sizes", "remat_windows"):
       _check_ints(self, name)
     _check_variants(self.variants)
     _check_positive(self, "seconds")
     for name, lo in (("repeats", 1), ("input_size", 1), ("output_size", 1), ("fuse_steps", 2),
-                     ("fuse_windows", 1), ("vmap_max_batch", 1), ("remat_batch", 1),
+                     ("fuse_windows", 1), ("vmap_max_batch", 1), ("remat_batch_size", 1),
                      ("seed", 0)):
       _check_integer(self, name, lo)
     if self.optimizer not in train.OPTIMIZERS:
@@ -148,7 +149,7 @@ def add_arguments(parser) -> None:
   parser.add_argument("--devices-sweep", action="store_true", dest="flag_devices_sweep",
                       help="also time data-parallel training against the number of devices")
   parser.add_argument("--remat-memory", action="store_true", dest="flag_remat_memory",
-                      help="also report compiled peak memory for T in --remat-seq-lens with "
+                      help="also report compiled peak memory for T in --remat-windows with "
                            "and without jax.checkpoint")
   parser.add_argument("--json", metavar="FILE", help="write every record as JSON here")
   parser.add_argument("--plot", metavar="FILE", help="write a PNG of throughput against B here")

@@ -35,7 +35,7 @@ def run_cells(cfg: BenchConfig, out=None) -> dict:
   if "torch" in cfg.variants and "torch" not in variants:
     emit("torch: not installed (pip install '.[torch]'); the torch variant is skipped", out)
   records, peaks, batched_peaks = [], [], []
-  for T in cfg.seq_lens:
+  for T in cfg.windows:
     for H in cfg.hidden_sizes:
       for B in cfg.batch_sizes:
         peak = matmul_peak(cfg, B, T, H)
@@ -81,7 +81,7 @@ def devices_sweep(cfg: BenchConfig, out=None) -> list[dict]:
          "XLA_FLAGS=--xla_force_host_platform_device_count=4 (they share the same cores)",
          out)
   rows = []
-  for T in cfg.seq_lens:
+  for T in cfg.windows:
     for H in cfg.hidden_sizes:
       for B in cfg.batch_sizes:
         for n in counts:
@@ -124,10 +124,10 @@ def _sweep_cell(cfg: BenchConfig, n: int, B: int, T: int, H: int) -> dict:
 
 def remat_memory(cfg: BenchConfig, out=None) -> list[dict]:
   """Compiled memory of the training step (``autodiff``) with and without ``jax.checkpoint``
-  for every T of ``remat_seq_lens``, from XLA's ``compiled.memory_analysis()`` (bytes)."""
-  H, B = cfg.hidden_sizes[0], cfg.remat_batch
+  for every T of ``remat_windows``, from XLA's ``compiled.memory_analysis()`` (bytes)."""
+  H, B = cfg.hidden_sizes[0], cfg.remat_batch_size
   rows = []
-  for T in cfg.remat_seq_lens:
+  for T in cfg.remat_windows:
     params, xs, ys = problem(cfg, B, T, H)
     opt_state = make_optimizer(cfg).init(params)
     for remat in (False, True):

@@ -57,6 +57,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
+from rnn_jax.common.cli import flag
 from rnn_jax.common.errors import InputError
 from rnn_jax.data.checks import check_capacity, fail
 from rnn_jax.data.timestamps import check_timezone, parse_timestamps, to_utc
@@ -270,9 +271,9 @@ def _check_arguments(path, time_column, value_column, capacity, capacity_column)
   for name, value in (("time_column", time_column), ("value_column", value_column),
                       ("capacity_column", capacity_column)):
     if value is not None and (not isinstance(value, str) or not value.strip()):
-      raise InputError(f"{name}: expected a column name, got {value!r}")
+      raise InputError(f"{flag(name)}: expected a column name, got {value!r}")
   if path is None:
-    raise InputError("csv: expected a path to a CSV file, got None")
+    raise InputError("--csv: expected a path to a CSV file, got None")
   return capacity
 
 

@@ -37,12 +37,12 @@ def check_timezone(timezone: str | None) -> str | None:
   if timezone is None:
     return None
   if not isinstance(timezone, str) or not timezone.strip():
-    raise InputError(f"timezone: expected an IANA time zone name such as Europe/Berlin, "
+    raise InputError(f"--timezone: expected an IANA time zone name such as Europe/Berlin, "
                      f"got {timezone!r}")
   try:
     zoneinfo.ZoneInfo(timezone.strip())
   except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-    raise InputError(f"timezone: {timezone!r} is not an IANA time zone name (expected e.g. "
+    raise InputError(f"--timezone: {timezone!r} is not an IANA time zone name (expected e.g. "
                      "Europe/Berlin or America/Los_Angeles)") from None
   return timezone.strip()
 

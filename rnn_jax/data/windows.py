@@ -60,34 +60,34 @@ class WindowSpec:
     if isinstance(horizons, (int, np.integer)) and not isinstance(horizons, bool):
       horizons = (horizons,)
     if isinstance(horizons, str) or not isinstance(horizons, Sequence) or not horizons:
-      raise InputError(f"horizons: expected one or more integers >= 1, got {self.horizons!r}")
+      raise InputError(f"--horizons: expected one or more integers >= 1, got {self.horizons!r}")
     horizons = tuple(check_int("horizons", h, 1) for h in horizons)
     if len(set(horizons)) != len(horizons):
-      raise InputError(f"horizons: expected distinct steps, got {self.horizons!r}")
+      raise InputError(f"--horizons: expected distinct steps, got {self.horizons!r}")
     set_("horizons", horizons)
     features = (self.features,) if isinstance(self.features, str) else tuple(self.features)
     unknown = [f for f in features if f not in FEATURES]
     if unknown or not features:
-      raise InputError(f"features: unknown name {unknown[0]!r}; expected names from "
+      raise InputError(f"--features: unknown name {unknown[0]!r}; expected names from "
                        f"{', '.join(FEATURES)}" if unknown else
                        "features: expected at least 'occupancy'")
     if "occupancy" not in features:
-      raise InputError(f"features: expected 'occupancy' among them (the notes' input), got "
+      raise InputError(f"--features: expected 'occupancy' among them (the notes' input), got "
                        f"{','.join(features)}")
     set_("features", tuple(f for f in FEATURES if f in features))
     if self.task not in TASKS:
-      raise InputError(f"task: expected one of {', '.join(TASKS)}, got {self.task!r}")
+      raise InputError(f"--task: expected one of {', '.join(TASKS)}, got {self.task!r}")
     if self.level_horizon is not None:
       set_("level_horizon", check_int("level_horizon", self.level_horizon, 1))
     splits = self.splits
     if isinstance(splits, str) or not isinstance(splits, Sequence) or len(splits) != 3:
-      raise InputError(f"splits: expected three fractions train,val,test, got {splits!r}")
+      raise InputError(f"--splits: expected three fractions train,val,test, got {splits!r}")
     try:
       splits = tuple(float(s) for s in splits)
     except (TypeError, ValueError):
-      raise InputError(f"splits: expected three numbers, got {self.splits!r}") from None
+      raise InputError(f"--splits: expected three numbers, got {self.splits!r}") from None
     if not all(math.isfinite(s) and s > 0 for s in splits) or abs(sum(splits) - 1) > 1e-6:
-      raise InputError(f"splits: expected three fractions > 0 that sum to 1, got {self.splits!r}")
+      raise InputError(f"--splits: expected three fractions > 0 that sum to 1, got {self.splits!r}")
     set_("splits", splits)
     set_("step_minutes", check_step(self.step_minutes))
     set_("max_gap", check_int("max_gap", self.max_gap, 0))

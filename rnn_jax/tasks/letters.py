@@ -129,7 +129,7 @@ class LettersConfig:
   Defaults: 40 epochs of one-sample SGD at lr 0.01 reach about 96-97% test accuracy on the UCI
   letters (16,000 training rows) in well under a minute on a 2-core CPU.
   """
-  hidden: int = cli.option(200, "H, tanh hidden units (the notes use 200)")
+  hidden_size: int = cli.option(200, "H, tanh hidden units (the notes use 200)")
   lr: float = cli.option(0.01, "SGD step size epsilon (a finite positive number)")
   epochs: int = cli.option(40, "passes over the training split")
   batch_size: int = cli.option(1, "samples per SGD step; 1 = the notes' one sample at a time")
@@ -139,7 +139,7 @@ class LettersConfig:
 
   def validate(self) -> "LettersConfig":
     """Raises InputError naming the flag of the first nonsensical value; returns self."""
-    for name, lo in (("hidden", 1), ("epochs", 1), ("batch_size", 1), ("seed", 0)):
+    for name, lo in (("hidden_size", 1), ("epochs", 1), ("batch_size", 1), ("seed", 0)):
       v = getattr(self, name)
       if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
@@ -155,7 +155,7 @@ class LettersConfig:
     return self
 
 
-def train(X, y, *, hidden: int = LettersConfig.hidden, lr: float = LettersConfig.lr,
+def train(X, y, *, hidden_size: int = LettersConfig.hidden_size, lr: float = LettersConfig.lr,
           epochs: int = LettersConfig.epochs, batch_size: int = LettersConfig.batch_size,
           grad: str = LettersConfig.grad, seed: int = LettersConfig.seed,
           num_classes: int | None = None, fractions=DEFAULT_FRACTIONS, dtype=jnp.float32,
@@ -171,7 +171,7 @@ def train(X, y, *, hidden: int = LettersConfig.hidden, lr: float = LettersConfig
   metrics dict is appended to the history, shown on the tqdm bar and passed to ``on_epoch``.
   The returned parameters are the last epoch's.
   """
-  LettersConfig(hidden=hidden, lr=lr, epochs=epochs, batch_size=batch_size, grad=grad,
+  LettersConfig(hidden_size=hidden_size, lr=lr, epochs=epochs, batch_size=batch_size, grad=grad,
                 seed=seed).validate()
   splits = prepare(X, y, num_classes=num_classes, seed=seed, fractions=fractions)
   n_train = len(splits.x_train)
@@ -182,7 +182,7 @@ def train(X, y, *, hidden: int = LettersConfig.hidden, lr: float = LettersConfig
   d, K = x_tr.shape[1], y_tr.shape[1]
 
   key = jax.random.PRNGKey(seed)
-  params = mlp.init_params(jax.random.fold_in(key, 0), d, hidden, K, dtype=dtype)
+  params = mlp.init_params(jax.random.fold_in(key, 0), d, hidden_size, K, dtype=dtype)
   epoch_fn = _epoch_and_metrics(grad, batch_size)
   history: list[dict] = []
   bar = tqdm(range(1, epochs + 1), desc=f"letters ({grad})", unit="epoch", disable=not progress,

@@ -84,7 +84,7 @@ def make_config(loaded: LettersData, cfg: letters.LettersConfig,
       "split_fractions": list(letters.DEFAULT_FRACTIONS),
       "preprocessing": "standardised by training-split mean and std; one-hot targets",
       "train": dataclasses.asdict(cfg),
-      "model": {"hidden": cfg.hidden, "activation": "tanh", "output": "sigmoid",
+      "model": {"hidden": cfg.hidden_size, "activation": "tanh", "output": "sigmoid",
                 "loss": "binary cross-entropy summed over classes, mean over the batch",
                 "init": "N(0, 1/fan_in) (rnn_jax.mlp.init_params)"},
   }
@@ -111,7 +111,7 @@ def _save_params(path: Path, result: letters.TrainResult, classes) -> None:
 def _plots(directory: Path, result: letters.TrainResult, cfg: letters.LettersConfig,
            loaded: LettersData) -> None:
   from rnn_jax.common import plots   # here: bad input answers without importing matplotlib
-  title = (f"{loaded.source['name']}: H={cfg.hidden}, lr={cfg.lr:g}, batch {cfg.batch_size}, "
+  title = (f"{loaded.source['name']}: H={cfg.hidden_size}, lr={cfg.lr:g}, batch {cfg.batch_size}, "
            f"{cfg.grad} gradients")
   plots.learning_curves(result.history, directory / "learning_curve.png", title=title)
   plots.accuracy_curve(result.history, directory / "accuracy.png", title=title,

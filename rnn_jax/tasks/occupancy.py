@@ -211,6 +211,8 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
   if resume and previous["raw"]["data"].get("sha256") != dataset.sha256:
     raise InputError(f"--out {out}: --resume with a data file whose SHA-256 differs from the "
                      "run's")
+  train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
+  train.check_inputs(cfg, train_xy, val_xy)    # training's own refusals, before any file
   checkpoint.check_writable(out)
   if overwrite:
     rundir.clear_run(out, RUN_FILES)
@@ -221,7 +223,6 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
     rundir.write_config(out, config)
 
   fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
-  train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
   if cfg.seeds > 1:
     fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
     stopped = fitted.stopped
@@ -306,14 +307,14 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, model.RNNParams]:
   if params.U.ndim == 3:          # a --seeds N run: forecast with its first model
     params = jax.tree.map(lambda a: a[0], params)
   spec, cfg = config["windows"], config["train"]
-  expected = {"U": (cfg.hidden, cfg.hidden), "V": (cfg.hidden, spec.input_size),
-              "W": (spec.output_size, cfg.hidden)}
+  expected = {"U": (cfg.hidden_size, cfg.hidden_size), "V": (cfg.hidden_size, spec.input_size),
+              "W": (spec.output_size, cfg.hidden_size)}
   for name, shape in expected.items():
     actual = tuple(getattr(params, name).shape)
     if actual != shape:
       raise InputError(f"--run {run_dir}: checkpoint {name} has shape {list(actual)} but "
                        f"{CONFIG} (window {spec.window}, features {','.join(spec.features)}, "
-                       f"hidden {cfg.hidden}) needs {list(shape)}: incompatible run")
+                       f"hidden {cfg.hidden_size}) needs {list(shape)}: incompatible run")
   return config, params
 
 

@@ -13,11 +13,12 @@ Modules, from the inside out:
 * ``checkpoint``: the checkpoint file (msgpack, atomic); ``parallel``: data parallelism.
 """
 from rnn_jax.train.config import OPTIMIZERS, TrainConfig, make_optimizer
+from rnn_jax.train.inputs import check_inputs
 from rnn_jax.train.loop import METRICS, fit, fit_many
 from rnn_jax.train.results import CURES, STOPPED, FitResult, ManyFitResult
 from rnn_jax.train.step import (all_finite, effective_batch_size, init_models, make_epoch_fn,
                                 make_train_step, model_keys, permutation)
 
 __all__ = ["CURES", "METRICS", "OPTIMIZERS", "STOPPED", "FitResult", "ManyFitResult",
-           "TrainConfig", "all_finite", "effective_batch_size", "fit", "fit_many", "init_models",
-           "make_epoch_fn", "make_optimizer", "make_train_step", "model_keys", "permutation"]
+           "TrainConfig", "all_finite", "check_inputs", "effective_batch_size", "fit", "fit_many",
+           "init_models", "make_epoch_fn", "make_optimizer", "make_train_step", "model_keys", "permutation"]

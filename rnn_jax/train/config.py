@@ -21,7 +21,7 @@ class TrainConfig:
 
   Saved as JSON beside every run (checkpoint ``config``) and compared on ``--resume``.
   """
-  hidden: int = cli.option(200, "H, hidden units (the notes use 200)")
+  hidden_size: int = cli.option(200, "H, hidden units (the notes use 200)")
   init: str = cli.option("normal", '"normal" (N(0, 1/fan_in)) | "irnn" (U = I; Le et al. 2015)')
   optimizer: str = cli.option("adam", '"sgd" (the notes\' plain SGD) | "adam"')
   lr: float = cli.option(1e-3, "learning rate (a finite positive number)")
@@ -73,7 +73,7 @@ class TrainConfig:
       if v not in options:
         raise InputError(f"{flag(name)}: expected one of {', '.join(options)}, got {v!r}")
 
-    integer("hidden", 1)
+    integer("hidden_size", 1)
     choice("init", INIT_SCHEMES)
     choice("optimizer", OPTIMIZERS)
     number("lr", True)
@@ -99,7 +99,10 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, d: dict) -> "TrainConfig":
-    """The inverse of ``to_dict``; unknown keys are an InputError."""
+    """The inverse of ``to_dict``; unknown keys are an InputError. ``hidden``, the name of
+    ``hidden_size`` in runs written before the flag vocabulary was unified, is read too."""
+    if "hidden" in d and "hidden_size" not in d:
+      d = {("hidden_size" if k == "hidden" else k): v for k, v in d.items()}
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
       raise InputError(f"training config: unknown settings {sorted(unknown)}")

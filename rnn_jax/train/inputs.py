@@ -79,3 +79,11 @@ def batch_plan(cfg: TrainConfig, n: int) -> tuple[int, int, list[str]]:
     notes.append(f"batch size {cfg.batch_size} exceeds the {n} training windows; "
                  f"used batches of {batch}")
   return n_dev, batch, notes
+
+
+def check_inputs(cfg: TrainConfig, train, val) -> None:
+  """Every InputError that ``fit``/``fit_many`` could raise in their setup, raised now: the
+  arrays and the batch against the data and the devices. A caller that writes files before
+  training (a run directory's config.json) calls this first, so a refused run leaves nothing."""
+  xs, _, _, _ = check_data(train, val)
+  batch_plan(cfg.validate(), xs.shape[0])

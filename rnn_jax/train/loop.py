@@ -90,7 +90,7 @@ class _Run:
           raise InputError(f"{self.ckpt_path}: no checkpoint to resume from (run without "
                            "--resume to start a new run)")
       if _is_writer():
-        H, D, K = self.cfg.hidden, self.D, self.K
+        H, D, K = self.cfg.hidden_size, self.D, self.K
         n_bytes = (H * H + H * D + H + K * H + K) * self.dtype.itemsize * self.n_models
         checkpoint.check_writable(self.out_dir, 6 * n_bytes + (1 << 20))   # 3 params + adam
     elif resume:

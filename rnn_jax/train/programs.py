@@ -64,7 +64,7 @@ def build(cfg: TrainConfig, batch: int, vmapped: bool) -> Programs:
       parallel.put, sharding=parallel.replicated(mesh))
   return Programs(
       optimizer=optimizer,
-      init=functools.partial(init_models, H=cfg.hidden, scheme=cfg.init),
+      init=functools.partial(init_models, H=cfg.hidden_size, scheme=cfg.init),
       opt_init=jax.jit(opt_init),
       perm=_jit(_perm_many if vmapped else _perm_one, 1, ("n",)),
       epoch=_jit(epoch, n_dev),

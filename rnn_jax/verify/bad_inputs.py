@@ -38,7 +38,7 @@ class BadInput:
 
 
 GENERIC = ("--time-column", "time", "--value-column", "people")
-TINY = ("--hidden", "8", "--epochs", "1", "--batch-size", "64", "--no-progress", "--no-plots")
+TINY = ("--hidden-size", "8", "--epochs", "1", "--batch-size", "64", "--no-progress", "--no-plots")
 
 
 def occ(csv: str = "readings.csv", *extra: str, capacity: str | None = "60") -> tuple:
@@ -95,7 +95,7 @@ def fc_case(id, problem, expect, *, csv="readings.csv", files=None, extra=(), **
                   lambda w, r: copy_run(w, r, **copy))
 
 
-LETTERS_TINY = ("--hidden", "4", "--epochs", "1", "--batch-size", "4", "--no-progress",
+LETTERS_TINY = ("--hidden-size", "4", "--epochs", "1", "--batch-size", "4", "--no-progress",
                 "--out", "out")
 
 
@@ -105,7 +105,7 @@ def let_case(id, problem, content, expect, *extra, csv="letters.csv") -> BadInpu
   return BadInput(id, "train_letters.py", problem, argv, expect, files)
 
 
-BENCH_TINY = ("--batch-sizes", "2", "--seq-lens", "3", "--hidden-sizes", "4", "--variants",
+BENCH_TINY = ("--batch-sizes", "2", "--windows", "3", "--hidden-sizes", "4", "--variants",
               "autodiff", "--seconds", "0.01", "--repeats", "1", "--json", "bench.json")
 
 
@@ -163,9 +163,9 @@ BAD_INPUTS: tuple[BadInput, ...] = (
              with_line(13, ROWS[12].split(",")[0] + ",61"),
              ("readings.csv", "line 13", "61", "above the given capacity 60",
               "expected readings <= capacity")),
-    occ_case("occ-capacity-zero", "--capacity 0", GOOD, ("capacity", "> 0", "got 0"),
+    occ_case("occ-capacity-zero", "--capacity 0", GOOD, ("--capacity", "> 0", "got 0"),
              capacity="0"),
-    occ_case("occ-capacity-negative", "--capacity -5", GOOD, ("capacity", "> 0", "-5"),
+    occ_case("occ-capacity-negative", "--capacity -5", GOOD, ("--capacity", "> 0", "-5"),
              capacity="-5"),
     occ_case("occ-capacity-column-zero", "a row's capacity column is 0",
              readings_csv(extra=",60", header="time,people,cap").replace(b",60\n", b",0\n", 1),
@@ -193,10 +193,10 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     occ_case("occ-unknown-timezone", "--timezone is not an IANA name", GOOD,
              ("timezone", "'Mars/Olympus'", "IANA"), "--timezone", "Mars/Olympus"),
     # ---- train_occupancy.py: arguments
-    occ_arg("occ-window-zero", "--window 0", ("--window", "0"), ("window", ">= 1", "0")),
-    occ_arg("occ-window-negative", "--window -3", ("--window", "-3"), ("window", ">= 1", "-3")),
-    occ_arg("occ-horizon-zero", "--horizons 1,0", ("--horizons", "1,0"), ("horizons", ">= 1")),
-    occ_arg("occ-horizon-negative", "--horizons -6", ("--horizons", "-6"), ("horizons", ">= 1")),
+    occ_arg("occ-window-zero", "--window 0", ("--window", "0"), ("--window", ">= 1", "0")),
+    occ_arg("occ-window-negative", "--window -3", ("--window", "-3"), ("--window", ">= 1", "-3")),
+    occ_arg("occ-horizon-zero", "--horizons 1,0", ("--horizons", "1,0"), ("--horizons", ">= 1")),
+    occ_arg("occ-horizon-negative", "--horizons -6", ("--horizons", "-6"), ("--horizons", ">= 1")),
     occ_arg("occ-batch-zero", "--batch-size 0", ("--batch-size", "0"),
             ("--batch-size", "positive integer", "0")),
     occ_arg("occ-lr-not-number", "--lr fast", ("--lr", "fast"),
@@ -204,11 +204,12 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     occ_arg("occ-lr-nan", "--lr nan", ("--lr", "nan"), ("--lr", "finite")),
     occ_arg("occ-seeds-zero", "--seeds 0", ("--seeds", "0"), ("--seeds", "positive integer")),
     occ_arg("occ-unknown-feature", "--features occupancy,weather",
-            ("--features", "occupancy,weather"), ("features", "'weather'", "occupancy, calendar")),
+            ("--features", "occupancy,weather"),
+            ("--features", "'weather'", "occupancy, calendar")),
     occ_arg("occ-epochs-fraction", "--epochs 1.5", ("--epochs", "1.5"),
             ("--epochs", "integer", "'1.5'")),
     occ_arg("occ-step-not-divisor", "--step-minutes 7", ("--step-minutes", "7"),
-            ("step_minutes", "divisor of 1440")),
+            ("--step-minutes", "divisor of 1440")),
     occ_arg("occ-unknown-flag", "a misspelt flag (--hiden)", ("--hiden", "8"),
             ("unrecognized arguments: --hiden 8",)),
     occ_arg("occ-too-many-devices", "--devices 4096, more than the machine has",
@@ -263,14 +264,14 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     fc_case("fc-config-of-letters", "--run is a train_letters.py run",
             ("run/config.json", "not a readable rnn_jax run config"),
             edit=lambda cfg: (cfg.clear(), cfg.update(script="experiments/train_letters.py",
-                                                      train={"hidden": 8}))),
+                                                      train={"hidden_size": 8}))),
     fc_case("fc-features-incompatible", "config.json asks for calendar features, the checkpoint "
             "was trained without", ("--run run", "checkpoint V has shape [8, 1]", "needs [8, 5]",
                                     "incompatible run"),
             edit=_set("windows", "features", ["occupancy", "calendar"])),
-    fc_case("fc-hidden-incompatible", "config.json says --hidden 16, the checkpoint has 8",
+    fc_case("fc-hidden-incompatible", "config.json says --hidden-size 16, the checkpoint has 8",
             ("--run run", "checkpoint U has shape [8, 8]", "incompatible run"),
-            edit=_set("train", "hidden", 16)),
+            edit=_set("train", "hidden_size", 16)),
     fc_case("fc-window-incompatible", "config.json says --window 12, the checkpoint was trained "
             "on windows of 24", ("--run run", "12", "24", "incompatible run"),
             edit=_set("windows", "window", 12)),
@@ -316,8 +317,8 @@ BAD_INPUTS: tuple[BadInput, ...] = (
              "--batch-size", "0"),
     let_case("let-lr-not-number", "--lr fast", letters_csv(), ("--lr", "expected a number"),
              "--lr", "fast"),
-    let_case("let-hidden-zero", "--hidden 0", letters_csv(), ("--hidden", "positive"),
-             "--hidden", "0"),
+    let_case("let-hidden-zero", "--hidden-size 0", letters_csv(), ("--hidden-size", "positive"),
+             "--hidden-size", "0"),
     let_case("let-batch-above-rows", "--batch-size above the training rows", letters_csv(),
              ("--batch-size 500", "larger than the 48 training rows"), "--batch-size", "500"),
     let_case("let-out-under-file", "--out lies under a regular file", letters_csv(),
@@ -326,8 +327,8 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     # ---- benchmark.py (no data file: its inputs are arguments and the output paths)
     bench_case("bench-batch-zero", "--batch-sizes 0", ("--batch-sizes", "0"),
                ("--batch-sizes", ">= 1")),
-    bench_case("bench-seq-len-zero", "--seq-lens 0 (window of 0 steps)", ("--seq-lens", "0"),
-               ("--seq-lens", ">= 1")),
+    bench_case("bench-seq-len-zero", "--windows 0 (window of 0 steps)", ("--windows", "0"),
+               ("--windows", ">= 1")),
     bench_case("bench-hidden-negative", "--hidden-sizes -3", ("--hidden-sizes", "-3"),
                ("--hidden-sizes", ">= 1")),
     bench_case("bench-lr-not-number", "--lr fast", ("--lr", "fast"),

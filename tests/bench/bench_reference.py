@@ -11,7 +11,7 @@ from rnn_jax import bench as bm
 from rnn_jax.core import model
 
 B, T, H = 2, 4, 8
-CFG = bm.BenchConfig(batch_sizes=(B,), seq_lens=(T,), hidden_sizes=(H,), seconds=0.01,
+CFG = bm.BenchConfig(batch_sizes=(B,), windows=(T,), hidden_sizes=(H,), seconds=0.01,
                      repeats=2, fuse_steps=2, fuse_windows=1)
 TOL = dict(rtol=2e-5, atol=2e-6)
 

@@ -32,9 +32,9 @@ def _script():
 def bench_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("bench")
   variants = "autodiff,forward" + (",torch" if bm.torch_available() else "")
-  argv = ["--batch-sizes", str(B), "--seq-lens", str(T), "--hidden-sizes", str(H),
+  argv = ["--batch-sizes", str(B), "--windows", str(T), "--hidden-sizes", str(H),
           "--variants", variants, "--seconds", "0.01", "--repeats", "2", "--fuse-steps", "2",
-          "--remat-memory", "--remat-seq-lens", "4", "--remat-batch", "2",
+          "--remat-memory", "--remat-windows", "4", "--remat-batch-size", "2",
           "--json", str(out / "bench.json"), "--plot", str(out / "bench.png")]
   assert cli.main(_script().run, argv) == 0
   return out, json.loads((out / "bench.json").read_text())
@@ -92,7 +92,7 @@ def test_bad_arguments_exit_2_with_one_line_and_write_nothing(argv, tmp_path, ca
 def test_devices_sweep_reports_each_device_count_on_4_simulated_devices():
   # A fresh process: the device count is fixed when JAX starts.
   code = ("import json; from rnn_jax import bench as bm; "
-          "cfg = bm.BenchConfig(batch_sizes=(4,), seq_lens=(3,), hidden_sizes=(4,), "
+          "cfg = bm.BenchConfig(batch_sizes=(4,), windows=(3,), hidden_sizes=(4,), "
           "seconds=0.01, repeats=1); print(json.dumps(bm.devices_sweep(cfg)))")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              PYTHONPATH=str(REPO))

@@ -36,8 +36,8 @@ def test_grid_bins_align_to_the_epoch_and_calendar_features():
 
 
 @pytest.mark.parametrize("kwargs,fragment", [
-    (dict(step_minutes=0), "step_minutes"), (dict(step_minutes=7), "divisor of 1440"),
-    (dict(max_gap=-1), "max_gap"), (dict(max_gap=1.5), "max_gap")])
+    (dict(step_minutes=0), "--step-minutes"), (dict(step_minutes=7), "divisor of 1440"),
+    (dict(max_gap=-1), "--max-gap"), (dict(max_gap=1.5), "--max-gap")])
 def test_grid_arguments_are_checked(kwargs, fragment):
   with pytest.raises(InputError, match=fragment):
     data.to_grid(readings_from(["2024-01-01T06:07"], [1]), **kwargs)

@@ -13,15 +13,15 @@ from data_helpers import GENERIC, NS_MIN, ramp_csv, readings_from, write
 
 
 @pytest.mark.parametrize("kwargs,fragment", [
-    (dict(window=0), "window"), (dict(window=-3), "window"), (dict(window=2.5), "window"),
-    (dict(horizons=(0,)), "horizons"), (dict(horizons=(1, -1)), "horizons"),
-    (dict(horizons=()), "horizons"), (dict(horizons=(3, 3)), "horizons: expected distinct"),
+    (dict(window=0), "--window"), (dict(window=-3), "--window"), (dict(window=2.5), "--window"),
+    (dict(horizons=(0,)), "--horizons"), (dict(horizons=(1, -1)), "--horizons"),
+    (dict(horizons=()), "--horizons"), (dict(horizons=(3, 3)), "--horizons: expected distinct"),
     (dict(features=("occupancy", "weather")), "unknown name 'weather'"),
-    (dict(features=("calendar",)), "features: expected 'occupancy'"),
-    (dict(task="classes"), "task"), (dict(level_horizon=0), "level_horizon"),
-    (dict(splits=(0.7, 0.3)), "splits"), (dict(splits=(0.7, 0.2, 0.2)), "splits"),
-    (dict(splits=(0.8, 0.2, 0.0)), "splits"), (dict(step_minutes=0), "step_minutes"),
-    (dict(max_gap=-1), "max_gap")])
+    (dict(features=("calendar",)), "--features: expected 'occupancy'"),
+    (dict(task="classes"), "--task"), (dict(level_horizon=0), "--level-horizon"),
+    (dict(splits=(0.7, 0.3)), "--splits"), (dict(splits=(0.7, 0.2, 0.2)), "--splits"),
+    (dict(splits=(0.8, 0.2, 0.0)), "--splits"), (dict(step_minutes=0), "--step-minutes"),
+    (dict(max_gap=-1), "--max-gap")])
 def test_window_spec_checks_arguments(kwargs, fragment):
   with pytest.raises(InputError) as info:
     data.WindowSpec(**kwargs)

@@ -54,7 +54,7 @@ def test_epoch_matches_python_loop_of_notes_sgd_steps(x64, grad, batch_size):
 def test_hand_and_autodiff_train_identically(x64):
   """grad="hand" (the notes' equations) and grad="autodiff" give the same run, in float64."""
   X, y = _blobs(n=60, d=4, k=3, seed=2)
-  kwargs = dict(hidden=6, lr=0.1, epochs=2, seed=3, progress=False, dtype=jnp.float64)
+  kwargs = dict(hidden_size=6, lr=0.1, epochs=2, seed=3, progress=False, dtype=jnp.float64)
   hand = letters.train(X, y, grad="hand", **kwargs)
   auto = letters.train(X, y, grad="autodiff", **kwargs)
   assert hand.params.V.dtype == jnp.float64
@@ -71,21 +71,21 @@ def test_hand_and_autodiff_train_identically(x64):
 def test_training_separates_blobs_and_is_deterministic():
   X, y = _blobs(n=300, d=5, k=3, seed=4)
   seen = []
-  result = letters.train(X, y, hidden=16, lr=0.05, epochs=15, seed=0, progress=False,
+  result = letters.train(X, y, hidden_size=16, lr=0.05, epochs=15, seed=0, progress=False,
                          on_epoch=seen.append)
   assert seen == result.history and [r["epoch"] for r in seen] == list(range(1, 16))
   assert result.sizes == {"train": 240, "val": 30, "test": 30}
   assert result.test_accuracy >= 0.95 and result.history[-1]["val_accuracy"] >= 0.95
   assert result.history[-1]["train_loss"] < 0.5 * result.history[0]["train_loss"]
-  again = letters.train(X, y, hidden=16, lr=0.05, epochs=15, seed=0, progress=False)
+  again = letters.train(X, y, hidden_size=16, lr=0.05, epochs=15, seed=0, progress=False)
   assert again.history == result.history
   jax.tree.map(np.testing.assert_array_equal, again.params, result.params)
-  other = letters.train(X, y, hidden=16, lr=0.05, epochs=1, seed=1, progress=False)
+  other = letters.train(X, y, hidden_size=16, lr=0.05, epochs=1, seed=1, progress=False)
   assert not np.array_equal(other.params.V, result.params.V)
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    (dict(hidden=0), "--hidden: expected a positive integer"),
+    (dict(hidden_size=0), "--hidden-size: expected a positive integer"),
     (dict(epochs=0), "--epochs: expected a positive integer"),
     (dict(batch_size=0), "--batch-size: expected a positive integer"),
     (dict(batch_size=2.5), "--batch-size: expected a positive integer"),
@@ -100,7 +100,7 @@ def test_training_separates_blobs_and_is_deterministic():
 def test_train_rejects_bad_arguments(kwargs, words):
   X, y = _blobs(n=300, d=5, k=3)          # the shapes of the test above: no new compilation
   with pytest.raises(InputError, match=words):
-    letters.train(X, y, **{"hidden": 16, "epochs": 1, "progress": False, **kwargs})
+    letters.train(X, y, **{"hidden_size": 16, "epochs": 1, "progress": False, **kwargs})
 
 
 def test_short_real_training_beats_chance(letters_csv):

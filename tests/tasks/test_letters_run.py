@@ -40,7 +40,7 @@ def _env():
 
 def test_script_end_to_end(tmp_path):
   out = tmp_path / "runs" / "letters"
-  proc = subprocess.run([sys.executable, str(SCRIPT), "--epochs", "2", "--hidden", "16",
+  proc = subprocess.run([sys.executable, str(SCRIPT), "--epochs", "2", "--hidden-size", "16",
                          "--out", str(out)], cwd=tmp_path, env=_env(), capture_output=True,
                         text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr
@@ -51,7 +51,7 @@ def test_script_end_to_end(tmp_path):
   assert sorted(p.name for p in out.parent.iterdir()) == ["letters"]   # no staging dir left
   config = json.loads((out / "config.json").read_text())
   assert config["data"]["name"] == "sklearn.datasets.load_digits"
-  assert config["train"] == {"hidden": 16, "lr": 0.01, "epochs": 2, "batch_size": 1,
+  assert config["train"] == {"hidden_size": 16, "lr": 0.01, "epochs": 2, "batch_size": 1,
                              "grad": "hand", "seed": 0}
   metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
   assert [m["epoch"] for m in metrics] == [1, 2]
@@ -84,7 +84,7 @@ BAD_ARGS = {
     "lr_zero": (["--lr", "0"], "--lr: expected a finite positive number"),
     "lr_nan": (["--lr", "nan"], "--lr: expected a finite number"),
     "batch_size_zero": (["--batch-size", "0"], "--batch-size: expected a positive integer"),
-    "hidden_zero": (["--hidden", "0"], "--hidden: expected a positive integer"),
+    "hidden_zero": (["--hidden-size", "0"], "--hidden-size: expected a positive integer"),
     "epochs_zero": (["--epochs", "0"], "--epochs: expected a positive integer"),
     "epochs_fraction": (["--epochs", "1.5"], "--epochs: expected an integer, got '1.5'"),
     "seed_negative": (["--seed", "-1"], "--seed: expected an integer >= 0"),
@@ -126,20 +126,20 @@ def test_script_bad_input_one_line_exit_2_nothing_written(script, tmp_path, caps
 def test_script_overwrite_replaces_a_previous_run(script, tmp_path, capsys, monkeypatch):
   """--overwrite swaps in the new run only when it is complete. Training is stubbed (the real
   thing runs in test_script_end_to_end); what is tested is the directory handling."""
-  def fake_train(X, y, *, hidden, epochs, seed, num_classes, on_epoch, **kwargs):
+  def fake_train(X, y, *, hidden_size, epochs, seed, num_classes, on_epoch, **kwargs):
     history = [{"epoch": e, "sgd_loss": 1.0 / e, "train_loss": 1.0 / e, "train_accuracy": 0.5,
                 "val_loss": 1.0 / e, "val_accuracy": 0.5} for e in range(1, epochs + 1)]
     for row in history:
       on_epoch(row)
-    params = mlp.MLPParams(V=np.full((hidden, X.shape[1] + 1), float(seed)),
-                           W=np.zeros((num_classes, hidden + 1)))
+    params = mlp.MLPParams(V=np.full((hidden_size, X.shape[1] + 1), float(seed)),
+                           W=np.zeros((num_classes, hidden_size + 1)))
     return letters.TrainResult(params=params, history=history, test_loss=1.0,
                                test_accuracy=0.25, mean=np.zeros(X.shape[1]),
                                std=np.ones(X.shape[1]), sizes={"train": 8, "val": 4, "test": 4})
 
   monkeypatch.setattr(script.letters, "train", fake_train)
   out = tmp_path / "run"
-  argv = ["--epochs", "2", "--hidden", "3", "--out", str(out), "--no-progress"]
+  argv = ["--epochs", "2", "--hidden-size", "3", "--out", str(out), "--no-progress"]
   assert cli.main(script.run, argv) == 0
   assert "test accuracy 0.2500 (1/4)" in capsys.readouterr().out
   assert cli.main(script.run, argv + ["--seed", "1"]) == 2          # refuses without --overwrite

@@ -16,7 +16,7 @@ from rnn_jax.common.errors import InputError
 from rnn_jax.train import TrainConfig
 from conftest import REPO
 
-TINY = TrainConfig(hidden=8, epochs=2, patience=0, batch_size=256)
+TINY = TrainConfig(hidden_size=8, epochs=2, patience=0, batch_size=256)
 METHODS = ("model", "persistence", "seasonal_naive_day", "seasonal_naive_week", "ridge", "gbm")
 
 
@@ -49,7 +49,7 @@ def test_run_writes_documented_results(synthetic_run):
       np.testing.assert_allclose(np.array(e["mae_pct"]),
                                  100 * np.array(e["mae"]) / results["capacity"])
   config = json.loads((out / "config.json").read_text())
-  assert config["train"]["hidden"] == 8 and config["windows"]["window"] == 24
+  assert config["train"]["hidden_size"] == 8 and config["windows"]["window"] == 24
   assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
@@ -101,7 +101,7 @@ def test_forecast_rejects_incompatible_run(synthetic_run, tmp_path):
 
 
 def test_seeds_report_mean_and_spread(tmp_path):
-  cfg = TrainConfig(hidden=8, epochs=1, patience=0, batch_size=512, seeds=3)
+  cfg = TrainConfig(hidden_size=8, epochs=1, patience=0, batch_size=512, seeds=3)
   result = occupancy.run(occupancy.DataSource(), WindowSpec(), cfg, tmp_path / "s",
                           progress=False, make_plots=False, log=lambda *a: None)
   results = result["results"]
@@ -136,7 +136,7 @@ def test_short_real_training_on_gym(gym_csv, tmp_path):
   """A short real run on the campus gym file with calendar features, via the script."""
   out = tmp_path / "gym"
   proc = script("train_occupancy.py", "--csv", gym_csv, "--features", "occupancy,calendar",
-                "--hidden", 16, "--epochs", 2, "--batch-size", 256, "--no-progress",
+                "--hidden-size", 16, "--epochs", 2, "--batch-size", 256, "--no-progress",
                 "--no-plots", "--out", out)
   assert proc.returncode == 0, proc.stderr
   results = json.loads((out / "results.json").read_text())
@@ -152,3 +152,15 @@ def test_short_real_training_on_gym(gym_csv, tmp_path):
   fc = script("forecast.py", "--run", out, "--csv", gym_csv)
   assert fc.returncode == 0, fc.stderr
   assert "ends 2017-03-19T02:20" in fc.stdout  # the file's last reading: 2017-03-18 19:22 -07:00
+
+
+def test_a_refusal_from_training_setup_leaves_nothing_behind(tmp_path, monkeypatch):
+  """A batch that does not divide over the devices is refused by training's setup; the run
+  directory (config.json included) must not exist afterwards."""
+  from rnn_jax.train import parallel
+  monkeypatch.setattr(parallel, "device_count", lambda devices=None: 3)   # 3 devices, B=256
+  out = tmp_path / "run"
+  with pytest.raises(InputError, match="--batch-size: 256 is not a multiple of the 3 devices"):
+    occupancy.run(occupancy.DataSource(), WindowSpec(), TINY, out, progress=False,
+                  make_plots=False, log=lambda *a: None)
+  assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -30,7 +30,7 @@ rng = np.random.default_rng(0)
 N, T, D, K, H, B = 40, 5, 2, 3, 6, 8
 xs = rng.uniform(size=(N, T, D)).astype(np.float32)
 ys = rng.uniform(size=(N, K)).astype(np.float32)
-cfg = train.TrainConfig(hidden=H, batch_size=B, lr=3e-2, epochs=2, patience=0, devices=1)
+cfg = train.TrainConfig(hidden_size=H, batch_size=B, lr=3e-2, epochs=2, patience=0, devices=1)
 
 # One optimizer step: sharded over a 4-device mesh against one device.
 opt = train.make_optimizer(cfg)

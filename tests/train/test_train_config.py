@@ -17,9 +17,9 @@ from rnn_jax.train import TrainConfig
     ("batch_size", 0, "--batch-size"), ("lr", float("nan"), "--lr"), ("lr", 0.0, "--lr"),
     ("lr", "fast", "--lr"), ("lr", float("inf"), "--lr"), ("seeds", 0, "--seeds"),
     ("epochs", 0, "--epochs"), ("optimizer", "rmsprop", "--optimizer"),
-    ("grad", "finite-diff", "--grad"), ("init", "zeros", "--init"), ("hidden", 0, "--hidden"),
+    ("grad", "finite-diff", "--grad"), ("init", "zeros", "--init"), ("hidden_size", 0, "--hidden-size"),
     ("clip", -1.0, "--clip"), ("patience", -1, "--patience"), ("unroll", 0, "--unroll"),
-    ("seed", -1, "--seed"), ("devices", -2, "--devices"), ("hidden", 2.5, "--hidden"),
+    ("seed", -1, "--seed"), ("devices", -2, "--devices"), ("hidden_size", 2.5, "--hidden-size"),
     ("remat", "yes", "--remat"),
 ])
 def test_validate_names_the_bad_argument(field, value, flag):
@@ -31,7 +31,7 @@ def test_validate_names_the_bad_argument(field, value, flag):
 
 def test_config_defaults_are_valid_and_round_trip():
   cfg = TrainConfig().validate()
-  assert (cfg.hidden, cfg.optimizer, cfg.lr, cfg.clip, cfg.batch_size) == (200, "adam", 1e-3,
+  assert (cfg.hidden_size, cfg.optimizer, cfg.lr, cfg.clip, cfg.batch_size) == (200, "adam", 1e-3,
                                                                            1.0, 64)
   assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
   with pytest.raises(InputError, match="unknown"):

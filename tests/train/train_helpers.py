@@ -14,7 +14,7 @@ import numpy as np
 from rnn_jax.train import TrainConfig
 
 N, T, D, K, H, B = 50, 5, 2, 3, 6, 8        # 6 steps per epoch, 2 windows dropped
-BASE = TrainConfig(hidden=H, batch_size=B, lr=3e-2, epochs=6, patience=0, seed=0)
+BASE = TrainConfig(hidden_size=H, batch_size=B, lr=3e-2, epochs=6, patience=0, seed=0)
 
 
 def make_data(n, seed, flip=False):
