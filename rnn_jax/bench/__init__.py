@@ -4,7 +4,8 @@ Modules:
 
 * ``config``     ``BenchConfig`` and its flags, the variant names, values derived from a config
 * ``timing``     ``Workload``, its compile time, ``measure`` (warm-up, calibration, repetitions)
-* ``ceilings``   FLOPs per window and the matmul peak every cell is measured against
+* ``ceilings``   FLOPs per window and what every cell is measured against: the matmul peak (the
+                 dependent chain), the dense GEMM rate, the roofline of the two
 * ``problems``   the data and parameters of a cell, on the device
 * ``workloads``  the JAX workload of each variant (``build``)
 * ``peers``      the flax and PyTorch peers
@@ -12,7 +13,9 @@ Modules:
 * ``plotting``   the PNG of throughput against batch size
 * ``suite``      the run: every cell, the device sweep, remat memory, the JSON and PNG
 """
-from rnn_jax.bench.ceilings import FLOP_FORMULAS, flops_per_sample, matmul_peak
+from rnn_jax.bench.ceilings import (FLOP_FORMULAS, CeilingError, check_below_dense, dense_peak,
+                                    flop_split, flops_per_sample, matmul_peak, roofline,
+                                    square_peak)
 from rnn_jax.bench.config import (MODELS, VARIANTS, BenchConfig, add_arguments,
                                   check_output_path, config_from_args, fused_steps,
                                   make_optimizer)
@@ -26,10 +29,11 @@ from rnn_jax.bench.timing import Workload, measure
 from rnn_jax.bench.workloads import build, epoch_fn, train_step_fn
 
 __all__ = [
-    "FLOP_FORMULAS", "MODELS", "VARIANTS", "BenchConfig", "TorchPeer", "Workload",
-    "add_arguments", "build", "check_output_path", "config_from_args", "device_info",
-    "devices_sweep", "epoch_fn", "flax_module", "flax_params", "flax_step_fn", "flops_per_sample",
-    "fused_inputs", "fused_steps", "make_optimizer", "many_models", "matmul_peak", "measure",
-    "measure_torch", "plot", "problem", "remat_memory", "run", "run_cells", "summary",
+    "FLOP_FORMULAS", "MODELS", "VARIANTS", "BenchConfig", "CeilingError", "TorchPeer",
+    "Workload", "add_arguments", "build", "check_below_dense", "check_output_path",
+    "config_from_args", "dense_peak", "device_info", "devices_sweep", "epoch_fn", "flax_module",
+    "flax_params", "flax_step_fn", "flop_split", "flops_per_sample", "fused_inputs",
+    "fused_steps", "make_optimizer", "many_models", "matmul_peak", "measure", "measure_torch",
+    "plot", "problem", "remat_memory", "roofline", "run", "run_cells", "square_peak", "summary",
     "torch_available", "torch_threads", "torch_workload", "train_step_fn",
 ]

@@ -16,8 +16,8 @@ from rnn_jax.common import cli
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import gradients
 
-VARIANTS = ("autodiff", "autodiff_unroll", "bptt", "fused", "vmap16", "flax", "torch",
-            "forward")
+VARIANTS = ("autodiff", "autodiff_unroll", "bptt", "fused", "bptt_fused", "vmap16", "flax",
+            "torch", "forward")
 MODELS = 16  # models trained at once by the vmap16 variant
 
 
@@ -44,6 +44,7 @@ class BenchConfig:
   vmap_max_batch: int = cli.option(256, "run vmap16 only for B up to this (16 models x B per step)")
   remat_windows: tuple[int, ...] = cli.option((24, 384, 1536), "T values of --remat-memory")
   remat_batch_size: int = cli.option(32, "batch size of --remat-memory")
+  dense_size: int = cli.option(1024, "n of the [n,n]x[n,n] product timed for the dense GEMM rate")
   seed: int = cli.option(0, "seed of parameters and data")
   devices_sweep: bool = cli.option(False, "training throughput against device count", cli=False)
   remat_memory: bool = cli.option(False, "peak memory with and without jax.checkpoint", cli=False)
@@ -55,7 +56,7 @@ class BenchConfig:
     _check_positive(self, "seconds")
     for name, lo in (("repeats", 1), ("input_size", 1), ("output_size", 1), ("fuse_steps", 2),
                      ("fuse_windows", 1), ("vmap_max_batch", 1), ("remat_batch_size", 1),
-                     ("seed", 0)):
+                     ("dense_size", 1), ("seed", 0)):
       _check_integer(self, name, lo)
     if self.optimizer not in train.OPTIMIZERS:
       raise InputError(f"--optimizer: expected one of {', '.join(train.OPTIMIZERS)}, "

@@ -1,4 +1,5 @@
-"""The benchmark's figure: training throughput against batch size, with the matmul peak."""
+"""The benchmark's figure: training throughput against batch size, with the matmul peak and the
+roofline."""
 from __future__ import annotations
 
 from rnn_jax.bench.ceilings import flops_per_sample
@@ -8,7 +9,8 @@ from rnn_jax.common import fileio
 
 def plot(result: dict, path) -> None:
   """PNG of training throughput against batch size, one line per variant, one panel per
-  (T, H), with the matmul peak converted to windows/s drawn in (atomic write)."""
+  (T, H), with the matmul peak converted to windows/s and the training roofline drawn in
+  (atomic write)."""
   from matplotlib.figure import Figure
   records = result["records"]
   shapes = sorted({(r["T"], r["H"]) for r in records}) or [(0, 0)]
@@ -41,6 +43,11 @@ def _panel(ax, result: dict, T: int, H: int) -> None:
                                    (False, "k:", "peak (forward FLOPs)")):
       fps = flops_per_sample(T, H, D, K, training=training)
       ax.plot(b, [x * 1e9 / fps for x in g], style, lw=2, alpha=0.6, label=label)
+  roof = sorted((r["batch"], r["training"]["samples_per_s"]) for r in result.get("rooflines", [])
+                if (r["T"], r["H"]) == (T, H))
+  if roof:
+    b, s = zip(*roof)
+    ax.plot(b, s, "r-", lw=2, alpha=0.5, label="roofline (training)")
   ax.set_xscale("log", base=2)
   ax.set_yscale("log")
   ax.set_xlabel("batch size B")

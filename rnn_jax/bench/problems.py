@@ -1,6 +1,8 @@
 """The data and parameters a cell trains on, placed on the device before anything is timed:
 one batch (``problem``), 16 independently initialised models (``many_models``), and the windows,
-permutation and optimizer state of one fused call (``fused_inputs``).
+permutation and optimizer state of one fused call (``fused_inputs``). The draws themselves are
+the gradient checks' (rnn_jax.verify.problems.rnn_problem): one set of random-problem
+generators for the tests and the benchmark.
 """
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import jax
 import numpy as np
 
 from rnn_jax.bench.config import MODELS, BenchConfig, fused_steps, make_optimizer
-from rnn_jax.core import model
+from rnn_jax.verify.problems import rnn_problem
 
 
 def problem(cfg: BenchConfig, batch: int, T: int, H: int, n: int | None = None,
@@ -16,23 +18,19 @@ def problem(cfg: BenchConfig, batch: int, T: int, H: int, n: int | None = None,
   """``(params, xs [n,T,D], ys [n,K])`` on the default device; ``n`` defaults to ``batch``.
 
   Inputs are N(0, 1), targets uniform in [0, 1] (soft occupancies), parameters the notes'
-  N(0, 1/fan_in) draw.
+  N(0, 1/fan_in) draw, in float32.
   """
   n = batch if n is None else n
-  key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), seed_offset)
-  params = model.init_params(key, cfg.input_size, H, cfg.output_size)
-  rng = np.random.default_rng([cfg.seed, seed_offset])
-  xs = rng.standard_normal((n, T, cfg.input_size), dtype=np.float32)
-  ys = rng.random((n, cfg.output_size), dtype=np.float32)
-  return jax.block_until_ready(jax.device_put((params, xs, ys)))
+  drawn = rnn_problem((cfg.seed, seed_offset), T=T, H=H, D=cfg.input_size, K=cfg.output_size,
+                      B=n, dtype=np.float32)
+  return jax.block_until_ready(jax.device_put(drawn))
 
 
 def many_models(cfg: BenchConfig, H: int, models: int = MODELS):
   """``models`` independently initialised parameter sets, stacked on a leading axis
-  (model i from ``fold_in(PRNGKey(seed + 1), i)``)."""
-  base = jax.random.PRNGKey(cfg.seed + 1)
-  each = [model.init_params(jax.random.fold_in(base, i), cfg.input_size, H, cfg.output_size)
-          for i in range(models)]
+  (model i drawn from the seed ``(seed + 1, i)``)."""
+  each = [rnn_problem((cfg.seed + 1, i), T=1, H=H, D=cfg.input_size, K=cfg.output_size, B=1,
+                      dtype=np.float32)[0] for i in range(models)]
   return jax.device_put(jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *each))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jax
 
-from rnn_jax.bench.ceilings import flops_per_sample
+from rnn_jax.bench.ceilings import flop_split, flops_per_sample, roofline
 from rnn_jax.bench.config import BenchConfig
 
 
@@ -42,16 +42,27 @@ def emit(line: str = "", out=None) -> None:
 
 
 def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, work_info=None,
-                compile_s=None) -> dict:
-  """The JSON record of one cell from ``measure``'s result ``r`` and the cell's ``peak``."""
+                compile_s=None, dense=None, chain_gflops=None) -> dict:
+  """The JSON record of one cell from ``measure``'s result ``r``, the cell's chain ``peak``
+  and, when given, its ``dense`` rate (``ceilings.dense_peak``): ``pct_dense`` and the
+  roofline's ``roofline_samples_per_s`` / ``pct_roofline`` (chain part at ``chain_gflops``,
+  default the peak's; vmap16 passes the rate of its 16 chains at once)."""
   training = variant != "forward"
-  fps = flops_per_sample(T, H, cfg.input_size, cfg.output_size, training=training)
+  D, K = cfg.input_size, cfg.output_size
+  fps = flops_per_sample(T, H, D, K, training=training)
   gflops = r["samples_per_s"] * fps / 1e9
-  rec = {"variant": variant, "batch": batch, "T": T, "H": H, "D": cfg.input_size,
-         "K": cfg.output_size, "samples_per_s": r["samples_per_s"], "gflops": gflops,
+  rec = {"variant": variant, "batch": batch, "T": T, "H": H, "D": D, "K": K,
+         "samples_per_s": r["samples_per_s"], "gflops": gflops,
          "pct_peak": 100.0 * gflops / peak["gflops"], "compile_s": compile_s,
          "spread": r["spread"], "repeats": cfg.repeats, "calls_per_repeat": r["calls"],
          "flops_per_sample": fps}
+  if dense is not None:
+    rec["dense_gflops"] = dense["gflops"]
+    rec["pct_dense"] = 100.0 * gflops / dense["gflops"]
+    chain, rest = flop_split(T, H, D, K, training=training)
+    roof = roofline(chain, rest, chain_gflops or peak["gflops"], dense["gflops"])
+    rec["roofline_samples_per_s"] = roof["samples_per_s"]
+    rec["pct_roofline"] = 100.0 * r["samples_per_s"] / roof["samples_per_s"]
   for key in ("steps_per_call", "models"):
     if work_info and key in work_info:
       rec[key] = work_info[key]
@@ -59,6 +70,14 @@ def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, work_info=None,
     if key in r:
       rec[key] = r[key]
   return rec
+
+
+def _shares(rec: dict) -> str:
+  """``% of peak``, and with a dense rate ``% of dense`` and ``% of roofline``."""
+  text = f"{rec['pct_peak']:5.1f}% of peak"
+  if "pct_dense" in rec:
+    text += f" {rec['pct_dense']:5.1f}% of dense {rec['pct_roofline']:5.1f}% of roofline"
+  return text
 
 
 def cell_row(rec: dict) -> str:
@@ -75,37 +94,43 @@ def cell_row(rec: dict) -> str:
   return (f"{rec['variant']:<16s} B={rec['batch']:<5d} T={rec['T']} H={rec['H']}: "
           f"{fmt_rate(rec['samples_per_s']):>10s} samples/s "
           f"[{fmt_rate(s['min'])}..{fmt_rate(s['max'])}]  {rec['gflops']:7.1f} GFLOP/s "
-          f"{rec['pct_peak']:5.1f}% of peak{extra}")
+          f"{_shares(rec)}{extra}")
 
 
 def add_ratios(records: list[dict]) -> None:
-  """Adds ``vs_torch`` (throughput / torch's, same cell) to every JAX training record and
-  ``vs_fused`` (the 16 models' throughput / one model's fused throughput) to vmap16's."""
+  """Adds ``vs_torch`` and ``vs_flax`` (throughput / the peer's, same cell) to every JAX
+  training record and ``vs_fused`` (the 16 models' throughput / one model's fused throughput)
+  to vmap16's."""
   by = {(r["variant"], r["batch"], r["T"], r["H"]): r for r in records}
   for r in records:
     cell = (r["batch"], r["T"], r["H"])
-    torch_rec = by.get(("torch",) + cell)
-    if r["variant"] not in ("torch", "forward") and torch_rec:
-      r["vs_torch"] = r["samples_per_s"] / torch_rec["samples_per_s"]
+    for peer in ("torch", "flax"):
+      peer_rec = by.get((peer,) + cell)
+      if r["variant"] not in ("torch", "flax", "forward") and peer_rec:
+        r[f"vs_{peer}"] = r["samples_per_s"] / peer_rec["samples_per_s"]
     if r["variant"] == "vmap16":
       fused = by.get(("fused",) + cell)
       r["vs_fused"] = r["samples_per_s"] / fused["samples_per_s"] if fused else None
 
 
 def summary(result: dict, out=None) -> None:
-  """The table: samples/s and % of peak per variant and batch, ratios to torch and vmap16's."""
+  """The table: samples/s, % of the chain peak, of the dense rate and of the roofline per
+  variant and batch, ratios to flax, torch and vmap16's to one fused model."""
   records = result["records"]
   if not records:
     return
   emit("", out)
-  emit("summary (samples/s, % of the [B,H]x[H,H] chain peak; x torch = ratio to torch's best)",
-       out)
+  emit("summary (samples/s; % of the [B,H]x[H,H] chain peak, of the dense GEMM rate, of the "
+       "roofline; x flax, x torch = ratio to the peer's best)", out)
   for r in records:
     extra = ""
-    if r.get("vs_torch") is not None:
-      extra += f"  {r['vs_torch']:.2f}x torch"
-    if r.get("vs_fused") is not None:
-      extra += f"  {r['vs_fused']:.2f}x one model fused"
+    for key, label in (("vs_flax", "flax"), ("vs_torch", "torch"),
+                       ("vs_fused", "one model fused")):
+      if r.get(key) is not None:
+        extra += f"  {r[key]:.2f}x {label}"
+    shares = f"{r['pct_peak']:5.1f}%"
+    if "pct_dense" in r:
+      shares += f" {r['pct_dense']:5.1f}% {r['pct_roofline']:5.1f}%"
     emit(f"  {r['variant']:<16s} B={r['batch']:<5d} T={r['T']} H={r['H']}: "
-         f"{fmt_rate(r['samples_per_s']):>10s}  {r['pct_peak']:5.1f}%{extra}", out)
+         f"{fmt_rate(r['samples_per_s']):>10s}  {shares}{extra}", out)
   emit(f"total {result['elapsed_s']:.0f} s", out)

@@ -1,11 +1,13 @@
 """How fast the notes' RNN trains here, how close that is to the machine's limit, and how it
 compares with what one would otherwise use (flax's nn.RNN, PyTorch's nn.RNN).
 
-Every cell of the benchmark is one (variant, B, T, H): ``run_cells`` measures the matmul peak
-of each (B, T, H) (``ceilings``), then builds and times every variant's workload there
-(``workloads``, ``peers``, ``timing``) and prints its compile line and its result line
-(``report``). ``run`` is the whole benchmark: device and versions first, the cells, the
-optional sweeps (``devices_sweep``, ``remat_memory``), the summary, then the JSON and PNG.
+Every cell of the benchmark is one (variant, B, T, H): ``run_cells`` measures the dense GEMM
+rate once, then the matmul peak (the dependent chain), the dense rate and the roofline of each
+(B, T, H) (``ceilings``), then builds and times every variant's workload there (``workloads``,
+``peers``, ``timing``) and prints its compile line and its result line (``report``); a record
+above the dense rate stops the run (``ceilings.CeilingError``) after one re-measurement.
+``run`` is the whole benchmark: device and versions first, the cells, the optional sweeps
+(``devices_sweep``, ``remat_memory``), the summary, then the JSON and PNG.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import time
 import jax
 
 from rnn_jax import train
-from rnn_jax.bench.ceilings import FLOP_FORMULAS, flops_per_sample, matmul_peak
+from rnn_jax.bench.ceilings import (FLOP_FORMULAS, check_below_dense, dense_peak, flop_split,
+                                    flops_per_sample, matmul_peak, roofline, square_peak)
 from rnn_jax.bench.config import MODELS, BenchConfig, check_output_path, make_optimizer
 from rnn_jax.bench.peers import measure_torch, torch_available
 from rnn_jax.bench.plotting import plot
@@ -34,41 +37,81 @@ def run_cells(cfg: BenchConfig, out=None) -> dict:
   variants = [v for v in cfg.variants if v != "torch" or torch_available()]
   if "torch" in cfg.variants and "torch" not in variants:
     emit("torch: not installed (pip install '.[torch]'); the torch variant is skipped", out)
-  records, peaks, batched_peaks = [], [], []
+  records, peaks, batched_peaks, denses, rooflines = [], [], [], [], []
+  square = square_peak(cfg)
+  emit(f"dense  [n,n]x[n,n] n={square['n']}: {square['gflops']:.1f} GFLOP/s (fastest of "
+       f"{cfg.repeats}; " + ", ".join(f"n={n}: {g:.1f}" for n, g in square["by_n"].items())
+       + ")", out)
   for T in cfg.windows:
     for H in cfg.hidden_sizes:
       for B in cfg.batch_sizes:
         peak = matmul_peak(cfg, B, T, H)
+        dense = dense_peak(cfg, B, T, H, square, peak)
         peaks.append(peak)
+        denses.append(dense)
         emit(f"peak   B={B:<5d} T={T} H={H}: {peak['gflops']:.1f} GFLOP/s "
-             f"(chain of {T} [B,H]x[H,H] products, unroll={peak['unroll']})", out)
+             f"(chain of {T} [B,H]x[H,H] products, unroll={peak['unroll']}); dense "
+             f"{dense['gflops']:.1f} GFLOP/s ([T*B,H]x[H,H] {dense['rows_gflops']:.1f})", out)
+        rooflines.append(_roofline_row(cfg, B, T, H, peak, dense, out))
         for variant in variants:
           if variant == "vmap16" and B > cfg.vmap_max_batch:
             emit(f"{variant:<16s} B={B:<5d} skipped (B > --vmap-max-batch "
                  f"{cfg.vmap_max_batch})", out)
             continue
-          rec = _run_cell(cfg, variant, B, T, H, peak, out)
+          chain = None
           if variant == "vmap16":
-            bp = matmul_peak(cfg, B, T, H, models=MODELS)
-            batched_peaks.append(bp)
-            rec["peak_batched_gflops"] = bp["gflops"]
-            rec["pct_peak_batched"] = 100.0 * rec["gflops"] / bp["gflops"]
+            chain = matmul_peak(cfg, B, T, H, models=MODELS)
+            batched_peaks.append(chain)
+          rec = _run_cell(cfg, variant, B, T, H, peak, dense, chain, out)
+          if chain is not None:
+            rec["peak_batched_gflops"] = chain["gflops"]
+            rec["pct_peak_batched"] = 100.0 * rec["gflops"] / chain["gflops"]
           records.append(rec)
           emit(cell_row(rec), out)
   add_ratios(records)
-  return {"records": records, "peaks": peaks, "peaks_batched": batched_peaks}
+  return {"records": records, "peaks": peaks, "peaks_batched": batched_peaks,
+          "dense": {"square": square, "cells": denses}, "rooflines": rooflines}
+
+
+def _roofline_row(cfg: BenchConfig, B: int, T: int, H: int, peak: dict, dense: dict,
+                  out=None) -> dict:
+  """The roofline of one (B, T, H), training and forward, printed and returned."""
+  row = {"batch": B, "T": T, "H": H, "chain_gflops": peak["gflops"],
+         "dense_gflops": dense["gflops"]}
+  for kind, training in (("training", True), ("forward", False)):
+    chain, rest = flop_split(T, H, cfg.input_size, cfg.output_size, training=training)
+    row[kind] = dict(roofline(chain, rest, peak["gflops"], dense["gflops"]),
+                     chain_flops=chain, dense_flops=rest)
+  emit(f"roofline B={B:<5d} T={T} H={H}: training {fmt_rate(row['training']['samples_per_s'])}"
+       f" samples/s, forward {fmt_rate(row['forward']['samples_per_s'])} samples/s (chain at "
+       f"the peak, the rest at the dense rate)", out)
+  return row
 
 
 def _run_cell(cfg: BenchConfig, variant: str, B: int, T: int, H: int, peak: dict,
-              out=None) -> dict:
-  """Times one cell (printing its compile line, JAX variants only) and returns its record."""
+              dense: dict, chain: dict | None = None, out=None) -> dict:
+  """Times one cell (printing its compile line, JAX variants only) and returns its record,
+  checked against the dense rate (``check_below_dense``). A record above it has the dense
+  rate of its cell timed once more (``dense`` is updated in place to the faster of the two:
+  a busy moment may have slowed the first timing) before the check raises."""
   if variant == "torch":
-    r = measure_torch(cfg, B, T, H)
-    return cell_record(cfg, variant, B, T, H, r, peak)
-  work = build(cfg, variant, B, T, H)
-  emit(f"compile {variant} B={B} T={T} H={H}: {work.compile_s:.2f} s", out)
-  r = measure(work, cfg.seconds, cfg.repeats)
-  return cell_record(cfg, variant, B, T, H, r, peak, work.info, work.compile_s)
+    r, info, compile_s = measure_torch(cfg, B, T, H), None, None
+  else:
+    work = build(cfg, variant, B, T, H)
+    emit(f"compile {variant} B={B} T={T} H={H}: {work.compile_s:.2f} s", out)
+    r, info, compile_s = measure(work, cfg.seconds, cfg.repeats), work.info, work.compile_s
+  chain_gflops = chain["gflops"] if chain else None
+  rec = cell_record(cfg, variant, B, T, H, r, peak, info, compile_s, dense, chain_gflops)
+  if rec["pct_dense"] > 100.0:
+    again = dense_peak(cfg, B, T, H, square_peak(cfg), peak)
+    for key in ("rows_gflops", "square_gflops", "gflops"):
+      dense[key] = max(dense[key], again[key])
+    dense["remeasured"] = True
+    emit(f"dense  B={B:<5d} T={T} H={H}: timed again after {variant} ran above it: "
+         f"{dense['gflops']:.1f} GFLOP/s", out)
+    rec = cell_record(cfg, variant, B, T, H, r, peak, info, compile_s, dense, chain_gflops)
+  check_below_dense(rec)
+  return rec
 
 
 def devices_sweep(cfg: BenchConfig, out=None) -> list[dict]:
@@ -152,9 +195,13 @@ def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None) -> dict:
   JSON and PNG, each written atomically at the end.
 
   JSON: ``{"device", "versions", "config", "flops_per_sample", "peaks": [{batch, T, H, gflops,
-  unroll, spread}], "peaks_batched", "records": [{variant, batch, T, H, D, K, samples_per_s,
-  gflops, pct_peak, compile_s, spread: {min, q1, q3, max}, repeats, calls_per_repeat,
-  flops_per_sample, ...}], "devices_sweep", "remat_memory", "elapsed_s"}``.
+  unroll, spread}], "peaks_batched", "dense": {"square": {n, gflops, by_n}, "cells": [{batch, T,
+  H, rows_gflops, square_gflops, chain_gflops, gflops}]}, "rooflines": [{batch, T, H, chain_gflops,
+  dense_gflops, training: {samples_per_s, gflops, chain_s, dense_s, chain_flops, dense_flops},
+  forward: {...}}], "records": [{variant, batch, T, H, D, K, samples_per_s, gflops, pct_peak,
+  pct_dense, dense_gflops, pct_roofline, roofline_samples_per_s, compile_s, spread: {min, q1,
+  q3, max}, repeats, calls_per_repeat, flops_per_sample, ...}], "devices_sweep",
+  "remat_memory", "elapsed_s"}``.
   """
   json_path = check_output_path("--json", json_path)
   plot_path = check_output_path("--plot", plot_path)

@@ -8,7 +8,8 @@ All train with the same optimizer, the one ``rnn_jax.train.make_optimizer`` buil
 * ``bptt``            the same with the notes' hand BPTT as the gradient (``rnn_jax.bptt``)
 * ``fused``           ``train.make_epoch_fn``: ``S`` steps as one ``lax.scan`` over a
                       device-resident set of ``S*B`` windows in a permuted order (exactly what
-                      ``train.fit`` runs)
+                      ``train.fit`` runs), with ``--grad`` (default autodiff)
+* ``bptt_fused``      the same with the hand BPTT as the gradient (``--grad hand``)
 * ``vmap16``          16 independently initialised models, each with its own data order, trained
                       by ``jax.vmap`` of that epoch function (what ``train.fit_many`` runs);
                       its throughput counts the windows of all 16 models
@@ -39,10 +40,12 @@ def train_step_fn(cfg: BenchConfig, variant: str, T: int) -> Callable:
   return train.make_train_step(make_optimizer(cfg), method, unroll)
 
 
-def epoch_fn(cfg: BenchConfig, batch: int, *, models: int | None = None) -> Callable:
-  """``train.make_epoch_fn`` for ``cfg.grad``; vmapped over ``models`` as ``train.fit_many``
-  does (parameters, optimizer state and data order per model, the data shared)."""
-  epoch = train.make_epoch_fn(make_optimizer(cfg), batch, cfg.grad)
+def epoch_fn(cfg: BenchConfig, batch: int, *, models: int | None = None,
+             grad: str | None = None) -> Callable:
+  """``train.make_epoch_fn`` for ``grad`` (default ``cfg.grad``); vmapped over ``models`` as
+  ``train.fit_many`` does (parameters, optimizer state and data order per model, the data
+  shared)."""
+  epoch = train.make_epoch_fn(make_optimizer(cfg), batch, grad or cfg.grad)
   if models is None:
     return epoch
   return jax.vmap(epoch, in_axes=(0, 0, None, None, 0))
@@ -85,11 +88,12 @@ def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workloa
     params, xs, ys = problem(cfg, batch, T, H)
     opt_state = jax.device_put(make_optimizer(cfg).init(params))
     return _step_workload(variant, train_step_fn(cfg, variant, T), params, opt_state, xs, ys)
-  if variant in ("fused", "vmap16"):
+  if variant in ("fused", "bptt_fused", "vmap16"):
     models = MODELS if variant == "vmap16" else None
+    grad = "hand" if variant == "bptt_fused" else None
     (params, opt_state, xs, ys, perm), S = fused_inputs(cfg, batch, T, H, models)
-    return _epoch_workload(variant, epoch_fn(cfg, batch, models=models), params, opt_state, xs,
-                           ys, perm, S)
+    return _epoch_workload(variant, epoch_fn(cfg, batch, models=models, grad=grad), params,
+                           opt_state, xs, ys, perm, S)
   if variant == "flax":
     params, xs, ys = problem(cfg, batch, T, H)
     variables = jax.device_put(flax_params(params))

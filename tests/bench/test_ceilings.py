@@ -1,5 +1,6 @@
 """The FLOP count of ``rnn_jax.bench.ceilings`` against an independent count of the matrix
-products in the jaxprs that training and inference run."""
+products in the jaxprs that training and inference run; the dense-rate check and the roofline
+against numbers worked out by hand."""
 from __future__ import annotations
 
 import math
@@ -10,6 +11,7 @@ import pytest
 
 from bench_reference import B, H, T
 from rnn_jax import bench as bm
+from rnn_jax.bench.report import cell_record
 from rnn_jax.core import gradients, model
 
 
@@ -60,3 +62,53 @@ def test_bptt_jaxpr_adds_only_the_input_gradient_xla_drops():
   params, xs, ys = _abstract(B, T, H, 2, 3)
   jaxpr = jax.make_jaxpr(gradients.loss_and_grad("bptt"))(params, xs, ys)
   assert _dot_flops(jaxpr.jaxpr) == B * (bm.flops_per_sample(T, H, 2, 3) + T * 2 * H * 2)
+
+
+# --------------------------------------------------------------------------- dense rate, roofline
+
+
+def test_flop_split_of_the_notes_network_by_hand():
+  # chain: 24 dependent [B,200]x[200,200] products forward and 24 backward, 2 * 200^2 each
+  assert bm.flop_split(24, 200, 1, 3) == (3_840_000, 5_782_800 - 3_840_000)
+  assert bm.flop_split(24, 200, 1, 3, training=False) == (1_920_000, 1_930_800 - 1_920_000)
+
+
+def test_roofline_of_a_known_split_by_hand():
+  # 3.84 MFLOP of chain at 20 GFLOP/s = 192 us, 1.9428 MFLOP at 200 GFLOP/s = 9.714 us
+  roof = bm.roofline(3_840_000, 1_942_800, 20.0, 200.0)
+  assert roof["chain_s"] == pytest.approx(192e-6)
+  assert roof["dense_s"] == pytest.approx(9.714e-6)
+  assert roof["samples_per_s"] == pytest.approx(1 / 201.714e-6)
+  assert roof["gflops"] == pytest.approx(5.7828e-3 / 201.714e-6)
+
+
+def _record(samples_per_s, variant="autodiff", chain_gflops=None):
+  r = {"samples_per_s": samples_per_s, "spread": {}, "calls": 1}
+  cfg = bm.BenchConfig()
+  return cell_record(cfg, variant, 32, 24, 200, r, {"gflops": 20.0}, None, 1.0,
+                               {"gflops": 100.0}, chain_gflops)
+
+
+def test_cell_record_shares_of_dense_and_roofline_by_hand():
+  rec = _record(1000.0)                      # 1000 windows/s x 5.7828 MFLOP = 5.7828 GFLOP/s
+  assert rec["pct_peak"] == pytest.approx(100 * 5.7828 / 20)
+  assert rec["pct_dense"] == pytest.approx(5.7828)
+  # roofline: 3.84 MFLOP at 20 GFLOP/s (192 us) + 1.9428 MFLOP at 100 GFLOP/s (19.428 us)
+  assert rec["roofline_samples_per_s"] == pytest.approx(1 / 211.428e-6)
+  assert rec["pct_roofline"] == pytest.approx(100 * 1000 * 211.428e-6)
+  # vmap16's chain runs at the rate of its 16 chains at once: 40 GFLOP/s -> 96 us
+  assert _record(1000.0, "vmap16", 40.0)["roofline_samples_per_s"] == pytest.approx(
+      1 / 115.428e-6)
+  fwd = _record(1000.0, "forward")           # 1.9308 MFLOP a window
+  assert fwd["pct_dense"] == pytest.approx(1.9308)
+
+
+def test_a_record_above_the_dense_rate_is_refused():
+  at_limit = _record(100e9 / 5_782_800)      # exactly the dense rate
+  assert at_limit["pct_dense"] == pytest.approx(100.0)
+  bm.check_below_dense(dict(at_limit, pct_dense=100.0))
+  planted = _record(1.01 * 100e9 / 5_782_800)
+  with pytest.raises(bm.CeilingError, match=r"autodiff B=32 T=24 H=200: .* 101\.0% of the dense"):
+    bm.check_below_dense(planted)
+  with pytest.raises(bm.CeilingError):     # a NaN rate is no measurement either
+    bm.check_below_dense(dict(at_limit, pct_dense=float("nan")))

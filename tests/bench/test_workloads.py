@@ -47,11 +47,13 @@ def _epoch_reference(ref, params, opt_state, xs, ys, perm, steps):
   return params, np.asarray(losses)
 
 
-def test_fused_variant_runs_the_steps_of_its_permutation(reference_step):  # noqa: F811
+@pytest.mark.parametrize("variant", ["fused", "bptt_fused"])
+def test_fused_variant_runs_the_steps_of_its_permutation(variant, reference_step):  # noqa: F811
+  """``fused`` (autodiff) and ``bptt_fused`` (the hand BPTT) both equal the reference's steps."""
   ref, opt = reference_step
   (params, opt_state, xs, ys, perm), steps = bm.fused_inputs(CFG, B, T, H)
   assert steps == 2 and xs.shape == (steps * B, T, 1)
-  work = bm.build(CFG, "fused", B, T, H)
+  work = bm.build(CFG, variant, B, T, H)
   assert work.samples_per_call == steps * B and work.info["steps_per_call"] == steps
   out = work.call()
   want_params, want_losses = _epoch_reference(ref, params, opt.init(params), xs, ys, perm, steps)
