@@ -164,21 +164,20 @@ def test_gradient_checks_compile_once_per_shape(x64):
     gradcheck.check_rnn("float64", seed=0, **sizes)
     gradcheck.check_mlp("float64", d=3, H=4, K=3, B=2, seed=0)
   with Compiles() as again:          # new draws, new guarded steps: the same programs
-    for seed in (1, 2):
-      gradcheck.check_rnn("float64", seed=seed, **sizes)
-      gradcheck.check_mlp("float64", d=3, H=4, K=3, B=2, seed=seed)
+    gradcheck.check_rnn("float64", seed=1, **sizes)
+    gradcheck.check_mlp("float64", d=3, H=4, K=3, B=2, seed=1)
   assert again.names == []
-  with Compiles() as control:        # another window length: the RNN programs compile anew
-    gradcheck.check_rnn("float64", seed=0, **dict(sizes, T=4))
-  assert control.of("loss_and_grads") == 1 and control.of("_direction_guard") == 1
+  with Compiles() as control:        # another window length: the hand program compiles anew
+    gradcheck._rnn_hand(*gradcheck.rnn_problem(0, **dict(sizes, T=4)))
+  assert control.of("loss_and_grads") == 1
 
 
 def test_kink_guard_step_is_a_python_float(x64):
   """guarded_step shrinks the step near a kink; the shrunk step is a Python float like the
   default, so the compiled guard is reused. A numpy float64 (strongly typed where a Python
   float is weak) does recompile: that is what the first half rules out."""
-  params, xs, ys = gradcheck.rnn_problem(0, T=5, H=4, D=2, K=3, B=3)
-  directions, _ = gradcheck.probe_directions(jax.grad(model.loss)(params, xs, ys), 0)
+  params, xs, _ = gradcheck.rnn_problem(0, T=5, H=4, D=2, K=3, B=3)
+  directions, _ = gradcheck.probe_directions(params, 0)   # unit directions shaped like params
   near = xs.at[:, 0].set(2e-6)       # every A_1 ~ 2e-6: too close for eps = 1e-6
   fd.guarded_step(params, xs, directions)
   with Compiles() as c:
