@@ -26,9 +26,9 @@ them all. A worked command for two hosts, the first at 10.0.0.1::
 (``JAX_COORDINATOR_ADDRESS`` may replace the first argument; on SLURM, Open MPI or Cloud TPU
 ``jax.distributed.initialize()`` with no arguments finds everything by itself.) Arrays are placed
 with ``jax.make_array_from_callback``, which works when some devices belong to other processes.
-Only process 0 writes checkpoints and metrics (rnn_jax.train). Multi-host is documented but
-untested here: the tests simulate 4 devices in one process with
-``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+Only process 0 writes checkpoints and metrics (rnn_jax.train). tests/train/test_parallel.py
+simulates 4 devices in one process (``XLA_FLAGS=--xla_force_host_platform_device_count=4``);
+tests/train/test_multiprocess.py runs two real processes on localhost (gloo collectives).
 """
 from __future__ import annotations
 
