@@ -67,7 +67,7 @@ class BenchConfig:
       raise InputError(f"--grad: expected autodiff or hand, got {self.grad!r}")
     for name in ("devices_sweep", "remat_memory"):
       if not isinstance(getattr(self, name), bool):
-        raise InputError(f"--{name.replace('_', '-')}: expected true or false")
+        raise InputError(f"{cli.flag(name)}: expected true or false")
 
   def to_dict(self) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v
@@ -84,17 +84,17 @@ def _is_int(v) -> bool:
 def _check_ints(cfg: BenchConfig, name: str, lo: int = 1) -> None:
   values = getattr(cfg, name)
   if not isinstance(values, tuple) or not values:
-    raise InputError(f"--{name.replace('_', '-')}: expected a non-empty comma-separated "
+    raise InputError(f"{cli.flag(name)}: expected a non-empty comma-separated "
                      f"list of integers >= {lo}, got {values!r}")
   for v in values:
     if not _is_int(v) or v < lo:
-      raise InputError(f"--{name.replace('_', '-')}: expected integers >= {lo}, got {v!r}")
+      raise InputError(f"{cli.flag(name)}: expected integers >= {lo}, got {v!r}")
 
 
 def _check_integer(cfg: BenchConfig, name: str, lo: int) -> None:
   v = getattr(cfg, name)
   if not _is_int(v) or v < lo:
-    raise InputError(f"--{name.replace('_', '-')}: expected an integer >= {lo}, got {v!r}")
+    raise InputError(f"{cli.flag(name)}: expected an integer >= {lo}, got {v!r}")
 
 
 def _check_positive(cfg: BenchConfig, name: str, allow_zero: bool = False) -> None:
@@ -103,7 +103,7 @@ def _check_positive(cfg: BenchConfig, name: str, allow_zero: bool = False) -> No
         and math.isfinite(v) and (v >= 0 if allow_zero else v > 0))
   if not ok:
     what = "a finite number >= 0" if allow_zero else "a finite positive number"
-    raise InputError(f"--{name.replace('_', '-')}: expected {what}, got {v!r}")
+    raise InputError(f"{cli.flag(name)}: expected {what}, got {v!r}")
 
 
 def _check_variants(variants) -> None:

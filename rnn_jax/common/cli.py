@@ -46,8 +46,6 @@ def flag(name: str) -> str:
   return "--" + name.replace("_", "-")
 
 
-_flag = flag
-
 
 def option(default, help: str, **metadata):  # noqa: A002  (``help`` as argparse calls it)
   """A config dataclass field whose flag help is ``help`` (the one place flag help comes from).
@@ -113,11 +111,11 @@ def add_config_flags(parser: argparse.ArgumentParser, cls,
     shown = ",".join(map(str, default)) if is_tuple and default is not None else default
     help_text = field.metadata["help"].replace("%", "%%")
     if kind is bool and not is_tuple:
-      parser.add_argument(_flag(field.name), dest=field.name, default=defaults.get(field.name),
+      parser.add_argument(flag(field.name), dest=field.name, default=defaults.get(field.name),
                           action=argparse.BooleanOptionalAction,
                           help=f"{help_text} (default: {'on' if default else 'off'})")
       continue
-    parser.add_argument(_flag(field.name), dest=field.name, default=(
+    parser.add_argument(flag(field.name), dest=field.name, default=(
         str(defaults[field.name]) if field.name in defaults else None), metavar=(
         "A,B,..." if is_tuple else kind.__name__.upper()),
         help=f"{help_text} (default: {'none' if shown is None else shown})")
@@ -134,16 +132,16 @@ def config_from_args(cls, args: argparse.Namespace, **overrides: Any):
     if isinstance(text, bool):                        # an on/off flag, parsed by argparse
       values[field.name] = text
       continue
-    flag = _flag(field.name)
+    name = flag(field.name)
     kind, is_tuple, optional = _base_type(hints[field.name])
     if optional and text.strip().lower() in ("none", ""):
       values[field.name] = None
     elif is_tuple:
       parts = [p for p in text.split(",")]
       if not text.strip() or any(not p.strip() for p in parts):
-        raise InputError(f"{flag}: expected a comma-separated list, got {text!r}")
-      values[field.name] = tuple(_parse_scalar(flag, kind, p) for p in parts)
+        raise InputError(f"{name}: expected a comma-separated list, got {text!r}")
+      values[field.name] = tuple(_parse_scalar(name, kind, p) for p in parts)
     else:
-      values[field.name] = _parse_scalar(flag, kind, text)
+      values[field.name] = _parse_scalar(name, kind, text)
   values.update(overrides)
   return cls(**values)

@@ -52,8 +52,7 @@ class TrainConfig:
 
   def validate(self) -> "TrainConfig":
     """Raises InputError naming the flag of the first nonsensical value; returns self."""
-    def flag(name):
-      return "--" + name.replace("_", "-")
+    flag = cli.flag
 
     def integer(name, lo):
       v = getattr(self, name)
