@@ -216,10 +216,11 @@ def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
   """Reads occupancy readings from a CSV file.
 
   The campus gym format (columns ``number_people`` and ``date``, e.g. ``2015-08-14
-  17:00:11-07:00``) is recognised by itself, and its capacity is left to be fitted on the
-  training split (``capacity=None``). Any other CSV needs ``time_column`` and ``value_column``
-  and either ``capacity`` (people) or ``capacity_column`` (its largest value is the capacity;
-  every reading must be at most its own row's capacity).
+  17:00:11-07:00``) is recognised by itself. Any other CSV needs ``time_column`` and
+  ``value_column``. The capacity is ``capacity`` (people) or the largest value of
+  ``capacity_column`` (every reading must be at most its own row's capacity); with neither
+  (``capacity=None``), it is fitted on the training split (``windows.make_dataset``: the
+  largest training reading), as for the gym file.
 
   Timestamps: ISO 8601 is preferred; other rows must share one format, which pandas guesses
   (see ``timestamps._parse_wall`` for how day and month order is settled). Either every
@@ -303,9 +304,6 @@ def _choose_columns(path, header: list[str], time_column, value_column, capacity
   time_column = (time_column or GYM_TIME_COLUMN).strip()
   value_column = (value_column or GYM_VALUE_COLUMN).strip()
   is_gym_format = gym and time_column == GYM_TIME_COLUMN and value_column == GYM_VALUE_COLUMN
-  if capacity is None and capacity_column is None and not is_gym_format:
-    fail(path, "no capacity: give capacity (people) or capacity_column (only the campus gym "
-         "format has its capacity fitted on the training data)")
   t_col = _column(path, header, time_column, "time_column")
   v_col = _column(path, header, value_column, "value_column")
   c_col = (_column(path, header, capacity_column.strip(), "capacity_column")

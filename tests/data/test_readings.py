@@ -62,8 +62,6 @@ BAD_FILES = [
      ["line 3", "1 fields"]),
     ("stray-quote", b'time,people\n2021-01-01 00:00,1\n"2021-01-01 00:10,1\n', GENERIC,
      ["line"]),
-    ("no-capacity-generic", ramp_csv().encode(), dict(time_column="time", value_column="people"),
-     ["no capacity", "capacity_column"]),
     ("only-value-column-named", ramp_csv().encode(), dict(value_column="people", capacity=10),
      ["time_column is missing"]),
     ("all-readings-empty", b"time,people\n2021-01-01 00:00,\n2021-01-01 00:10,\n", GENERIC,
@@ -196,3 +194,15 @@ def test_shuffled_columns_load_the_same(tmp_path):
   b = data.read_csv(write(tmp_path, swapped, "b.csv"), **GENERIC)
   np.testing.assert_array_equal(a.time_utc, b.time_utc)
   np.testing.assert_array_equal(a.value, b.value)
+
+
+def test_generic_csv_without_capacity_has_it_fitted_on_the_training_split(tmp_path):
+  """Issue 10: any CSV works without --capacity; the largest training reading is the capacity
+  (never a validation or test reading: here the peak of 90 is in the test split)."""
+  values = lambda i: 90 if i == 390 else (i % 37) // 2   # noqa: E731
+  path = write(tmp_path, ramp_csv(n=400, value=values))
+  readings = data.read_csv(path, time_column="time", value_column="people")
+  assert readings.capacity is None
+  ds = data.make_dataset(readings, data.WindowSpec(window=4, horizons=(1,)))
+  assert ds.capacity_fitted and ds.capacity == 18.0
+  assert ds.test.target_people.max() == 90.0
