@@ -204,7 +204,7 @@ def _with_breaks(x: np.ndarray, ys: list[np.ndarray]):
 def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
                        horizons_minutes: Sequence[float], path: str | os.PathLike, *,
                        days: float | None = 7.0, ylabel: str = "occupancy",
-                       title: str | None = None) -> None:
+                       title: str | None = None, band=None, band_label: str = "interval") -> None:
   """One panel per horizon: the actual value and each method's forecast against time.
 
   ``times [N]`` (numpy datetime64): when each forecast is made (the end of its input window).
@@ -214,6 +214,8 @@ def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
   curves line up with what actually happened. Only the first ``days`` days from the earliest
   time are drawn (``None``: all); lines break where consecutive times are more than 1.5
   typical steps apart (gaps in the data). ``[N]`` arrays are accepted when there is one horizon.
+  ``band``: ``(lo, hi)``, each ``[N, n_h]``, shaded around the model's forecast (its prediction
+  interval), labelled ``band_label``.
   """
   times = np.asarray(times)
   if times.ndim != 1 or not np.issubdtype(times.dtype, np.datetime64):
@@ -237,17 +239,21 @@ def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
   if not predictions:
     raise ValueError("predictions: expected at least one method")
   preds = {name: as_2d(f"predictions[{name!r}]", p) for name, p in predictions.items()}
+  if band is not None:
+    band = (as_2d("band[0]", band[0]), as_2d("band[1]", band[1]))
   if len(times) == 0:
     raise ValueError("times: no forecasts to draw (empty)")
   order = np.argsort(times, kind="stable")
   times = times[order]
   actual = actual[order]
   preds = {k: v[order] for k, v in preds.items()}
+  band = band and tuple(b[order] for b in band)
   if days is not None:
     end = times[0] + np.timedelta64(int(round(float(days) * 86400)), "s")
     keep = times < end
     times, actual = times[keep], actual[keep]
     preds = {k: v[keep] for k, v in preds.items()}
+    band = band and tuple(b[keep] for b in band)
 
   fig = Figure(figsize=(11, 2.6 * n_h + 0.6), layout="constrained")
   axes = np.atleast_1d(fig.subplots(n_h, 1, sharex=True, squeeze=False)[:, 0])
@@ -256,6 +262,9 @@ def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
     x, (y_act, *y_preds) = _with_breaks(target_times,
                                         [actual[:, j]] + [p[:, j] for p in preds.values()])
     ax.plot(x, y_act, color="black", linewidth=1.3, label="actual", zorder=3)
+    if band is not None:
+      xb, (lo, hi) = _with_breaks(target_times, [band[0][:, j], band[1][:, j]])
+      ax.fill_between(xb, lo, hi, color="C0", alpha=0.2, linewidth=0, label=band_label)
     for i, (name, y) in enumerate(zip(preds, y_preds)):
       ax.plot(x, y, linewidth=1.1 if i == 0 else 0.9, linestyle="-" if i == 0 else "--",
               alpha=1.0 if i == 0 else 0.8, label=name)

@@ -48,6 +48,9 @@ GOOD = {
     "forecast_vs_actual": lambda path: plots.forecast_vs_actual(*week(), HORIZONS, path),
     "forecast_all_days": lambda path: plots.forecast_vs_actual(*week(), HORIZONS, path, days=None,
                                                                ylabel="people"),
+    "forecast_with_band": lambda path: plots.forecast_vs_actual(
+        *week(), HORIZONS, path, band=(week()[2]["model"] - 2, week()[2]["model"] + 2),
+        band_label="80% interval"),
     "forecast_one_horizon_1d": lambda path: plots.forecast_vs_actual(
         week()[0], week()[1][:, 0], {"model": week()[2]["model"][:, 0]}, [30], path),
     "mae_by_horizon": lambda path: plots.mae_by_horizon(RESULTS, HORIZONS, path,
@@ -105,6 +108,9 @@ BAD = {
     "times_not_datetime": (lambda p: plots.forecast_vs_actual(
         np.arange(10), np.zeros((10, 1)), {"model": np.zeros((10, 1))}, [10], p),
         "datetime64"),
+    "band_rows": (lambda p: plots.forecast_vs_actual(
+        _times(10), np.zeros((10, 3)), {"model": np.zeros((10, 3))}, HORIZONS, p,
+        band=(np.zeros((10, 3)), np.zeros((9, 3)))), r"band\[1\]: expected shape \[10, 3\]"),
     "no_predictions": (lambda p: plots.forecast_vs_actual(
         _times(10), np.zeros((10, 1)), {}, [10], p), "at least one method"),
     "mae_length": (lambda p: plots.mae_by_horizon(
