@@ -1,4 +1,4 @@
-"""Forecast with a trained run: the newest complete window of a CSV, in people per horizon.
+"""Forecast with a trained run: the newest complete window of a CSV, point and interval per horizon.
 
     python experiments/forecast.py --run runs/occupancy            # its own data source
     python experiments/forecast.py --run runs/gym --csv ../shared/data/campus_gym.csv
@@ -8,16 +8,16 @@ from __future__ import annotations
 import sys
 
 from rnn_jax.common import cli
-from rnn_jax.tasks import occupancy
+from rnn_jax.tasks import forecasting
 
 
 def main(argv=None):
   parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--run", required=True, help="a run directory of train_occupancy.py")
   parser.add_argument("--csv", help="CSV of readings (default: the run's own data source)")
-  parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+  parser.add_argument("--json", action="store_true", help="print the same fields as JSON")
   args = parser.parse_args(argv)
-  print(occupancy.forecast_text(args.run, args.csv, as_json=args.json))
+  print(forecasting.forecast_text(args.run, args.csv, as_json=args.json))
   return 0
 
 

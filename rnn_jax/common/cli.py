@@ -115,8 +115,11 @@ def add_config_flags(parser: argparse.ArgumentParser, cls,
                           action=argparse.BooleanOptionalAction,
                           help=f"{help_text} (default: {'on' if default else 'off'})")
       continue
+    given = defaults.get(field.name)
+    if is_tuple and given is not None:
+      given = ",".join(map(str, given))
     parser.add_argument(flag(field.name), dest=field.name, default=(
-        str(defaults[field.name]) if field.name in defaults else None), metavar=(
+        str(given) if field.name in defaults else None), metavar=(
         "A,B,..." if is_tuple else kind.__name__.upper()),
         help=f"{help_text} (default: {'none' if shown is None else shown})")
 

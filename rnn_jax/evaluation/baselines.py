@@ -214,8 +214,9 @@ def _cell(value, width: int, fmt: str) -> str:
 def format_table(results: dict) -> str:
   """A plain-text table: one row per method, a column per horizon for val and for test.
 
-  Task horizons: MAE in people with % of capacity in brackets; task levels: accuracy and
-  macro-F1.
+  Task horizons: MAE in the series' unit (``results["unit"]``, default people) with % of
+  capacity in brackets, then the model's interval coverage and width when present; task
+  levels: accuracy and macro-F1.
   """
   splits = [s for s in ("val", "test") if s in results.get("splits", {})]
   methods = []
@@ -239,7 +240,8 @@ def format_table(results: dict) -> str:
   col = 17
   cols = "".join(f"+{m} min".rjust(col) for m in minutes)
   width = col * len(minutes) + 7
-  lines.append(f"MAE in people (% of capacity {results.get('capacity', float('nan')):g})")
+  unit = results.get("unit", "people")
+  lines.append(f"MAE in {unit} (% of capacity {results.get('capacity', float('nan')):g})")
   lines.append(" " * name_w + "".join(f"  {s.upper()}".ljust(width) for s in splits))
   lines.append("method".ljust(name_w) + "".join(cols + f"{'n':>7}" for _ in splits))
   for m in methods:
@@ -253,4 +255,22 @@ def format_table(results: dict) -> str:
         row += ("-" if v is None else f"{v:.2f} ({p:.1f}%)").rjust(col)
       row += f"{e['n_windows']:>7d}"
     lines.append(row)
+  lines += _interval_lines(results, splits, unit, name_w, col, width)
   return "\n".join(lines)
+
+
+def _interval_lines(results: dict, splits: list[str], unit: str, name_w: int, col: int,
+                    width: int) -> list[str]:
+  """Coverage and mean width of the model's interval (``model.interval``), when present."""
+  entries = [results["splits"][s].get("model", {}).get("interval") for s in splits]
+  if not all(entries):
+    return []
+  level = entries[0]["level"]
+  lines = [f"model's {100 * level:g}% interval (split-conformal, calibrated on val): coverage, "
+           f"mean width in {unit}"]
+  for key, fmt in (("coverage", ".3f"), ("mean_width", ".2f")):
+    row = key.ljust(name_w)
+    for e in entries:
+      row += "".join(format(v, fmt).rjust(col) for v in e[key]) + " " * 7
+    lines.append(row.rstrip())
+  return lines

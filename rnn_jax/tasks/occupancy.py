@@ -1,17 +1,18 @@
 """The occupancy experiment end to end: data in, a trained RNN, evaluation, a run directory.
 
-Library code under experiments/train_occupancy.py (``main``, over ``run``) and
-experiments/forecast.py (``forecast_text``, over ``forecast``). A run directory (``--out``)
-holds:
+Library code under experiments/train_occupancy.py (``main``, over ``run``; forecasting with a
+finished run is rnn_jax.tasks.forecasting). A run directory (``--out``) holds:
 
     config.json         every setting (data source, windows, training), the data file's SHA-256,
                         the fitted capacity and tertiles, the library versions
     metrics.jsonl       one JSON line per epoch (and per model with --seeds N)
     checkpoint.msgpack  rnn_jax.train.checkpoint: the latest and the best parameters, optimizer
                         state, data order: everything --resume needs
-    results.json        the evaluation (rnn_jax.evaluation.report), written last
-    *.png               learning curves, forecast against actual over a test week, MAE by
-                        horizon, ||dL/dh_t|| against t
+    results.json        the evaluation (rnn_jax.evaluation.report) of the forecast the run
+                        gives (the mean of its --seeds models), each model's own errors, and
+                        the split-conformal interval (calibrated on val), written last
+    *.png               learning curves, forecast against actual over a test week (with the
+                        interval), MAE by horizon, ||dL/dh_t|| against t
 
 Every file is written atomically (rnn_jax.common.fileio). Bad input is found before the
 directory is created, so a run refused for bad input leaves nothing behind; whether ``--out``
@@ -21,7 +22,6 @@ rnn_jax.tasks.rundir's rules for a run made in place.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -35,6 +35,7 @@ from rnn_jax.common import cli, fileio, plots
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import bptt, model
 from rnn_jax.data import Dataset, WindowSpec
+from rnn_jax.evaluation import conformal
 from rnn_jax.tasks import rundir
 from rnn_jax.train import TrainConfig, checkpoint, parallel
 
@@ -43,6 +44,24 @@ RESULTS = "results.json"
 RUN_FILES = (CONFIG, train.METRICS, checkpoint.FILENAME, RESULTS, "learning_curves.png",
              "forecast_test_week.png", "mae_by_horizon.png", "grad_norms.png")
 
+INTERVAL = 0.8   # nominal level of the prediction intervals (--interval)
+
+# The configurations train_occupancy.py offers (--preset): settings of DataSource, WindowSpec and
+# TrainConfig where they differ from the library's own defaults; flags given on the command line
+# win. "forecast" (the default) was chosen on the validation splits of the gym file and the
+# synthetic series (never on test; README "Forecasting"): calendar features, a 2-hour window,
+# 64 IRNN units, Adam, and the mean of 5 models trained at once in one vmapped program (fit_many).
+# "notes" is the derivation notes' network exactly: readings only, T=24, H=200, N(0, 1/fan_in)
+# weights, sigmoid outputs and BCE, plain SGD without clipping, one model.
+PRESETS: dict[str, dict[str, Any]] = {
+    "forecast": {"features": ("occupancy", "calendar"), "window": 12, "hidden_size": 64,
+                 "init": "irnn", "optimizer": "adam", "lr": 1e-3, "clip": 1.0,
+                 "batch_size": 64, "epochs": 60, "patience": 12, "seeds": 5},
+    "notes": {"features": ("occupancy",), "window": 24, "hidden_size": 200, "init": "normal",
+              "optimizer": "sgd", "lr": 0.1, "clip": 0.0, "batch_size": 64, "epochs": 60,
+              "patience": 12, "seeds": 1},
+}
+DEFAULT_PRESET = "forecast"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +82,14 @@ class DataSource:
       "UTC offsets)")
   synthetic_seed: int = cli.option(0,
       "seed of the built-in synthetic series (used when no --csv is given)")
+  unit: str = cli.option("people",
+      "what the series counts, as tables, plots and forecasts name it (a garage counts cars)")
+
+  def check(self) -> "DataSource":
+    """Raises InputError naming the flag of a nonsensical setting; returns self."""
+    if not isinstance(self.unit, str) or not self.unit.strip() or "\n" in self.unit:
+      raise InputError(f"--unit: expected a name such as people or cars, got {self.unit!r}")
+    return self
 
   def load(self) -> data.Readings:
     if self.csv is None:
@@ -98,13 +125,14 @@ def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
 
 
 def _parse_config(cfg: dict) -> dict:
-  source = DataSource(**cfg["source"])
+  source = DataSource(**cfg["source"]).check()
   spec = WindowSpec(**{k: tuple(v) if isinstance(v, list) else v
                        for k, v in cfg["windows"].items()})
   train_cfg = TrainConfig.from_dict(cfg["train"])
   capacity = float(cfg["data"]["capacity"])
+  interval = float(cfg.get("evaluation", {}).get("interval", INTERVAL))
   return {"source": source, "windows": spec, "train": train_cfg, "capacity": capacity,
-          "raw": cfg}
+          "interval": interval, "raw": cfg}
 
 
 def read_config(run: str | os.PathLike) -> dict:
@@ -115,8 +143,8 @@ def read_config(run: str | os.PathLike) -> dict:
 # --------------------------------------------------------------------------- training
 
 def _evaluator(dataset: Dataset):
-  """Per-epoch validation metric for the progress bar: MAE in people (mean over horizons), or
-  accuracy for task levels."""
+  """Per-epoch validation metric for the progress bar: MAE in the series' units (mean over
+  horizons), or accuracy for task levels."""
   xs = jax.device_put(dataset.val.xs)
   predict = jax.jit(model.predict)
   if dataset.spec.task == "levels":
@@ -128,13 +156,19 @@ def _evaluator(dataset: Dataset):
       dataset.to_people(predict(params, xs)) - target)))}
 
 
-def predictions(dataset: Dataset, params) -> dict[str, np.ndarray]:
-  """The model's forecasts per split: people ``[N, H]`` (horizons) or scores ``[N, 3]``."""
-  predict = jax.jit(model.predict)
+def predictions(dataset: Dataset, params, *, members: bool = False) -> dict[str, np.ndarray]:
+  """The forecasts per split: ``[N, K]`` in the series' units (task horizons) or scores
+  ``[N, 3]`` (levels). ``params`` may hold several models (every field ``[S, ...]``, as
+  fit_many gives): their forecasts are averaged, or with ``members`` returned as ``[S, N, K]``."""
+  stacked = params.U.ndim == 3
+  predict = jax.jit(jax.vmap(model.predict, in_axes=(0, None)) if stacked else model.predict)
   out = {}
   for split in ("val", "test"):
     z = np.asarray(predict(params, dataset[split].xs), np.float64)
-    out[split] = dataset.to_people(z) if dataset.spec.task == "horizons" else z
+    z = dataset.to_people(z) if dataset.spec.task == "horizons" else z
+    if not stacked and members:
+      z = z[None]
+    out[split] = z if members or not stacked else z.mean(axis=0)
   return out
 
 
@@ -145,7 +179,7 @@ def _mean_over_models(per_model: list[dict]) -> dict:
     entries = [r["splits"][split]["model"] for r in per_model]
     merged = {"n_windows": entries[0]["n_windows"], "n_models": len(entries)}
     for key, value in entries[0].items():
-      if key == "n_windows":
+      if key == "n_windows" or not isinstance(value, (int, float, list)):
         continue
       stack = np.asarray([e[key] for e in entries], np.float64)
       merged[key] = np.mean(stack, axis=0).tolist()
@@ -155,8 +189,46 @@ def _mean_over_models(per_model: list[dict]) -> dict:
   return out
 
 
+def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
+             interval: float = INTERVAL, unit: str = "people") -> dict:
+  """results.json of a run: ``evaluation.report`` of the forecast the run gives (the mean of
+  its models' ``member_preds [S, N, K]``), with, under ``splits.<split>.model``:
+
+  * ``members``: each model's own metrics averaged over the S models, with ``*_std`` (S > 1);
+    ``spread`` (horizons): the models' standard deviation around their mean forecast,
+    averaged over windows, per horizon, in units;
+  * ``interval`` (horizons): the split-conformal interval at level ``interval``
+    (rnn_jax.evaluation.conformal) calibrated on val: ``{"level", "q", "coverage",
+    "mean_width"}`` per horizon.
+
+  ``models``: every model's own metrics, with its seed.
+  """
+  mean = {split: p.mean(axis=0) for split, p in member_preds.items()}
+  fitted = evaluation.fit_baselines(dataset, gbm=dataset.spec.task == "horizons")
+  results = evaluation.report(dataset, mean, fitted=fitted)
+  results["unit"] = unit
+  if len(seeds) > 1:
+    per_model = [evaluation.report(dataset, {k: v[i] for k, v in member_preds.items()},
+                                   fitted=fitted) for i in range(len(seeds))]
+    results["models"] = [{"seed": s, "splits": {k: r["splits"][k]["model"] for k in ("val", "test")}}
+                         for s, r in zip(seeds, per_model)]
+    for split, merged in _mean_over_models(per_model).items():
+      results["splits"][split]["model"]["members"] = merged
+      if dataset.spec.task == "horizons":
+        spread = np.std(member_preds[split], axis=0, ddof=1).mean(axis=0)
+        results["splits"][split]["model"]["spread"] = spread.tolist()
+  if dataset.spec.task == "horizons":
+    q = conformal.quantiles(np.abs(mean["val"] - dataset.val.target_people), interval)
+    for split in ("val", "test"):
+      results["splits"][split]["model"]["interval"] = conformal.summary(
+          mean[split], dataset[split].target_people, q, dataset.capacity, interval)
+  return results
+
+
 def _plots(out: Path, dataset: Dataset, results: dict, history: list[dict], params,
            preds: dict) -> None:
+  """The run's PNGs; ``params``: model 0 (for ||dL/dh_t||), ``preds``: the run's forecasts."""
+  unit = results.get("unit", "people")
   plots.learning_curves(history, out / "learning_curves.png",
                         title="training and validation loss (BCE)")
   xs, ys = dataset.val.xs[:256], dataset.val.ys[:256]
@@ -170,12 +242,15 @@ def _plots(out: Path, dataset: Dataset, results: dict, history: list[dict], para
   start = _busiest_week(test.end_times)
   rows = (test.end_times >= start) & (test.end_times < start + np.timedelta64(7, "D"))
   base = evaluation.baselines(dataset, "test")
+  iv = results["splits"]["test"]["model"]["interval"]
+  band = conformal.intervals(preds["test"][rows], np.asarray(iv["q"]), dataset.capacity)
   plots.forecast_vs_actual(test.end_times[rows], test.target_people[rows],
                            {"model": preds["test"][rows], "persistence": base["persistence"][rows]},
-                           minutes, out / "forecast_test_week.png", days=7.0, ylabel="people",
-                           title="test week: forecast against actual")
+                           minutes, out / "forecast_test_week.png", days=7.0, ylabel=unit,
+                           title="test week: forecast against actual", band=band,
+                           band_label=f"{100 * iv['level']:g}% interval")
   plots.mae_by_horizon(results["splits"]["test"], minutes, out / "mae_by_horizon.png",
-                       ylabel="MAE (people), test split", title="MAE by horizon (test)")
+                       ylabel=f"MAE ({unit}), test split", title="MAE by horizon (test)")
 
 
 def _busiest_week(times: np.ndarray) -> np.datetime64:
@@ -185,17 +260,17 @@ def _busiest_week(times: np.ndarray) -> np.datetime64:
   return times[int(np.argmax(ends - np.arange(len(times))))]
 
 
-def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
-        resume: bool = False, overwrite: bool = False, progress: bool = True,
-        make_plots: bool = True, log=print) -> dict[str, Any]:
-  """Trains and evaluates; returns ``{"results": ..., "fit": FitResult | ManyFitResult,
-  "dataset": Dataset, "status": "done" | "interrupted" | "nonfinite"}``.
+def _check_interval(interval) -> float:
+  try:
+    return conformal.check_level(interval)
+  except ValueError:
+    raise InputError(f"--interval: expected a level strictly between 0 and 1 (0.8 = 80%), "
+                     f"got {interval!r}") from None
 
-  Everything the user gave is checked (InputError) before ``out`` is created.
-  """
-  cfg = cfg.validate()
-  parallel.device_count(cfg.devices)   # --devices: checked before anything is written
-  out = check_out(out, resume=resume, overwrite=overwrite)
+
+def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, *,
+             resume: bool, log) -> Dataset:
+  """The dataset, after every check of the user's input that needs the data (InputError)."""
   if resume:
     previous = read_config(out)
     # The run's data and windows must not change under --resume; training settings are
@@ -205,54 +280,69 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
                        f"the run ({CONFIG}); drop the changed flags")
   readings = source.load()
   dataset = data.make_dataset(readings, spec)
-  log(f"data: {dataset.path} ({len(readings)} readings), capacity {dataset.capacity:g} people, "
+  log(f"data: {dataset.path} ({len(readings)} readings), capacity {dataset.capacity:g} "
+      f"{source.unit}{' (fitted on train)' if dataset.capacity_fitted else ''}, "
       f"windows train/val/test {len(dataset.train)}/{len(dataset.val)}/{len(dataset.test)}, "
       f"T={spec.window} D={spec.input_size} K={spec.output_size}")
   if resume and previous["raw"]["data"].get("sha256") != dataset.sha256:
     raise InputError(f"--out {out}: --resume with a data file whose SHA-256 differs from the "
                      "run's")
-  train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
-  train.check_inputs(cfg, train_xy, val_xy)    # training's own refusals, before any file
-  checkpoint.check_writable(out)
-  if overwrite:
-    rundir.clear_run(out, RUN_FILES)
-  config = {"source": dataclasses.asdict(source), "windows": spec.to_dict(),
-            "train": cfg.to_dict(), "data": dataset.summary()}   # + versions (rundir)
+  train.check_inputs(cfg, (dataset.train.xs, dataset.train.ys),
+                     (dataset.val.xs, dataset.val.ys))    # training's own refusals, before any file
+  return dataset
+
+
+def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
+        resume: bool = False, overwrite: bool = False, progress: bool = True,
+        make_plots: bool = True, interval: float = INTERVAL, preset: str | None = None,
+        log=print) -> dict[str, Any]:
+  """Trains ``cfg.seeds`` models (one vmapped program when > 1) and evaluates their mean
+  forecast (``evaluate``); returns ``{"results": ..., "fit": FitResult | ManyFitResult,
+  "dataset": Dataset, "status": "done" | "interrupted" | "nonfinite"}``.
+
+  Everything the user gave is checked (InputError) before ``out`` is created. ``preset``: the
+  name recorded in config.json (the settings themselves come in ``source``, ``spec``, ``cfg``).
+  """
+  cfg = cfg.validate()
+  source.check()
+  interval = _check_interval(interval)
+  parallel.device_count(cfg.devices)   # --devices: checked before anything is written
+  out = check_out(out, resume=resume, overwrite=overwrite)
+  dataset = _prepare(source, spec, cfg, out, resume=resume, log=log)
   writer = jax.process_index() == 0  # multi-host: only process 0 writes the run directory
+  if writer:
+    checkpoint.check_writable(out)
+  if writer and overwrite:
+    rundir.clear_run(out, RUN_FILES)
+  config = {"preset": preset, "source": dataclasses.asdict(source), "windows": spec.to_dict(),
+            "train": cfg.to_dict(), "evaluation": {"interval": interval},
+            "data": dataset.summary()}   # + versions (rundir)
   if writer and not resume:
     rundir.write_config(out, config)
 
   fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
+  train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
   if cfg.seeds > 1:
     fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
-    stopped = fitted.stopped
-    models = [jax.tree.map(lambda a: a[i], fitted.params) for i in range(cfg.seeds)]
-    history = fitted.histories[0]
+    stopped, seeds, history = fitted.stopped, fitted.seeds, fitted.histories[0]
   else:
     fitted = train.fit(cfg, train_xy, val_xy, **fit_args)
-    stopped = [fitted.stopped]
-    models, history = [fitted.params], fitted.history
+    stopped, seeds, history = [fitted.stopped], [cfg.seed], fitted.history
   if "interrupted" in stopped or "nonfinite" in stopped:
     status = "interrupted" if "interrupted" in stopped else "nonfinite"
     log(fitted.message)
     return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
 
-  baselines = evaluation.fit_baselines(dataset, gbm=spec.task == "horizons")
-  per_model = [evaluation.report(dataset, predictions(dataset, p), fitted=baselines)
-               for p in models]
-  results = per_model[0]
-  if cfg.seeds > 1:
-    per_seed = [{"seed": s, "splits": {k: r["splits"][k]["model"] for k in ("val", "test")}}
-                for s, r in zip(fitted.seeds, per_model)]
-    for split, merged in _mean_over_models(per_model).items():
-      results["splits"][split]["model"] = merged
-    results["models"] = per_seed
+  member_preds = predictions(dataset, fitted.params, members=True)
+  results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit)
   results["data"] = dataset.summary()
   results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
   if writer:
     fileio.write_json(out / RESULTS, results)
   if writer and make_plots:
-    _plots(out, dataset, results, history, models[0], predictions(dataset, models[0]))
+    first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
+    _plots(out, dataset, results, history, first,
+           {k: v.mean(axis=0) for k, v in member_preds.items()})
   log(evaluation.format_table(results))
   return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
 
@@ -262,8 +352,9 @@ EXIT_STATUS = {"done": 0, "nonfinite": 1, "interrupted": 130}   # of experiments
 
 def main(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
          resume: bool = False, overwrite: bool = False, progress: bool = True,
-         make_plots: bool = True, coordinator: str | None = None,
-         num_processes: int | None = None, process_id: int | None = None) -> int:
+         make_plots: bool = True, interval: float = INTERVAL, preset: str | None = None,
+         coordinator: str | None = None, num_processes: int | None = None,
+         process_id: int | None = None) -> int:
   """experiments/train_occupancy.py once its flags are read: ``run``, then its exit status.
 
   ``coordinator``: first ``initialize_distributed`` (multi-host). A Ctrl-C outside the epochs
@@ -273,7 +364,7 @@ def main(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.P
     initialize_distributed(coordinator, num_processes, process_id)
   try:
     result = run(source, spec, cfg, out, resume=resume, overwrite=overwrite, progress=progress,
-                 make_plots=make_plots)
+                 make_plots=make_plots, interval=interval, preset=preset)
   except KeyboardInterrupt:
     ckpt = Path(out) / checkpoint.FILENAME
     if ckpt.is_file():
@@ -282,81 +373,8 @@ def main(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.P
     else:
       print("Interrupted before the first checkpoint; nothing was saved.", file=sys.stderr)
     return EXIT_STATUS["interrupted"]
-  if result["status"] == "done":
+  if result["status"] == "done" and jax.process_index() == 0:
     print(f"run saved in {out}")
+  elif result["status"] == "done":
+    print(f"process {jax.process_index()}: done (process 0 writes the run directory)")
   return EXIT_STATUS[result["status"]]
-
-
-# --------------------------------------------------------------------------- forecasting
-
-def load_run(run_dir: str | os.PathLike) -> tuple[dict, model.RNNParams]:
-  """(config, best parameters) of a finished or interrupted run; InputError if unusable."""
-  config = read_config(run_dir)
-  ckpt = Path(run_dir) / checkpoint.FILENAME
-  if not ckpt.is_file():
-    raise InputError(f"--run {run_dir}: no {checkpoint.FILENAME} (the run has not completed an "
-                     "epoch)")
-  params = checkpoint.load_params(ckpt)
-  try:   # [N, T, D] of the windows the checkpoint was trained on
-    trained_T = json.loads(checkpoint.load(ckpt)["data"])["train_xs"]["shape"][1]
-  except (KeyError, TypeError, ValueError, IndexError):
-    trained_T = None
-  if trained_T is not None and trained_T != config["windows"].window:
-    raise InputError(f"--run {run_dir}: checkpoint was trained on windows of {trained_T} steps "
-                     f"but {CONFIG} says window {config['windows'].window}: incompatible run")
-  if params.U.ndim == 3:          # a --seeds N run: forecast with its first model
-    params = jax.tree.map(lambda a: a[0], params)
-  spec, cfg = config["windows"], config["train"]
-  expected = {"U": (cfg.hidden_size, cfg.hidden_size), "V": (cfg.hidden_size, spec.input_size),
-              "W": (spec.output_size, cfg.hidden_size)}
-  for name, shape in expected.items():
-    actual = tuple(getattr(params, name).shape)
-    if actual != shape:
-      raise InputError(f"--run {run_dir}: checkpoint {name} has shape {list(actual)} but "
-                       f"{CONFIG} (window {spec.window}, features {','.join(spec.features)}, "
-                       f"hidden {cfg.hidden_size}) needs {list(shape)}: incompatible run")
-  return config, params
-
-
-def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
-  """The run's forecast for the newest complete window of ``source``, in people per horizon."""
-  config, params = load_run(run_dir)
-  spec: WindowSpec = config["windows"]
-  readings = source.load()
-  window = data.newest_window(readings, spec, config["capacity"])
-  z = np.asarray(model.predict(params, window.xs))[0]
-  step = np.timedelta64(spec.step_minutes, "m")
-  out = {"window_end_utc": str(window.end_time), "task": spec.task, "capacity": config["capacity"]}
-  if spec.task == "horizons":
-    out["forecasts"] = [{"horizon_minutes": h * spec.step_minutes,
-                         "time_utc": str(window.end_time + h * step),
-                         "people": float(z[i] * config["capacity"]),
-                         "fraction": float(z[i])} for i, h in enumerate(spec.horizons)]
-  else:
-    h = spec.target_horizons[0]
-    out["forecasts"] = [{"horizon_minutes": h * spec.step_minutes,
-                         "time_utc": str(window.end_time + h * step),
-                         "level": data.LEVELS[int(np.argmax(z))],
-                         "scores": {name: float(z[i]) for i, name in enumerate(data.LEVELS)}}]
-  return out
-
-
-def forecast_text(run_dir: str | os.PathLike, csv: str | None = None, *,
-                  as_json: bool = False) -> str:
-  """What experiments/forecast.py prints: ``forecast`` on ``csv`` (None: the run's own data
-  source) as one line per horizon, or as JSON."""
-  source = read_config(run_dir)["source"]
-  if csv is not None:
-    source = dataclasses.replace(source, csv=csv)
-  result = forecast(run_dir, source)
-  if as_json:
-    return json.dumps(result, indent=2)
-  lines = [f"newest complete window ends {result['window_end_utc']} UTC "
-           f"(capacity {result['capacity']:g} people)"]
-  for f in result["forecasts"]:
-    if "people" in f:
-      lines.append(f"  +{f['horizon_minutes']:>3} min ({f['time_utc']} UTC): "
-                   f"{f['people']:6.1f} people ({100 * f['fraction']:.1f}% of capacity)")
-    else:
-      lines.append(f"  +{f['horizon_minutes']:>3} min ({f['time_utc']} UTC): {f['level']}")
-  return "\n".join(lines)

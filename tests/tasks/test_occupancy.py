@@ -3,14 +3,18 @@ results.json, forecasting."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
-from rnn_jax import data
-from rnn_jax.tasks import occupancy
+from rnn_jax import data, evaluation
+from rnn_jax.core import model
+from rnn_jax.evaluation import conformal
+from rnn_jax.tasks import forecasting, occupancy
 from rnn_jax.data import WindowSpec
 from rnn_jax.common.errors import InputError
 from rnn_jax.train import TrainConfig
@@ -70,22 +74,35 @@ def test_refuses_to_overwrite_and_leaves_run_alone(synthetic_run):
   assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
-def test_forecast_uses_newest_window(synthetic_run):
+def test_forecast_uses_newest_window_and_the_runs_interval(synthetic_run):
   out, result = synthetic_run
-  fc = occupancy.forecast(out, occupancy.DataSource())
+  fc = forecasting.forecast(out, occupancy.DataSource())
   readings = data.synthetic_readings()
   window = data.newest_window(readings, WindowSpec(), result["dataset"].capacity)
-  assert fc["window_end_utc"] == str(window.end_time)
+  assert fc["window_end_utc"] == str(window.end_time.astype("datetime64[s]")) + "Z"
+  assert fc["timezone"] == "UTC" and fc["unit"] == "people" and fc["models"] == 1
   assert [f["horizon_minutes"] for f in fc["forecasts"]] == [10, 30, 60]
-  for f in fc["forecasts"]:
-    assert 0 <= f["people"] <= fc["capacity"]
+  z = np.asarray(model.predict(result["fit"].params, window.xs))[0]
+  q = json.loads((out / "results.json").read_text())["splits"]["val"]["model"]["interval"]["q"]
+  for i, f in enumerate(fc["forecasts"]):
+    assert f["value"] == pytest.approx(z[i] * fc["capacity"], rel=1e-6)
+    lo, hi = np.clip([f["value"] - q[i], f["value"] + q[i]], 0, fc["capacity"])
+    assert f["interval"] == {"level": 0.8, "low": pytest.approx(lo), "high": pytest.approx(hi)}
 
 
-def test_forecast_script_prints_people(synthetic_run):
+FORECAST_LINE = (r"  \+(10|30|60) min \(\d\d:\d\d UTC\): \d+ people \(80%: \d+-\d+\), "
+                 r"\d+% of capacity")
+
+
+def test_forecast_script_prints_point_interval_and_json(synthetic_run):
   out, _ = synthetic_run
   proc = script("forecast.py", "--run", out)
   assert proc.returncode == 0, proc.stderr
-  assert proc.stdout.count("people") >= 3
+  lines = proc.stdout.splitlines()
+  assert lines[0].startswith("newest complete window ends 2024-04-29 23:50 UTC (capacity 120 ")
+  assert len(lines) == 4 and all(re.fullmatch(FORECAST_LINE, line) for line in lines[1:]), lines
+  as_json = script("forecast.py", "--run", out, "--json")
+  assert json.loads(as_json.stdout) == forecasting.forecast(out, occupancy.DataSource())
 
 
 def test_forecast_rejects_incompatible_run(synthetic_run, tmp_path):
@@ -97,20 +114,105 @@ def test_forecast_rejects_incompatible_run(synthetic_run, tmp_path):
   (bad / "config.json").write_text(json.dumps(config))
   (bad / "checkpoint.msgpack").write_bytes((out / "checkpoint.msgpack").read_bytes())
   with pytest.raises(InputError, match="incompatible run"):
-    occupancy.load_run(bad)
+    forecasting.load_run(bad)
 
 
-def test_seeds_report_mean_and_spread(tmp_path):
+@pytest.fixture(scope="module")
+def ensemble_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("runs") / "ensemble"
   cfg = TrainConfig(hidden_size=8, epochs=1, patience=0, batch_size=512, seeds=3)
-  result = occupancy.run(occupancy.DataSource(), WindowSpec(), cfg, tmp_path / "s",
-                          progress=False, make_plots=False, log=lambda *a: None)
-  results = result["results"]
+  source = occupancy.DataSource(unit="cars")
+  result = occupancy.run(source, WindowSpec(), cfg, out, progress=False, make_plots=False,
+                         log=lambda *a: None)
+  return out, result
+
+
+def test_seeds_report_the_mean_forecast_and_each_model(ensemble_run):
+  _, result = ensemble_run
+  results, dataset = result["results"], result["dataset"]
   assert [m["seed"] for m in results["models"]] == [0, 1, 2]
+  members = occupancy.predictions(dataset, result["fit"].params, members=True)
+  assert members["test"].shape == (3, len(dataset.test), 3)
+  target = dataset.test.target_people
+  entry = results["splits"]["test"]["model"]
+  # the run's forecast is the mean of the 3 models; its MAE is not the mean of their MAEs
+  np.testing.assert_allclose(entry["mae"], np.abs(members["test"].mean(0) - target).mean(0),
+                             rtol=1e-6)
   per_seed = np.array([m["splits"]["test"]["mae"] for m in results["models"]])
-  np.testing.assert_allclose(results["splits"]["test"]["model"]["mae"], per_seed.mean(axis=0))
-  np.testing.assert_allclose(results["splits"]["test"]["model"]["mae_std"],
-                             per_seed.std(axis=0, ddof=1))
+  np.testing.assert_allclose(per_seed, np.abs(members["test"] - target).mean(1), rtol=1e-6)
+  np.testing.assert_allclose(entry["members"]["mae"], per_seed.mean(axis=0))
+  np.testing.assert_allclose(entry["members"]["mae_std"], per_seed.std(axis=0, ddof=1))
+  np.testing.assert_allclose(entry["spread"], members["test"].std(0, ddof=1).mean(0), rtol=1e-6)
   assert per_seed[0].tolist() != per_seed[1].tolist()
+  # seasonal baselines compare on their own windows with the same (mean) forecast
+  rows = ~np.isnan(evaluation.baselines(dataset, "test")["seasonal_naive_day"]).any(1)
+  np.testing.assert_allclose(results["splits"]["test"]["seasonal_naive_day"]
+                             ["model_mae_same_windows"],
+                             np.abs(members["test"].mean(0)[rows] - target[rows]).mean(0),
+                             rtol=1e-6)
+
+
+def test_interval_is_calibrated_on_val_and_measured_on_test(ensemble_run):
+  _, result = ensemble_run
+  results, dataset = result["results"], result["dataset"]
+  mean = {k: v.mean(0) for k, v in occupancy.predictions(
+      dataset, result["fit"].params, members=True).items()}
+  q = conformal.quantiles(np.abs(mean["val"] - dataset.val.target_people), 0.8)
+  for split in ("val", "test"):
+    iv = results["splits"][split]["model"]["interval"]
+    np.testing.assert_allclose(iv["q"], q)
+    lo, hi = np.clip(mean[split] - q, 0, dataset.capacity), np.clip(mean[split] + q, 0,
+                                                                     dataset.capacity)
+    target = dataset[split].target_people
+    np.testing.assert_allclose(iv["coverage"], ((target >= lo) & (target <= hi)).mean(0))
+    np.testing.assert_allclose(iv["mean_width"], (hi - lo).mean(0))
+  # calibrated on val: there at least the ceil(0.8 (n+1))-th smallest residual is covered (more
+  # with ties, as at night when forecast and target are both 0)
+  n = len(dataset.val)
+  assert all(c >= np.ceil(0.8 * (n + 1)) / n - 1e-12 for c in
+             results["splits"]["val"]["model"]["interval"]["coverage"])
+
+
+def test_ensemble_forecast_is_the_mean_in_the_runs_unit(ensemble_run):
+  out, result = ensemble_run
+  fc = forecasting.forecast(out, occupancy.DataSource(unit="cars"))
+  window = data.newest_window(data.synthetic_readings(), WindowSpec(), result["dataset"].capacity)
+  z = np.asarray(jax.vmap(model.predict, in_axes=(0, None))(
+      result["fit"].params, window.xs))[:, 0]
+  assert fc["models"] == 3 and fc["unit"] == "cars"
+  np.testing.assert_allclose([f["value"] for f in fc["forecasts"]],
+                             z.mean(0) * fc["capacity"], rtol=1e-6)
+  text = forecasting.forecast_text(out)
+  assert "the mean of 3 models" in text and text.count(" cars (80%: ") == 3
+  assert "MAE in cars" in evaluation.format_table(result["results"])
+
+
+def test_unit_must_be_a_name(tmp_path):
+  with pytest.raises(InputError, match="--unit"):
+    occupancy.run(occupancy.DataSource(unit=" "), WindowSpec(), TINY, tmp_path / "u",
+                  progress=False, log=lambda *a: None)
+  with pytest.raises(InputError, match="--interval: expected a level strictly between 0 and 1"):
+    occupancy.run(occupancy.DataSource(), WindowSpec(), TINY, tmp_path / "u", interval=1.0,
+                  progress=False, log=lambda *a: None)
+  assert not (tmp_path / "u").exists()
+
+
+def test_presets_set_defaults_and_flags_win():
+  sys.path.insert(0, str(REPO / "experiments"))
+  try:
+    import train_occupancy
+  finally:
+    sys.path.pop(0)
+  _, source, spec, cfg = train_occupancy.parse([])
+  forecast = occupancy.PRESETS["forecast"]
+  assert spec.features == ("occupancy", "calendar") and spec.window == forecast["window"]
+  assert (cfg.hidden_size, cfg.init, cfg.optimizer, cfg.seeds) == (64, "irnn", "adam", 5)
+  args, _, spec, cfg = train_occupancy.parse(["--preset", "notes", "--epochs", "3"])
+  assert args.preset == "notes" and spec.features == ("occupancy",) and spec.window == 24
+  assert (cfg.hidden_size, cfg.init, cfg.optimizer, cfg.clip, cfg.seeds, cfg.epochs) == (
+      200, "normal", "sgd", 0.0, 1, 3)
+  _, _, spec, cfg = train_occupancy.parse(["--features", "occupancy", "--seeds", "2"])
+  assert spec.features == ("occupancy",) and cfg.seeds == 2 and cfg.hidden_size == 64
 
 
 def test_levels_task(tmp_path):
@@ -151,7 +253,9 @@ def test_short_real_training_on_gym(gym_csv, tmp_path):
   assert np.all(np.array(test["model"]["mae"]) < 0.5 * empty_gym)
   fc = script("forecast.py", "--run", out, "--csv", gym_csv)
   assert fc.returncode == 0, fc.stderr
-  assert "ends 2017-03-19T02:20" in fc.stdout  # the file's last reading: 2017-03-18 19:22 -07:00
+  # the file's last reading: 2017-03-18 19:22 -07:00, in local time
+  assert "ends 2017-03-18 19:20 UTC-07:00 (capacity 145 people" in fc.stdout, fc.stdout
+  assert "+10 min (19:30 UTC-07:00): " in fc.stdout
 
 
 def test_a_refusal_from_training_setup_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -1,0 +1,150 @@
+"""Forecasting with a finished occupancy run (experiments/forecast.py): the mean forecast of
+the run's models for the newest complete window of a CSV, with the run's split-conformal
+interval, in the series' local time and units.
+
+``forecast`` gives a dictionary (also what ``--json`` prints), ``forecast_text`` the lines:
+
+    newest complete window ends 2017-03-18 23:50 UTC-07:00 (capacity 145 people; the mean of 5 models)
+      +10 min (00:00 UTC-07:00): 2 people (80%: 0-7), 1% of capacity
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from rnn_jax import data
+from rnn_jax.common.errors import InputError
+from rnn_jax.core import model
+from rnn_jax.data import WindowSpec
+from rnn_jax.evaluation import conformal
+from rnn_jax.tasks.occupancy import CONFIG, RESULTS, DataSource, read_config
+from rnn_jax.train import checkpoint
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[dict, model.RNNParams]:
+  """(config, best parameters) of a finished or interrupted run; InputError if unusable. The
+  parameters of a ``--seeds N`` run hold all N models (every field ``[N, ...]``)."""
+  config = read_config(run_dir)
+  ckpt = Path(run_dir) / checkpoint.FILENAME
+  if not ckpt.is_file():
+    raise InputError(f"--run {run_dir}: no {checkpoint.FILENAME} (the run has not completed an "
+                     "epoch)")
+  params = checkpoint.load_params(ckpt)
+  try:   # [N, T, D] of the windows the checkpoint was trained on
+    trained_T = json.loads(checkpoint.load(ckpt)["data"])["train_xs"]["shape"][1]
+  except (KeyError, TypeError, ValueError, IndexError):
+    trained_T = None
+  if trained_T is not None and trained_T != config["windows"].window:
+    raise InputError(f"--run {run_dir}: checkpoint was trained on windows of {trained_T} steps "
+                     f"but {CONFIG} says window {config['windows'].window}: incompatible run")
+  spec, cfg = config["windows"], config["train"]
+  lead = (cfg.seeds,) if params.U.ndim == 3 else ()
+  expected = {"U": (cfg.hidden_size, cfg.hidden_size), "V": (cfg.hidden_size, spec.input_size),
+              "W": (spec.output_size, cfg.hidden_size)}
+  for name, shape in expected.items():
+    actual = tuple(getattr(params, name).shape)
+    if actual != lead + shape:
+      raise InputError(f"--run {run_dir}: checkpoint {name} has shape {list(actual)} but "
+                       f"{CONFIG} (window {spec.window}, features {','.join(spec.features)}, "
+                       f"hidden {cfg.hidden_size}, seeds {cfg.seeds}) needs "
+                       f"{list(lead + shape)}: incompatible run")
+  return config, params
+
+
+def _run_interval(run_dir: Path) -> dict | None:
+  """``{"level", "q"}`` of the run's interval (results.json, calibrated on val), or None."""
+  try:
+    iv = json.loads((run_dir / RESULTS).read_text())["splits"]["val"]["model"]["interval"]
+    return {"level": float(iv["level"]), "q": np.asarray(iv["q"], np.float64)}
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def local_time(times_utc: np.ndarray, readings: data.Readings) -> tuple[list[str], str]:
+  """``(["YYYY-MM-DD HH:MM", ...], zone)``: ``times_utc`` in the series' local time: the IANA
+  zone of ``readings`` when it has one, else the UTC offset of its newest reading."""
+  utc = [dt.datetime.fromtimestamp(int(t.astype("datetime64[s]").astype(np.int64)), dt.timezone.utc)
+         for t in np.atleast_1d(times_utc)]
+  if readings.timezone:
+    zone = zoneinfo.ZoneInfo(readings.timezone)
+    return [u.astimezone(zone).strftime("%Y-%m-%d %H:%M") for u in utc], readings.timezone
+  offset = int(readings.local_offset_minutes[-1]) if len(readings) else 0
+  tz = dt.timezone(dt.timedelta(minutes=offset))
+  sign, mins = ("+" if offset >= 0 else "-"), abs(offset)
+  name = "UTC" if offset == 0 else f"UTC{sign}{mins // 60:02d}:{mins % 60:02d}"
+  return [u.astimezone(tz).strftime("%Y-%m-%d %H:%M") for u in utc], name
+
+
+def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
+  """The run's forecast for the newest complete window of ``source``: per horizon the mean of
+  its models in the series' units, the share of capacity, and the run's interval (when its
+  results.json has one), with times in UTC and in the series' local time."""
+  config, params = load_run(run_dir)
+  spec: WindowSpec = config["windows"]
+  readings = source.load()
+  window = data.newest_window(readings, spec, config["capacity"])
+  predict = jax.vmap(model.predict, in_axes=(0, None)) if params.U.ndim == 3 else (
+      lambda p, x: model.predict(p, x)[None])
+  z = np.asarray(predict(params, window.xs), np.float64)[:, 0].mean(axis=0)
+  step = np.timedelta64(spec.step_minutes, "m")
+  capacity, unit = config["capacity"], config["source"].unit
+  horizons = spec.horizons if spec.task == "horizons" else spec.target_horizons[:1]
+  times = np.array([window.end_time + h * step for h in horizons])
+  local, zone = local_time(np.r_[window.end_time, times], readings)
+  out = {"window_end_utc": _iso_utc(window.end_time), "window_end_local": local[0],
+         "timezone": zone, "task": spec.task, "capacity": capacity, "unit": unit,
+         "models": int(params.U.shape[0]) if params.U.ndim == 3 else 1, "forecasts": []}
+  iv = _run_interval(Path(run_dir)) if spec.task == "horizons" else None
+  for i, h in enumerate(horizons):
+    f = {"horizon_minutes": int(h * spec.step_minutes), "time_utc": _iso_utc(times[i]),
+         "time_local": local[i + 1]}
+    if spec.task == "horizons":
+      f.update(value=float(z[i] * capacity), fraction=float(z[i]))
+      if iv is not None:
+        lo, hi = conformal.intervals(f["value"], iv["q"][i], capacity)
+        f["interval"] = {"level": iv["level"], "low": float(lo), "high": float(hi)}
+    else:
+      f.update(level=data.LEVELS[int(np.argmax(z))],
+               scores={name: float(z[j]) for j, name in enumerate(data.LEVELS)})
+    out["forecasts"].append(f)
+  return out
+
+
+def _iso_utc(t: np.datetime64) -> str:
+  return str(np.datetime64(t, "s")) + "Z"
+
+
+def forecast_text(run_dir: str | os.PathLike, csv: str | None = None, *,
+                  as_json: bool = False) -> str:
+  """What experiments/forecast.py prints: ``forecast`` on ``csv`` (None: the run's own data
+  source) as one line per horizon, or as JSON (the same fields)."""
+  source = read_config(run_dir)["source"]
+  if csv is not None:
+    source = dataclasses.replace(source, csv=csv)
+  result = forecast(run_dir, source)
+  if as_json:
+    return json.dumps(result, indent=2)
+  unit, zone = result["unit"], result["timezone"]
+  models = f"; the mean of {result['models']} models" if result["models"] > 1 else ""
+  lines = [f"newest complete window ends {result['window_end_local']} {zone} "
+           f"(capacity {result['capacity']:g} {unit}{models})"]
+  for f in result["forecasts"]:
+    when = f"+{f['horizon_minutes']} min ({f['time_local'][-5:]} {zone})"
+    if "value" not in f:
+      lines.append(f"  {when}: {f['level']}")
+      continue
+    band = ""
+    if "interval" in f:
+      band = (f" ({100 * f['interval']['level']:g}%: {f['interval']['low']:.0f}-"
+              f"{f['interval']['high']:.0f})")
+    lines.append(f"  {when}: {f['value']:.0f} {unit}{band}, {100 * f['fraction']:.0f}% of "
+                 "capacity")
+  return "\n".join(lines)
