@@ -9,9 +9,12 @@ Modules:
 * ``problems``   the data and parameters of a cell, on the device
 * ``workloads``  the JAX workload of each variant (``build``)
 * ``peers``      the flax and PyTorch peers
-* ``report``     the device, records, result lines, ratios and the summary table
+* ``report``     the device, records, result lines, ratios, the summary table and the README's
+                 markdown tables (``markdown``, ``write_markdown``)
+* ``targets``    issue 11's targets judged from one run's records (``verdicts``)
 * ``plotting``   the PNG of throughput against batch size
-* ``suite``      the run: every cell, the device sweep, remat memory, the JSON and PNG
+* ``suite``      the run: every cell, the device sweep, remat memory, the verdicts, the JSON,
+                 PNG and markdown
 """
 from rnn_jax.bench.ceilings import (FLOP_FORMULAS, CeilingError, check_below_dense, dense_peak,
                                     flop_split, flops_per_sample, matmul_peak, roofline,
@@ -23,17 +26,19 @@ from rnn_jax.bench.peers import (TorchPeer, flax_module, flax_params, flax_step_
                                  measure_torch, torch_available, torch_threads, torch_workload)
 from rnn_jax.bench.plotting import plot
 from rnn_jax.bench.problems import fused_inputs, many_models, problem
-from rnn_jax.bench.report import device_info, summary
+from rnn_jax.bench.report import device_info, markdown, summary, write_markdown
 from rnn_jax.bench.suite import devices_sweep, remat_memory, run, run_cells
+from rnn_jax.bench.targets import TARGETS, TRAINING, verdict_line, verdicts
 from rnn_jax.bench.timing import Workload, measure
 from rnn_jax.bench.workloads import build, epoch_fn, train_step_fn
 
 __all__ = [
-    "FLOP_FORMULAS", "MODELS", "VARIANTS", "BenchConfig", "CeilingError", "TorchPeer",
-    "Workload", "add_arguments", "build", "check_below_dense", "check_output_path",
-    "config_from_args", "dense_peak", "device_info", "devices_sweep", "epoch_fn", "flax_module",
-    "flax_params", "flax_step_fn", "flop_split", "flops_per_sample", "fused_inputs",
-    "fused_steps", "make_optimizer", "many_models", "matmul_peak", "measure", "measure_torch",
-    "plot", "problem", "remat_memory", "roofline", "run", "run_cells", "square_peak", "summary",
-    "torch_available", "torch_threads", "torch_workload", "train_step_fn",
+    "FLOP_FORMULAS", "MODELS", "TARGETS", "TRAINING", "VARIANTS", "BenchConfig",
+    "CeilingError", "TorchPeer", "Workload", "add_arguments", "build", "check_below_dense",
+    "check_output_path", "config_from_args", "dense_peak", "device_info", "devices_sweep",
+    "epoch_fn", "flax_module", "flax_params", "flax_step_fn", "flop_split", "flops_per_sample",
+    "fused_inputs", "fused_steps", "make_optimizer", "many_models", "markdown", "matmul_peak",
+    "measure", "measure_torch", "plot", "problem", "remat_memory", "roofline", "run",
+    "run_cells", "square_peak", "summary", "torch_available", "torch_threads", "torch_workload",
+    "train_step_fn", "verdict_line", "verdicts", "write_markdown",
 ]

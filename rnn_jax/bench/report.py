@@ -1,5 +1,6 @@
 """What the benchmark prints and records: the device, one record and one result line per cell,
-the ratios between cells (to torch, vmap16 to fused), and the summary table.
+the ratios between cells (to torch, vmap16 to fused), the summary table with the targets'
+verdicts (``targets``), and the same tables as markdown for the README (``markdown``).
 """
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import jax
 
+from rnn_jax.bench import targets
 from rnn_jax.bench.ceilings import flop_split, flops_per_sample, roofline
 from rnn_jax.bench.config import BenchConfig
+from rnn_jax.common import fileio
 
 
 def device_info() -> dict:
@@ -115,7 +118,8 @@ def add_ratios(records: list[dict]) -> None:
 
 def summary(result: dict, out=None) -> None:
   """The table: samples/s, % of the chain peak, of the dense rate and of the roofline per
-  variant and batch, ratios to flax, torch and vmap16's to one fused model."""
+  variant and batch, ratios to flax, torch and vmap16's to one fused model; then the targets'
+  verdicts (``result["verdicts"]``, one line each) where the result has them."""
   records = result["records"]
   if not records:
     return
@@ -133,4 +137,70 @@ def summary(result: dict, out=None) -> None:
       shares += f" {r['pct_dense']:5.1f}% {r['pct_roofline']:5.1f}%"
     emit(f"  {r['variant']:<16s} B={r['batch']:<5d} T={r['T']} H={r['H']}: "
          f"{fmt_rate(r['samples_per_s']):>10s}  {shares}{extra}", out)
+  if result.get("verdicts"):
+    emit(_verdict_header(result["verdicts"]), out)
+    for v in result["verdicts"]:
+      emit(targets.verdict_line(v), out)
   emit(f"total {result['elapsed_s']:.0f} s", out)
+
+
+def _verdict_header(verdicts: list[dict]) -> str:
+  counts = {k: sum(targets.status(v) == k for v in verdicts)
+            for k in ("met", "MISSED", "not measured")}
+  return ("targets of issue 11 (gap = measured - required, negative when missed): "
+          + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+def markdown(result: dict) -> str:
+  """The README's tables from one run's result (``bench.json``): samples/s (% of the dense
+  GEMM rate) per variant (rows) and batch size (columns), one table per (T, H), then the
+  targets' verdicts (``result["verdicts"]``, or computed from the records)."""
+  dev, vers = result.get("device", {}), result.get("versions", {})
+  lines = [f"Run started {result.get('started', '?')} on {dev.get('kind', '?')} "
+           f"({dev.get('platform', '?')}; host {dev.get('host_cpu', '?')}, "
+           f"{dev.get('host_cores', '?')} cores), "
+           + ", ".join(f"{k} {vers[k]}" for k in ("jax", "jaxlib", "flax", "torch")
+                       if vers.get(k)) + (f", {result['elapsed_s']:.0f} s"
+                                          if "elapsed_s" in result else "") + "."]
+  records = result["records"]
+  for T, H in sorted({(r["T"], r["H"]) for r in records}):
+    recs = [r for r in records if (r["T"], r["H"]) == (T, H)]
+    batches = sorted({r["batch"] for r in recs})
+    variants = list(dict.fromkeys(r["variant"] for r in recs))
+    cell = {(r["variant"], r["batch"]): r for r in recs}
+    lines += ["", f"Samples/s (% of the dense GEMM rate), T={T}, H={H}:", "",
+              "| variant | " + " | ".join(f"B={b}" for b in batches) + " |",
+              "|---|" + "---:|" * len(batches)]
+    for v in variants:
+      lines.append(f"| `{v}` | " + " | ".join(_md_cell(cell.get((v, b))) for b in batches)
+                   + " |")
+  verdicts = result.get("verdicts")
+  if verdicts is None:
+    verdicts = targets.verdicts(records, result.get("config", {}).get("grad", "autodiff"))
+  lines += ["", "Targets (issue 11; gap = measured - required, negative when missed):", "",
+            "| target | B | T | H | variant | measured | required | gap | verdict |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---|"]
+  for v in verdicts:
+    name = f"`{v['variant']}`" + (f" vs `{v['peer']}`" if v["peer"] else "") \
+        if v["variant"] else "-"
+    measured = "-" if v["met"] is None else targets.fmt_value(v["measured"], v["unit"])
+    gap = "-" if v["met"] is None else targets.fmt_gap(v)
+    verdict = targets.status(v)
+    lines.append(f"| {v['target']} | {'-' if v['batch'] is None else v['batch']} | {v['T']} | "
+                 f"{'-' if v['H'] is None else v['H']} | {name} | {measured} | {v['op']} "
+                 f"{targets.fmt_value(v['required'], v['unit'])} | {gap} | "
+                 f"{'**MISSED**' if verdict == 'MISSED' else verdict} |")
+  return "\n".join(lines) + "\n"
+
+
+def _md_cell(rec: dict | None) -> str:
+  if rec is None:
+    return "-"
+  if "pct_dense" not in rec:
+    return fmt_rate(rec["samples_per_s"])
+  return f"{fmt_rate(rec['samples_per_s'])} ({rec['pct_dense']:.1f}%)"
+
+
+def write_markdown(path, result: dict) -> None:
+  """Writes ``markdown(result)`` to ``path`` atomically (``rnn_jax.common.fileio``)."""
+  fileio.write_text(path, markdown(result))

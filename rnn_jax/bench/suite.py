@@ -7,7 +7,8 @@ rate once, then the matmul peak (the dependent chain), the dense rate and the ro
 ``peers``, ``timing``) and prints its compile line and its result line (``report``); a record
 above the dense rate stops the run (``ceilings.CeilingError``) after one re-measurement.
 ``run`` is the whole benchmark: device and versions first, the cells, the optional sweeps
-(``devices_sweep``, ``remat_memory``), the summary, then the JSON and PNG.
+(``devices_sweep``, ``remat_memory``), the targets' verdicts (``targets``), the summary, then
+the JSON, PNG and markdown tables.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from rnn_jax.bench.peers import measure_torch, torch_available
 from rnn_jax.bench.plotting import plot
 from rnn_jax.bench.problems import problem
 from rnn_jax.bench.report import (add_ratios, cell_record, cell_row, device_info, emit,
-                                  fmt_rate, summary)
+                                  fmt_rate, summary, write_markdown)
+from rnn_jax.bench.targets import verdicts
 from rnn_jax.bench.timing import Workload, measure
 from rnn_jax.bench.workloads import build, train_step_fn
 from rnn_jax.common import fileio
@@ -190,9 +192,11 @@ def remat_memory(cfg: BenchConfig, out=None) -> list[dict]:
   return rows
 
 
-def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None) -> dict:
-  """The whole benchmark: device and versions first, the cells, the optional sweeps, then the
-  JSON and PNG, each written atomically at the end.
+def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None,
+        markdown_path=None) -> dict:
+  """The whole benchmark: device and versions first, the cells, the optional sweeps, the
+  targets' verdicts (``targets.verdicts``), the summary, then the JSON, PNG and markdown
+  tables (``report.markdown``), each written atomically at the end.
 
   JSON: ``{"device", "versions", "config", "flops_per_sample", "peaks": [{batch, T, H, gflops,
   unroll, spread}], "peaks_batched", "dense": {"square": {n, gflops, by_n}, "cells": [{batch, T,
@@ -201,10 +205,12 @@ def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None) -> dict:
   forward: {...}}], "records": [{variant, batch, T, H, D, K, samples_per_s, gflops, pct_peak,
   pct_dense, dense_gflops, pct_roofline, roofline_samples_per_s, compile_s, spread: {min, q1,
   q3, max}, repeats, calls_per_repeat, flops_per_sample, ...}], "devices_sweep",
-  "remat_memory", "elapsed_s"}``.
+  "remat_memory", "elapsed_s", "verdicts": [{target, what, batch, T, H, variant, peer,
+  measured, required, op, unit, met, margin, missing}]}``.
   """
   json_path = check_output_path("--json", json_path)
   plot_path = check_output_path("--plot", plot_path)
+  markdown_path = check_output_path("--markdown", markdown_path)
   started = time.perf_counter()
   dev, vers = device_info(), versions()
   emit(f"device: {dev['kind']} ({dev['platform']}), {dev['count']} device(s); host "
@@ -219,6 +225,7 @@ def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None) -> dict:
   result["devices_sweep"] = devices_sweep(cfg, out) if cfg.devices_sweep else None
   result["remat_memory"] = remat_memory(cfg, out) if cfg.remat_memory else None
   result["elapsed_s"] = time.perf_counter() - started
+  result["verdicts"] = verdicts(result["records"], cfg.grad)
   summary(result, out)
   if json_path is not None:
     fileio.write_json(json_path, result)
@@ -226,4 +233,7 @@ def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None) -> dict:
   if plot_path is not None:
     plot(result, plot_path)
     emit(f"wrote {plot_path}", out)
+  if markdown_path is not None:
+    write_markdown(markdown_path, result)
+    emit(f"wrote {markdown_path}", out)
   return result

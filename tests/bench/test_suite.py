@@ -1,5 +1,6 @@
 """The benchmark end to end, experiments/benchmark.py over ``rnn_jax.bench.suite``, on tiny
-sizes: the JSON and PNG it writes, its one-line errors, and the device sweep on simulated devices.
+sizes: the JSON, PNG and markdown it writes, its one-line errors, and the device sweep on
+simulated devices.
 
 Nothing here times anything or compares speeds: throughput is measured, never asserted.
 """
@@ -38,7 +39,8 @@ def bench_run(tmp_path_factory):
           "--variants", variants, "--seconds", "0.01", "--repeats", "2", "--fuse-steps", "2",
           "--remat-memory", "--remat-windows", "4", "--remat-batch-size", "2",
           "--dense-size", "128",
-          "--json", str(out / "bench.json"), "--plot", str(out / "bench.png")]
+          "--json", str(out / "bench.json"), "--plot", str(out / "bench.png"),
+          "--markdown", str(out / "bench.md")]
   assert cli.main(_script().run, argv) == 0
   return out, json.loads((out / "bench.json").read_text())
 
@@ -84,10 +86,19 @@ def test_json_has_a_record_per_cell_with_the_fields(bench_run):
   assert result["devices_sweep"] is None
 
 
-def test_plot_is_written_as_png_and_nothing_else_is_left(bench_run):
-  out, _ = bench_run
+def test_json_has_the_verdicts_of_its_records(bench_run):
+  _, result = bench_run
+  assert result["verdicts"] == bm.verdicts(result["records"], result["config"]["grad"])
+  bptt = [v for v in result["verdicts"] if v["target"] == "bptt_vs_autodiff"]
+  assert bptt and all(v["met"] is None for v in bptt)  # bptt did not run
+  assert {v["target"] for v in result["verdicts"]} == set(bm.TARGETS)
+
+
+def test_plot_and_markdown_are_written_and_nothing_else_is_left(bench_run):
+  out, result = bench_run
   assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.png"]
+  assert (out / "bench.md").read_text() == bm.markdown(result)
+  assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md", "bench.png"]
 
 
 @pytest.mark.parametrize("argv", [
@@ -95,6 +106,7 @@ def test_plot_is_written_as_png_and_nothing_else_is_left(bench_run):
     ["--batch-sizes", ""], ["--variants", "autodiff,nope"], ["--seconds", "-1"],
     ["--seconds", "nan"], ["--repeats", "0"], ["--hidden-sizes", "-3"], ["--bogus"],
     ["--json", "MISSING/out.json"], ["--plot", "."], ["--dense-size", "0"],
+    ["--markdown", "MISSING/out.md"], ["--markdown", "."],
 ], ids=lambda a: " ".join(a))
 def test_bad_arguments_exit_2_with_one_line_and_write_nothing(argv, tmp_path, capsys,
                                                               monkeypatch):
