@@ -15,7 +15,9 @@ from rnn_jax.verify.runner import call_script
 
 
 def train_args(csv: str, out: str, *extra: str, epochs: int = 1) -> list[str]:
-  return ["--csv", csv, *GENERIC, "--capacity", "60", "--hidden-size", "8", "--epochs", str(epochs),
+  """argv of a tiny train_occupancy.py run of the notes' configuration (one model, T=24)."""
+  return ["--csv", csv, *GENERIC, "--capacity", "60", "--preset", "notes", "--hidden-size", "8",
+          "--epochs", str(epochs),
           "--batch-size", "64", "--patience", "0", "--no-progress", "--no-plots", "--out", out,
           *extra]
 
