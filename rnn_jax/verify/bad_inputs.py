@@ -236,7 +236,7 @@ BAD_INPUTS: tuple[BadInput, ...] = (
             prepare=lambda w, r: (shutil.copytree(r, w / "out"), (w / "out" / "checkpoint.msgpack")
                                   .write_bytes(_HALF((r / "checkpoint.msgpack").read_bytes())))),
     occ_arg("occ-resume-other-training", "--resume with a different --lr than the run's",
-            ("--resume", "--lr", "0.01"), ("out/checkpoint.msgpack", "lr=0.001", "lr=0.01",
+            ("--resume", "--lr", "0.01"), ("out/checkpoint.msgpack", "lr=0.1", "lr=0.01",
                                            "resume with the same settings"),
             prepare=lambda w, r: shutil.copytree(r, w / "out")),
     occ_arg("occ-resume-and-overwrite", "--resume and --overwrite together",

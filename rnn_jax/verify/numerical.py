@@ -82,7 +82,7 @@ def degenerate_windows(workdir: Path) -> list[Observation]:
     checks["model MAE finite"] = bool(np.isfinite(maes).all())
     for name in ("stretches.csv", "zeros.csv", "full.csv", "constant.csv"):
       f = call_script("forecast.py", ["--run", "run", "--csv", name, "--json"], workdir)
-      people = [x["people"] for x in json.loads(f.stdout)["forecasts"]] if f.rc == 0 else []
+      people = [x["value"] for x in json.loads(f.stdout)["forecasts"]] if f.rc == 0 else []
       checks[f"forecast on {name} finite, within 0..60"] = (
           f.rc == 0 and len(people) == 3 and all(0 <= p <= 60 for p in people))
       observed.append(f"{name}: " + (", ".join(f"{p:.1f}" for p in people) if people
