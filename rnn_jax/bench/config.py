@@ -5,22 +5,19 @@ from a config (the training optimizer, the steps of a fused call, the output pat
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 from pathlib import Path
 
-import numpy as np
 import optax
 
 from rnn_jax import train
-from rnn_jax.common import cli
+from rnn_jax.common import checks, cli
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import gradients
 
 VARIANTS = ("autodiff", "autodiff_unroll", "bptt", "fused", "bptt_fused", "vmap16", "flax",
             "torch", "forward")
 MODELS = 16  # models trained at once by the vmap16 variant
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,24 +47,22 @@ class BenchConfig:
   remat_memory: bool = cli.option(False, "peak memory with and without jax.checkpoint", cli=False)
 
   def __post_init__(self):
+    """Checks every field (InputError naming its flag); whole floats are stored as int."""
+    keep = functools.partial(object.__setattr__, self)
     for name in ("batch_sizes", "windows", "hidden_sizes", "remat_windows"):
-      _check_ints(self, name)
+      keep(name, checks.integers(name, getattr(self, name), 1))
     _check_variants(self.variants)
-    _check_positive(self, "seconds")
-    for name, lo in (("repeats", 1), ("input_size", 1), ("output_size", 1), ("fuse_steps", 2),
-                     ("fuse_windows", 1), ("vmap_max_batch", 1), ("remat_batch_size", 1),
-                     ("dense_size", 1), ("seed", 0)):
-      _check_integer(self, name, lo)
-    if self.optimizer not in train.OPTIMIZERS:
-      raise InputError(f"--optimizer: expected one of {', '.join(train.OPTIMIZERS)}, "
-                       f"got {self.optimizer!r}")
-    _check_positive(self, "lr")
-    _check_positive(self, "clip", allow_zero=True)
-    if self.grad not in gradients.METHODS + tuple(gradients.ALIASES):
-      raise InputError(f"--grad: expected autodiff or hand, got {self.grad!r}")
+    checks.number("seconds", self.seconds)
+    for name, low in (("repeats", 1), ("input_size", 1), ("output_size", 1), ("fuse_steps", 2),
+                      ("fuse_windows", 1), ("vmap_max_batch", 1), ("remat_batch_size", 1),
+                      ("dense_size", 1), ("seed", 0)):
+      keep(name, checks.integer(name, getattr(self, name), low))
+    checks.choice("optimizer", self.optimizer, train.OPTIMIZERS)
+    checks.number("lr", self.lr)
+    checks.number("clip", self.clip, zero_is_off=True)
+    checks.choice("grad", self.grad, gradients.METHODS + tuple(gradients.ALIASES))
     for name in ("devices_sweep", "remat_memory"):
-      if not isinstance(getattr(self, name), bool):
-        raise InputError(f"{cli.flag(name)}: expected true or false")
+      keep(name, checks.boolean(name, getattr(self, name)))
 
   def to_dict(self) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v
@@ -75,36 +70,7 @@ class BenchConfig:
 
 
 # --------------------------------------------------------------------------- field checks
-# Each raises InputError naming the flag (``--batch-sizes``) of the field it checks.
-
-def _is_int(v) -> bool:
-  return not isinstance(v, bool) and isinstance(v, (int, np.integer))
-
-
-def _check_ints(cfg: BenchConfig, name: str, lo: int = 1) -> None:
-  values = getattr(cfg, name)
-  if not isinstance(values, tuple) or not values:
-    raise InputError(f"{cli.flag(name)}: expected a non-empty comma-separated "
-                     f"list of integers >= {lo}, got {values!r}")
-  for v in values:
-    if not _is_int(v) or v < lo:
-      raise InputError(f"{cli.flag(name)}: expected integers >= {lo}, got {v!r}")
-
-
-def _check_integer(cfg: BenchConfig, name: str, lo: int) -> None:
-  v = getattr(cfg, name)
-  if not _is_int(v) or v < lo:
-    raise InputError(f"{cli.flag(name)}: expected an integer >= {lo}, got {v!r}")
-
-
-def _check_positive(cfg: BenchConfig, name: str, allow_zero: bool = False) -> None:
-  v = getattr(cfg, name)
-  ok = (not isinstance(v, bool) and isinstance(v, (int, float, np.number))
-        and math.isfinite(v) and (v >= 0 if allow_zero else v > 0))
-  if not ok:
-    what = "a finite number >= 0" if allow_zero else "a finite positive number"
-    raise InputError(f"{cli.flag(name)}: expected {what}, got {v!r}")
-
+# The one check of its own (names from VARIANTS, each once); the rest are rnn_jax.common.checks.
 
 def _check_variants(variants) -> None:
   if not isinstance(variants, tuple) or not variants:

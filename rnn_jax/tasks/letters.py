@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from rnn_jax.common import cli
+from rnn_jax.common import checks, cli
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import gradients, mlp
 from rnn_jax.core.model import bce_from_logits
@@ -138,20 +138,16 @@ class LettersConfig:
   seed: int = cli.option(0, "seeds the split, the initial weights and the shuffling")
 
   def validate(self) -> "LettersConfig":
-    """Raises InputError naming the flag of the first nonsensical value; returns self."""
-    for name, lo in (("hidden_size", 1), ("epochs", 1), ("batch_size", 1), ("seed", 0)):
-      v = getattr(self, name)
-      if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
-        raise InputError(f"--{name.replace('_', '-')}: expected {what}, got {v!r}")
-    if self.seed >= 2**32:
-      raise InputError(f"--seed: expected an integer below 2**32, got {self.seed!r}")
-    lr = self.lr
-    if (isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating))
-        or not math.isfinite(lr) or lr <= 0):
-      raise InputError(f"--lr: expected a finite positive number, got {lr!r}")
-    if self.grad not in GRADS:
-      raise InputError(f"--grad: expected one of {', '.join(GRADS)}, got {self.grad!r}")
+    """Raises InputError naming the flag of the first nonsensical value; returns self.
+
+    An integer setting given as a whole float (``12.0``, from JSON) is stored as int."""
+    keep = functools.partial(object.__setattr__, self)
+    keep("hidden_size", checks.integer("hidden_size", self.hidden_size, 1))
+    keep("epochs", checks.integer("epochs", self.epochs, 1))
+    keep("batch_size", checks.integer("batch_size", self.batch_size, 1))
+    keep("seed", checks.integer("seed", self.seed, 0, 2**32 - 1))
+    checks.number("lr", self.lr)
+    checks.choice("grad", self.grad, GRADS)
     return self
 
 
@@ -171,8 +167,9 @@ def train(X, y, *, hidden_size: int = LettersConfig.hidden_size, lr: float = Let
   metrics dict is appended to the history, shown on the tqdm bar and passed to ``on_epoch``.
   The returned parameters are the last epoch's.
   """
-  LettersConfig(hidden_size=hidden_size, lr=lr, epochs=epochs, batch_size=batch_size, grad=grad,
-                seed=seed).validate()
+  cfg = LettersConfig(hidden_size=hidden_size, lr=lr, epochs=epochs, batch_size=batch_size,
+                      grad=grad, seed=seed).validate()
+  hidden_size, epochs, batch_size, seed = cfg.hidden_size, cfg.epochs, cfg.batch_size, cfg.seed
   splits = prepare(X, y, num_classes=num_classes, seed=seed, fractions=fractions)
   n_train = len(splits.x_train)
   if batch_size > n_train:

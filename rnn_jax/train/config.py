@@ -3,12 +3,12 @@ its checks (``validate``, an InputError naming the flag), and the optimizer it n
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 
 import numpy as np
 import optax
 
-from rnn_jax.common import cli
+from rnn_jax.common import checks, cli
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import gradients
 from rnn_jax.core.model import INIT_SCHEMES
@@ -51,46 +51,28 @@ class TrainConfig:
     object.__setattr__(self, "grad", gradients.ALIASES.get(self.grad, self.grad))
 
   def validate(self) -> "TrainConfig":
-    """Raises InputError naming the flag of the first nonsensical value; returns self."""
-    flag = cli.flag
+    """Raises InputError naming the flag of the first nonsensical value; returns self.
 
-    def integer(name, lo):
-      v = getattr(self, name)
-      if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
-        raise InputError(f"{flag(name)}: expected {what}, got {v!r}")
-
-    def number(name, positive):
-      v = getattr(self, name)
-      ok = not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating))
-      if not ok or not math.isfinite(v) or (v <= 0 if positive else v < 0):
-        what = "a finite positive number" if positive else "a finite number >= 0 (0 = off)"
-        raise InputError(f"{flag(name)}: expected {what}, got {v!r}")
-
-    def choice(name, options):
-      v = getattr(self, name)
-      if v not in options:
-        raise InputError(f"{flag(name)}: expected one of {', '.join(options)}, got {v!r}")
-
-    integer("hidden_size", 1)
-    choice("init", INIT_SCHEMES)
-    choice("optimizer", OPTIMIZERS)
-    number("lr", True)
-    number("clip", False)
-    integer("batch_size", 1)
-    integer("epochs", 1)
-    integer("patience", 0)
-    choice("grad", gradients.METHODS)
-    integer("unroll", 1)
-    if not isinstance(self.remat, bool):
-      raise InputError(f"--remat: expected true or false, got {self.remat!r}")
-    integer("seed", 0)
-    integer("seeds", 1)
+    An integer setting given as a whole float (``12.0``, from JSON) is stored as int."""
+    keep = functools.partial(object.__setattr__, self)
+    keep("hidden_size", checks.integer("hidden_size", self.hidden_size, 1))
+    checks.choice("init", self.init, INIT_SCHEMES)
+    checks.choice("optimizer", self.optimizer, OPTIMIZERS)
+    checks.number("lr", self.lr)
+    checks.number("clip", self.clip, zero_is_off=True)
+    keep("batch_size", checks.integer("batch_size", self.batch_size, 1))
+    keep("epochs", checks.integer("epochs", self.epochs, 1))
+    keep("patience", checks.integer("patience", self.patience, 0))
+    checks.choice("grad", self.grad, gradients.METHODS)
+    keep("unroll", checks.integer("unroll", self.unroll, 1))
+    checks.boolean("remat", self.remat)
+    keep("seed", checks.integer("seed", self.seed, 0))
+    keep("seeds", checks.integer("seeds", self.seeds, 1))
     if self.seed + self.seeds > 2**31:
       raise InputError(f"--seed: expected seed + seeds <= 2**31, got seed {self.seed} and "
                        f"seeds {self.seeds}")
     if self.devices is not None:
-      integer("devices", 0)
+      keep("devices", checks.integer("devices", self.devices, 0))
     return self
 
   def to_dict(self) -> dict:

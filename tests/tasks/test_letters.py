@@ -89,7 +89,9 @@ def test_training_separates_blobs_and_is_deterministic():
     (dict(epochs=0), "--epochs: expected a positive integer"),
     (dict(batch_size=0), "--batch-size: expected a positive integer"),
     (dict(batch_size=2.5), "--batch-size: expected a positive integer"),
-    (dict(seed=-1), "--seed: expected an integer >= 0"),
+    (dict(seed=-1), "--seed: expected an integer from 0 to 4294967295, got -1"),
+    (dict(seed=2**32), "--seed: expected an integer from 0 to 4294967295, got 4294967296"),
+    (dict(epochs=True), "--epochs: expected a positive integer, got True"),
     (dict(lr=float("nan")), "--lr: expected a finite positive number"),
     (dict(lr=-0.1), "--lr: expected a finite positive number"),
     (dict(lr="0.1"), "--lr: expected a finite positive number"),
@@ -101,6 +103,13 @@ def test_train_rejects_bad_arguments(kwargs, words):
   X, y = _blobs(n=300, d=5, k=3)          # the shapes of the test above: no new compilation
   with pytest.raises(InputError, match=words):
     letters.train(X, y, **{"hidden_size": 16, "epochs": 1, "progress": False, **kwargs})
+
+
+def test_config_stores_whole_floats_as_int():
+  """Integer settings read as 16.0 (JSON, CSV) are accepted and stored as int, as everywhere."""
+  cfg = letters.LettersConfig(hidden_size=16.0, epochs=np.int64(2), batch_size=4.0).validate()
+  assert (cfg.hidden_size, cfg.epochs, cfg.batch_size) == (16, 2, 4)
+  assert all(type(v) is int for v in (cfg.hidden_size, cfg.epochs, cfg.batch_size))
 
 
 def test_short_real_training_beats_chance(letters_csv):

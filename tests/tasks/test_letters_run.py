@@ -87,7 +87,7 @@ BAD_ARGS = {
     "hidden_zero": (["--hidden-size", "0"], "--hidden-size: expected a positive integer"),
     "epochs_zero": (["--epochs", "0"], "--epochs: expected a positive integer"),
     "epochs_fraction": (["--epochs", "1.5"], "--epochs: expected an integer, got '1.5'"),
-    "seed_negative": (["--seed", "-1"], "--seed: expected an integer >= 0"),
+    "seed_negative": (["--seed", "-1"], "--seed: expected an integer from 0 to 4294967295"),
     "grad_unknown": (["--grad", "numeric"], "--grad: expected one of autodiff, hand"),
     "unknown_flag": (["--learning-rate", "1"], "unrecognized arguments"),
     "csv_missing": (["--csv", "{tmp}/nope.csv"], "nope.csv: no such file"),

@@ -1,0 +1,105 @@
+"""The argument checks every config shares: integers, numbers, choices, booleans and lists.
+
+Each check returns the value it accepted and raises ``InputError`` with the one line
+``"--flag-name: expected <what>, got <value!r>"``, the flag from ``cli.flag(name)``. One
+meaning and one wording per kind:
+
+- an integer is an int, a numpy integer or a whole float (CSV and JSON may give ``12.0``),
+  returned as int; never a bool. "a positive integer" (low 1), "an integer >= N",
+  "an integer from A to B".
+- a number is an int, float or numpy number, finite, returned as float; never a bool or text.
+  "a finite positive number", or "a finite number >= 0 (0 = off)" where 0 switches it off.
+- a choice is one of the given options: "one of a, b, c".
+- a boolean is True or False (or a numpy bool): "true or false".
+- a list of integers is a non-empty tuple or list of integers (a comma-separated flag):
+  "a comma-separated list of positive integers"; a bad element: "positive integers".
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, NoReturn
+
+import numpy as np
+
+from rnn_jax.common.cli import flag
+from rnn_jax.common.errors import InputError
+
+
+def refuse(name: str, what: str, value: Any) -> NoReturn:
+  """Raises InputError ``"--flag-name: expected {what}, got {value!r}"``."""
+  if isinstance(value, np.generic):                     # np.int64(3) is shown as 3
+    value = value.item()
+  raise InputError(f"{flag(name)}: expected {what}, got {value!r}")
+
+
+def is_number(value) -> bool:
+  """An int, float or numpy integer / float (finite or not); not a bool, not text."""
+  return (not isinstance(value, (bool, np.bool_))
+          and isinstance(value, (int, float, np.integer, np.floating)))
+
+
+def _integer_words(low: int, high: int | None, plural: bool = False) -> str:
+  s = "s" if plural else ""
+  if high is not None:
+    return f"{'' if plural else 'an '}integer{s} from {low} to {high}"
+  if low == 1:
+    return f"{'' if plural else 'a '}positive integer{s}"
+  return f"{'' if plural else 'an '}integer{s} >= {low}"
+
+
+def _whole(value) -> int | None:
+  """``value`` as int when it is an integer (int, numpy integer, whole float), else None."""
+  if not is_number(value):
+    return None
+  if isinstance(value, (float, np.floating)):
+    return int(value) if math.isfinite(value) and float(value).is_integer() else None
+  return int(value)
+
+
+def integer(name: str, value, low: int, high: int | None = None) -> int:
+  """An integer from ``low`` to ``high`` (no upper bound when None), as int."""
+  whole = _whole(value)
+  if whole is None or whole < low or (high is not None and whole > high):
+    refuse(name, _integer_words(low, high), value)
+  return whole
+
+
+def integers(name: str, values, low: int = 1, high: int | None = None) -> tuple[int, ...]:
+  """A non-empty tuple or list of integers from ``low`` to ``high``, as a tuple of ints."""
+  if not isinstance(values, (tuple, list)) or not values:
+    refuse(name, "a comma-separated list of " + _integer_words(low, high, plural=True), values)
+  out = []
+  for v in values:
+    whole = _whole(v)
+    if whole is None or whole < low or (high is not None and whole > high):
+      refuse(name, _integer_words(low, high, plural=True), v)
+    out.append(whole)
+  return tuple(out)
+
+
+def number(name: str, value, *, zero_is_off: bool = False) -> float:
+  """A finite number > 0, or >= 0 with ``zero_is_off`` (0 switches the setting off), as float."""
+  if (not is_number(value) or not math.isfinite(value)
+      or (value < 0 if zero_is_off else value <= 0)):
+    refuse(name, "a finite number >= 0 (0 = off)" if zero_is_off else "a finite positive number",
+           value)
+  return float(value)
+
+
+def choice(name: str, value, options: Iterable):
+  """One of ``options`` (compared with ``==``, bools never match), returned as given."""
+  options = tuple(options)
+  try:
+    ok = not isinstance(value, (bool, np.bool_)) and value in options
+  except (TypeError, ValueError):                     # e.g. an array
+    ok = False
+  if not ok:
+    refuse(name, "one of " + ", ".join(map(str, options)), value)
+  return value
+
+
+def boolean(name: str, value) -> bool:
+  """True or False (a numpy bool too), as bool; never 0, 1 or text."""
+  if not isinstance(value, (bool, np.bool_)):
+    refuse(name, "true or false", value)
+  return bool(value)
