@@ -172,7 +172,7 @@ def _scan(params: RNNParams, xs, h0, unroll, remat):
   the hidden state at each chunk boundary, and each chunk, wrapped in ``jax.checkpoint``, is
   recomputed in the backward pass. Activations kept for the gradient fall from T to about
   2 sqrt(T) steps' worth, for one extra forward pass (at T=1536, B=32, H=200: XLA's temporary
-  memory for the gradient falls from 49.4 MB to 2.8 MB, docs/benchmarking.md). The forward
+  memory for the gradient falls from 49.6 MB to 2.8 MB, docs/benchmarking.md). The forward
   values are identical; the gradient sums over chunks in another order, so it agrees to float
   rounding (~1e-15 in float64, tests/train).
   """
