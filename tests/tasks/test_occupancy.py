@@ -235,20 +235,21 @@ def test_train_script_bad_argument_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_short_real_training_on_gym(gym_csv, tmp_path):
-  """A short real run on the campus gym file with calendar features, via the script."""
+  """A short real run on the campus gym file with the default preset (calendar features, two
+  members here), via the script."""
   out = tmp_path / "gym"
-  proc = script("train_occupancy.py", "--csv", gym_csv, "--features", "occupancy,calendar",
-                "--hidden-size", 16, "--epochs", 2, "--batch-size", 256, "--no-progress",
-                "--no-plots", "--out", out)
+  proc = script("train_occupancy.py", "--csv", gym_csv, "--hidden-size", 16, "--epochs", 3,
+                "--seeds", 2, "--batch-size", 256, "--no-progress", "--no-plots", "--out", out)
   assert proc.returncode == 0, proc.stderr
   results = json.loads((out / "results.json").read_text())
   assert results["capacity"] == 145
   test = results["splits"]["test"]
   assert test["model"]["n_windows"] > 1000
-  # Trained for two epochs, the model is already far better than forecasting an empty gym,
+  # Trained for three epochs, the model is already far better than forecasting an empty gym,
   # whose MAE is the mean test reading.
-  dataset = data.make_dataset(data.read_csv(gym_csv), WindowSpec(features=("occupancy",
-                                                                           "calendar")))
+  preset = occupancy.PRESETS["forecast"]
+  dataset = data.make_dataset(data.read_csv(gym_csv), WindowSpec(features=preset["features"],
+                                                                 window=preset["window"]))
   empty_gym = dataset.test.target_people.mean(axis=0)
   assert np.all(np.array(test["model"]["mae"]) < 0.5 * empty_gym)
   fc = script("forecast.py", "--run", out, "--csv", gym_csv)
