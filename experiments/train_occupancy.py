@@ -11,7 +11,6 @@ input, 130 interrupted (resume with --resume).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from rnn_jax.common import cli
@@ -25,7 +24,7 @@ PRESET_HELP = ('"forecast": the configuration chosen on validation (calendar fea
 
 
 def parse(argv):
-  pre = argparse.ArgumentParser(add_help=False)
+  pre = cli.ArgumentParser(prog="train_occupancy.py", add_help=False)
   pre.add_argument("--preset", choices=tuple(occupancy.PRESETS), default=occupancy.DEFAULT_PRESET)
   preset = pre.parse_known_args(argv)[0].preset
   defaults = occupancy.PRESETS[preset]
