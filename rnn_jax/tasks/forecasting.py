@@ -147,4 +147,6 @@ def forecast_text(run_dir: str | os.PathLike, csv: str | None = None, *,
               f"{f['interval']['high']:.0f})")
     lines.append(f"  {when}: {f['value']:.0f} {unit}{band}, {100 * f['fraction']:.0f}% of "
                  "capacity")
+  if result["task"] == "horizons" and not any("interval" in f for f in result["forecasts"]):
+    lines.append(f"  (no interval: the run has no readable {RESULTS}; it has not finished)")
   return "\n".join(lines)

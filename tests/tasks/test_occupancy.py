@@ -105,6 +105,18 @@ def test_forecast_script_prints_point_interval_and_json(synthetic_run):
   assert json.loads(as_json.stdout) == forecasting.forecast(out, occupancy.DataSource())
 
 
+def test_forecast_of_an_unfinished_run_says_it_has_no_interval(synthetic_run, tmp_path):
+  out, _ = synthetic_run
+  partial = tmp_path / "partial"
+  partial.mkdir()
+  for name in ("config.json", "checkpoint.msgpack"):
+    (partial / name).write_bytes((out / name).read_bytes())
+  text = forecasting.forecast_text(partial)
+  assert "(80%:" not in text and "no interval: the run has no readable results.json" in text
+  assert all("interval" not in f for f in forecasting.forecast(
+      partial, occupancy.DataSource())["forecasts"])
+
+
 def test_forecast_rejects_incompatible_run(synthetic_run, tmp_path):
   out, _ = synthetic_run
   bad = tmp_path / "bad"
