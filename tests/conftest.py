@@ -1,6 +1,8 @@
-"""Shared fixtures: float64 on demand and the location of the shared data files."""
+"""Shared fixtures: float64 on demand, the experiment scripts as modules, and the location of
+the shared data files."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import jax
@@ -19,6 +21,15 @@ def x64():
     yield
   finally:
     jax.config.update("jax_enable_x64", previous)
+
+
+def load_script(name: str):
+  """``experiments/<name>`` imported as a module (its ``main``/``run``/``parse`` to call)."""
+  spec = importlib.util.spec_from_file_location(f"script_{Path(name).stem}",
+                                                REPO / "experiments" / name)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def shared_file(name: str) -> Path:

@@ -6,7 +6,6 @@ Nothing here times anything or compares speeds: throughput is measured, never as
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -17,18 +16,10 @@ import jax
 import pytest
 
 from bench_reference import B, H, T
-from conftest import REPO
+from conftest import REPO, load_script
 from rnn_jax import bench as bm
 from rnn_jax.bench import suite
 from rnn_jax.common import cli
-
-
-def _script():
-  spec = importlib.util.spec_from_file_location("bench_script", REPO / "experiments" /
-                                                "benchmark.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +32,7 @@ def bench_run(tmp_path_factory):
           "--dense-size", "128",
           "--json", str(out / "bench.json"), "--plot", str(out / "bench.png"),
           "--markdown", str(out / "bench.md")]
-  assert cli.main(_script().run, argv) == 0
+  assert cli.main(load_script("benchmark.py").run, argv) == 0
   return out, json.loads((out / "bench.json").read_text())
 
 
@@ -112,7 +103,7 @@ def test_bad_arguments_exit_2_with_one_line_and_write_nothing(argv, tmp_path, ca
                                                               monkeypatch):
   monkeypatch.chdir(tmp_path)
   argv = argv + ["--json", str(tmp_path / "out.json")] if "--json" not in argv else argv
-  assert cli.main(_script().run, argv) == 2
+  assert cli.main(load_script("benchmark.py").run, argv) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: ") and err.count("\n") == 1, err
   assert list(tmp_path.iterdir()) == []

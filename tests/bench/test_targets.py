@@ -3,13 +3,12 @@ printed lines, and the markdown tables of a result (``report.markdown``, the scr
 ``--markdown`` / ``--from-json``). Nothing here times anything."""
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 
 import pytest
 
-from conftest import REPO
+from conftest import load_script
 from rnn_jax import bench as bm
 from rnn_jax.bench import report
 from rnn_jax.common import cli
@@ -200,19 +199,11 @@ def test_summary_prints_one_verdict_line_each_after_the_table():
   assert all(line.split()[0] in ("[met]", "[MISSED]", "[not") for line in body)
 
 
-def _script():
-  spec = importlib.util.spec_from_file_location("bench_script", REPO / "experiments" /
-                                                "benchmark.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_from_json_writes_the_markdown_of_a_saved_run(tmp_path):
   result = _result([dict(r) for r in RECORDS])
   (tmp_path / "bench.json").write_text(json.dumps(dict(result, verdicts=None)))
   argv = ["--from-json", str(tmp_path / "bench.json"), "--markdown", str(tmp_path / "b.md")]
-  assert cli.main(_script().run, argv) == 0
+  assert cli.main(load_script("benchmark.py").run, argv) == 0
   assert (tmp_path / "b.md").read_text() == bm.markdown(result)
 
 
@@ -225,7 +216,7 @@ def test_from_json_errors_exit_2_with_one_line(argv, tmp_path, capsys, monkeypat
   monkeypatch.chdir(tmp_path)
   (tmp_path / "bench.json").write_text(json.dumps(_result([dict(r) for r in RECORDS])))
   (tmp_path / "bad.json").write_text("{not json")
-  assert cli.main(_script().run, argv) == 2
+  assert cli.main(load_script("benchmark.py").run, argv) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: ") and err.count("\n") == 1, err
   assert not (tmp_path / "b.md").exists()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import importlib.util
 import inspect
-from pathlib import Path
 from unittest import mock
 
 import jax
@@ -33,10 +31,10 @@ from rnn_jax.verify import gradcheck
 from rnn_jax.verify.gradcheck import TOLERANCES, errors, step_errors, tree_errors
 
 import bptt_reference as ref_bptt
+from conftest import load_script
 
 TOL64 = TOLERANCES["float64"].autodiff   # 1e-10
 TOL32 = TOLERANCES["float32"].autodiff   # 1e-4, against a float64 reference
-REPO = Path(__file__).resolve().parents[2]
 
 
 def draw(T, H, D, K, B, scheme="normal", targets="soft", seed=0, dtype=np.float64):
@@ -514,18 +512,10 @@ def test_check_rnn_needs_float64():
     gradcheck.check_rnn("float32", T=2, H=2)
 
 
-def _script():
-  spec = importlib.util.spec_from_file_location("gradcheck_script",
-                                                REPO / "experiments" / "gradcheck.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_gradcheck_script(x64, capsys, monkeypatch):
   """check_rnn and check_mlp in both dtypes through the script: every parameter, every error
   within its tolerance, exit status 0; 1 past a tolerance; 2 for a bad argument."""
-  script = _script()
+  script = load_script("gradcheck.py")
   argv = ["--window", "6", "--hidden-size", "8", "--batch-size", "4", "--seed", "1"]
   assert cli.main(script.run, argv + ["--input-size", "2"]) == 0
   out = capsys.readouterr().out

@@ -2,7 +2,6 @@
 directory, bad input, --overwrite."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ from rnn_jax.common import cli
 from rnn_jax.core import mlp
 from rnn_jax.tasks import letters
 
-from conftest import REPO
+from conftest import REPO, load_script
 from letters_helpers import HEADER, row, write
 
 SCRIPT = REPO / "experiments" / "train_letters.py"
@@ -24,13 +23,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # --------------------------------------------------------------------------------------------
 # The script
-
-
-def _load_script():
-  spec = importlib.util.spec_from_file_location("train_letters_script", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _env():
@@ -76,7 +68,7 @@ def test_script_bad_argument_subprocess(tmp_path):
 
 @pytest.fixture(scope="module")
 def script():
-  return _load_script()
+  return load_script("train_letters.py")
 
 
 BAD_ARGS = {

@@ -18,7 +18,7 @@ from rnn_jax.tasks import forecasting, occupancy
 from rnn_jax.data import WindowSpec
 from rnn_jax.common.errors import InputError
 from rnn_jax.train import TrainConfig
-from conftest import REPO
+from conftest import REPO, load_script
 
 TINY = TrainConfig(hidden_size=8, epochs=2, patience=0, batch_size=256)
 METHODS = ("model", "persistence", "seasonal_naive_day", "seasonal_naive_week", "ridge", "gbm")
@@ -210,11 +210,7 @@ def test_unit_must_be_a_name(tmp_path):
 
 
 def test_presets_set_defaults_and_flags_win():
-  sys.path.insert(0, str(REPO / "experiments"))
-  try:
-    import train_occupancy
-  finally:
-    sys.path.pop(0)
+  train_occupancy = load_script("train_occupancy.py")
   _, source, spec, cfg = train_occupancy.parse([])
   forecast = occupancy.PRESETS["forecast"]
   assert spec.features == ("occupancy", "calendar") and spec.window == forecast["window"]
