@@ -10,22 +10,20 @@ interval, in the series' local time and units.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import os
-import zoneinfo
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from rnn_jax import data
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import model
 from rnn_jax.data import WindowSpec
+from rnn_jax.data.timestamps import NS_PER_MINUTE, local_wall_ns
 from rnn_jax.evaluation import conformal
-from rnn_jax.tasks.occupancy import CONFIG, RESULTS, DataSource, read_config
+from rnn_jax.tasks.occupancy import CONFIG, RESULTS, DataSource, member_predict, read_config
 from rnn_jax.train import checkpoint
 
 
@@ -70,17 +68,18 @@ def _run_interval(run_dir: Path) -> dict | None:
 
 def local_time(times_utc: np.ndarray, readings: data.Readings) -> tuple[list[str], str]:
   """``(["YYYY-MM-DD HH:MM", ...], zone)``: ``times_utc`` in the series' local time: the IANA
-  zone of ``readings`` when it has one, else the UTC offset of its newest reading."""
-  utc = [dt.datetime.fromtimestamp(int(t.astype("datetime64[s]").astype(np.int64)), dt.timezone.utc)
-         for t in np.atleast_1d(times_utc)]
+  zone of ``readings`` when it has one (``timestamps.local_wall_ns``, as the calendar features
+  take it), else the UTC offset of its newest reading."""
+  utc = np.atleast_1d(np.asarray(times_utc, "datetime64[ns]"))
   if readings.timezone:
-    zone = zoneinfo.ZoneInfo(readings.timezone)
-    return [u.astimezone(zone).strftime("%Y-%m-%d %H:%M") for u in utc], readings.timezone
-  offset = int(readings.local_offset_minutes[-1]) if len(readings) else 0
-  tz = dt.timezone(dt.timedelta(minutes=offset))
-  sign, mins = ("+" if offset >= 0 else "-"), abs(offset)
-  name = "UTC" if offset == 0 else f"UTC{sign}{mins // 60:02d}:{mins % 60:02d}"
-  return [u.astimezone(tz).strftime("%Y-%m-%d %H:%M") for u in utc], name
+    local, zone = local_wall_ns(utc.astype(np.int64), readings.timezone), readings.timezone
+  else:
+    offset = int(readings.local_offset_minutes[-1]) if len(readings) else 0
+    local = utc.astype(np.int64) + offset * NS_PER_MINUTE
+    sign, mins = ("+" if offset >= 0 else "-"), abs(offset)
+    zone = "UTC" if offset == 0 else f"UTC{sign}{mins // 60:02d}:{mins % 60:02d}"
+  text = np.datetime_as_string(np.asarray(local, "datetime64[ns]"), unit="m")
+  return [t.replace("T", " ") for t in text], zone
 
 
 def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
@@ -91,9 +90,8 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
   spec: WindowSpec = config["windows"]
   readings = source.load()
   window = data.newest_window(readings, spec, config["capacity"])
-  predict = jax.vmap(model.predict, in_axes=(0, None)) if params.U.ndim == 3 else (
-      lambda p, x: model.predict(p, x)[None])
-  z = np.asarray(predict(params, window.xs), np.float64)[:, 0].mean(axis=0)
+  members = np.asarray(member_predict(params, window.xs), np.float64)[:, 0]   # [S, K]
+  z = members.mean(axis=0)
   step = np.timedelta64(spec.step_minutes, "m")
   capacity, unit = config["capacity"], config["source"].unit
   horizons = spec.horizons if spec.task == "horizons" else spec.target_horizons[:1]
@@ -101,7 +99,7 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
   local, zone = local_time(np.r_[window.end_time, times], readings)
   out = {"window_end_utc": _iso_utc(window.end_time), "window_end_local": local[0],
          "timezone": zone, "task": spec.task, "capacity": capacity, "unit": unit,
-         "models": int(params.U.shape[0]) if params.U.ndim == 3 else 1, "forecasts": []}
+         "models": len(members), "forecasts": []}
   iv = _run_interval(Path(run_dir)) if spec.task == "horizons" else None
   for i, h in enumerate(horizons):
     f = {"horizon_minutes": int(h * spec.step_minutes), "time_utc": _iso_utc(times[i]),

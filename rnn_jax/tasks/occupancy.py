@@ -130,9 +130,8 @@ def _parse_config(cfg: dict) -> dict:
                        for k, v in cfg["windows"].items()})
   train_cfg = TrainConfig.from_dict(cfg["train"])
   capacity = float(cfg["data"]["capacity"])
-  interval = float(cfg.get("evaluation", {}).get("interval", INTERVAL))
   return {"source": source, "windows": spec, "train": train_cfg, "capacity": capacity,
-          "interval": interval, "raw": cfg}
+          "raw": cfg}
 
 
 def read_config(run: str | os.PathLike) -> dict:
@@ -156,19 +155,24 @@ def _evaluator(dataset: Dataset):
       dataset.to_people(predict(params, xs)) - target)))}
 
 
+def member_predict(params: model.RNNParams, xs) -> jax.Array:
+  """``[S, N, K]``: the sigmoid outputs of every model in ``params`` (every field ``[S, ...]``,
+  as fit_many gives; one model's parameters give S = 1)."""
+  if params.U.ndim == 3:
+    return jax.vmap(model.predict, in_axes=(0, None))(params, xs)
+  return model.predict(params, xs)[None]
+
+
 def predictions(dataset: Dataset, params, *, members: bool = False) -> dict[str, np.ndarray]:
   """The forecasts per split: ``[N, K]`` in the series' units (task horizons) or scores
-  ``[N, 3]`` (levels). ``params`` may hold several models (every field ``[S, ...]``, as
-  fit_many gives): their forecasts are averaged, or with ``members`` returned as ``[S, N, K]``."""
-  stacked = params.U.ndim == 3
-  predict = jax.jit(jax.vmap(model.predict, in_axes=(0, None)) if stacked else model.predict)
+  ``[N, 3]`` (levels). ``params`` may hold several models (``member_predict``): their
+  forecasts are averaged, or with ``members`` returned as ``[S, N, K]``."""
+  predict = jax.jit(member_predict)
   out = {}
   for split in ("val", "test"):
     z = np.asarray(predict(params, dataset[split].xs), np.float64)
     z = dataset.to_people(z) if dataset.spec.task == "horizons" else z
-    if not stacked and members:
-      z = z[None]
-    out[split] = z if members or not stacked else z.mean(axis=0)
+    out[split] = z if members else z.mean(axis=0)
   return out
 
 
