@@ -128,7 +128,7 @@ def roofline(chain_flops: float, dense_flops: float, chain_gflops: float,
 def _best_gflops(cfg: BenchConfig, fn, args, flops: int) -> float:
   """GFLOP/s of ``fn(*args)`` (compiled, independent calls), its fastest repetition."""
   jitted, _ = compile_timed(fn, *args)
-  r = measure(Workload("dense", 1, lambda: jitted(*args), block_each=True), cfg.seconds / 2,
+  r = measure(Workload("dense", 1, lambda: jitted(*args), independent=True), cfg.seconds / 2,
               cfg.repeats)
   return r["spread"]["max"] * flops / 1e9
 

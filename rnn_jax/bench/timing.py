@@ -4,13 +4,18 @@ A cell's workload is built with its data already on the device and compiled firs
 time, ``lower().compile()``, is reported on its own line and never counted in the throughput).
 ``measure`` runs it once as warm-up and at least once more to calibrate how many calls fill the
 time (neither is counted), then times ``repeats`` repetitions of ``n`` back-to-back calls each,
-with ``jax.block_until_ready`` on the result at the end of every repetition (and after every
-call where calls are independent: ``forward``). ``n`` is chosen so that the repetitions together
-last ``seconds``. The reported throughput is the median over the repetitions; the spread is
+with ``jax.block_until_ready`` on the result at the end of every repetition. Calls that feed each
+other (training: each step's parameters go into the next) finish in order, so waiting for the
+last output waits for all. Calls that do not (``independent``: ``forward``, the dense products)
+are timed as a stream of requests: every output is waited for, the oldest once more than
+``IN_FLIGHT`` are outstanding and the rest at the end of the repetition, so no call pays a host
+round trip of its own (as none of the chain peak's does) and none is left running when the clock
+stops. ``n`` is chosen so that the repetitions together last ``seconds``. The reported throughput is the median over the repetitions; the spread is
 their min, quartiles and max.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from typing import Any, Callable
@@ -27,9 +32,14 @@ class Workload:
   samples_per_call: int
   call: Callable[[], Any]
   block: Callable[[Any], Any] = jax.block_until_ready
-  block_each: bool = False       # wait after every call (calls that do not depend on each other)
+  independent: bool = False      # calls do not depend on each other: each output is waited for
   compile_s: float | None = None
   info: dict = dataclasses.field(default_factory=dict)
+
+
+# Outputs of independent calls outstanding at once: enough that the host never waits for the
+# device between calls, few enough that large outputs (the dense products) stay small in memory.
+IN_FLIGHT = 4
 
 
 def compile_timed(fn: Callable, *args):
@@ -53,13 +63,15 @@ def measure(work: Workload, seconds: float, repeats: int) -> dict:
   n = _calls_per_repeat(call, block, seconds / repeats)
   rates = []
   for _ in range(repeats):
-    out = None
+    out, pending = None, collections.deque()
     t0 = time.perf_counter()
     for _ in range(n):
       out = call()
-      if work.block_each:
-        block(out)
-    block(out)
+      if work.independent:
+        pending.append(out)
+        if len(pending) > IN_FLIGHT:
+          block(pending.popleft())
+    block(list(pending) if work.independent else out)
     rates.append(n * work.samples_per_call / (time.perf_counter() - t0))
   rates = np.asarray(rates)
   q1, med, q3 = np.percentile(rates, [25, 50, 75])

@@ -102,6 +102,6 @@ def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workloa
   if variant == "forward":
     params, xs, _ = problem(cfg, batch, T, H)
     jitted, compile_s = compile_timed(model.forward, params, xs)
-    return Workload(variant, batch, lambda: jitted(params, xs), block_each=True,
+    return Workload(variant, batch, lambda: jitted(params, xs), independent=True,
                     compile_s=compile_s)
   raise ValueError(f"variant: no JAX workload for {variant!r}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rnn_jax import bench as bm
+from rnn_jax.bench import timing
 
 
 def test_measure_blocks_and_counts_without_timing_anything():
@@ -13,7 +14,24 @@ def test_measure_blocks_and_counts_without_timing_anything():
   # warm-up (1) and calibration (>= 1) are not timed; every repetition ends with a block
   assert len(calls) >= 2 + 3 * r["calls"]
   assert blocked[-1] == len(calls)
-  blocked.clear()
-  bm.measure(bm.Workload("fake", 1, lambda: 0, block=lambda x: blocked.append(x),
-                         block_each=True), seconds=0.002, repeats=2)
-  assert len(blocked) >= 2 + 2 * 2                           # after every call
+
+
+def test_independent_calls_are_all_waited_for_with_a_bounded_number_in_flight():
+  # A stream of independent calls: every output is blocked on (none still running when the
+  # clock stops), the oldest as soon as more than IN_FLIGHT are outstanding, the rest at the end.
+  issued, waited = [], []
+
+  def call():
+    issued.append(len(issued))
+    outstanding = len(issued) - len(waited)
+    assert outstanding <= timing.IN_FLIGHT + 1, outstanding
+    return issued[-1]
+
+  def block(x):
+    waited.extend(x if isinstance(x, list) else [x])
+    return x
+
+  r = bm.measure(bm.Workload("fake", 1, call, block=block, independent=True),
+                 seconds=0.002, repeats=2)
+  assert r["calls"] > timing.IN_FLIGHT                      # the window was exercised
+  assert sorted(waited) == issued                           # each output waited for once

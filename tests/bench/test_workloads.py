@@ -34,7 +34,7 @@ def test_step_variants_train_like_a_plain_optax_step(variant, reference_step):  
 def test_forward_variant_is_model_forward():
   params, xs, _ = bm.problem(CFG, B, T, H)
   work = bm.build(CFG, "forward", B, T, H)
-  assert work.block_each
+  assert work.independent
   np.testing.assert_allclose(work.call(), model.forward(params, xs), **TOL)
 
 
