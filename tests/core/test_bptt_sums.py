@@ -165,3 +165,23 @@ def test_forward_with_and_without_the_hoisted_transpose(x64, B, unroll):
   assert errors(h_prev[0], h0)[1] == 0 and errors(h_prev[1:], jnp.stack(hs_ref[:-1]))[1] <= TOL
   A = jnp.swapaxes(model.preactivations(params, xs, h0), 0, 1)
   np.testing.assert_array_equal(active, A > 0)
+
+
+def _scan_unrolls(fn, *args):
+  """The ``unroll`` of every ``scan`` in the jaxpr of ``fn(*args)``."""
+  return [e.params["unroll"] for e in jax.make_jaxpr(fn)(*args).jaxpr.eqns
+          if e.primitive.name == "scan"]
+
+
+@pytest.mark.parametrize("B", [model.FORWARD_UNROLL_MIN_BATCH - 1, model.FORWARD_UNROLL_MIN_BATCH])
+def test_inference_picks_its_unroll_by_batch_and_computes_the_same(x64, B):
+  """forward without an unroll scans with forward_unroll(B) (rolled below the threshold,
+  FORWARD_UNROLL from it on) and gives the rolled scan's logits; the loss stays rolled."""
+  params, xs, ys = gradcheck.rnn_problem(0, T=6, H=5, D=2, K=3, B=B, dtype=np.float64)
+  want = model.FORWARD_UNROLL if B >= model.FORWARD_UNROLL_MIN_BATCH else 1
+  assert model.forward_unroll(B) == want
+  assert _scan_unrolls(model.forward, params, xs) == [want]
+  assert _scan_unrolls(model.loss, params, xs, ys) == [1]
+  rolled = model.forward(params, xs, unroll=1)
+  assert errors(model.forward(params, xs), rolled)[1] <= TOL
+  assert errors(model.predict(params, xs), jax.nn.sigmoid(rolled))[1] <= TOL
