@@ -23,7 +23,8 @@ from rnn_jax.bench.config import (MODELS, VARIANTS, BenchConfig, add_arguments,
                                   check_output_path, config_from_args, fused_steps,
                                   make_optimizer)
 from rnn_jax.bench.peers import (TorchPeer, flax_module, flax_params, flax_step_fn,
-                                 measure_torch, torch_available, torch_threads, torch_workload)
+                                 measure_torch, torch_available, torch_device, torch_threads,
+                                 torch_workload)
 from rnn_jax.bench.plotting import plot
 from rnn_jax.bench.problems import fused_inputs, many_models, problem
 from rnn_jax.bench.report import device_info, markdown, summary, write_markdown
@@ -39,6 +40,6 @@ __all__ = [
     "epoch_fn", "flax_module", "flax_params", "flax_step_fn", "flop_split", "flops_per_sample",
     "fused_inputs", "fused_steps", "make_optimizer", "many_models", "markdown", "matmul_peak",
     "measure", "measure_torch", "plot", "problem", "remat_memory", "roofline", "run",
-    "run_cells", "square_peak", "summary", "torch_available", "torch_threads", "torch_workload",
-    "train_step_fn", "verdict_line", "verdicts", "write_markdown",
+    "run_cells", "square_peak", "summary", "torch_available", "torch_device", "torch_threads",
+    "torch_workload", "train_step_fn", "verdict_line", "verdicts", "write_markdown",
 ]

@@ -4,7 +4,9 @@
              same loss and optimizer, one jitted call a step (the peer a flax user writes)
 * ``torch``  ``torch.nn.RNN(nonlinearity="relu")`` + ``nn.Linear``, BCE-with-logits summed
              over K and averaged over B, ``torch.optim.Adam`` (+ ``clip_grad_norm_``),
-             eager; timed with 1 thread and with all threads, the better one reported
+             eager; on the CPU timed with 1 thread and with all threads, the better one
+             reported; on the GPU JAX runs on (when torch sees CUDA), there, where
+             ``nn.RNN`` is cuDNN's RNN (``torch_device``)
 
 flax is a dependency; torch is optional (``pip install '.[torch]'``) and imported only here,
 when it is used.
@@ -77,15 +79,31 @@ def torch_available() -> bool:
   return True
 
 
+def torch_device(backend: str | None = None, cuda: bool | None = None) -> str:
+  """Where the torch peer runs: ``"cuda"`` when JAX runs on a GPU (``backend``, default
+  ``jax.default_backend()``) and torch sees CUDA (``cuda``, default
+  ``torch.cuda.is_available()``), so that both peers share the device and torch's ``nn.RNN``
+  is cuDNN's; otherwise ``"cpu"``."""
+  backend = jax.default_backend() if backend is None else backend
+  if backend != "gpu":
+    return "cpu"
+  if cuda is None:
+    import torch
+    cuda = torch.cuda.is_available()
+  return "cuda" if cuda else "cpu"
+
+
 class TorchPeer:
   """PyTorch's ``nn.RNN(nonlinearity="relu", batch_first=True)`` + ``nn.Linear`` head with our
   parameters (``weight_ih = V``, ``weight_hh = U``, ``bias_ih = b``, ``bias_hh = 0`` and
   frozen), loss ``BCEWithLogits`` summed over K and averaged over B, ``torch.optim.Adam`` (or
-  SGD) with ``clip_grad_norm_`` when ``clip > 0``; eager."""
+  SGD) with ``clip_grad_norm_`` when ``clip > 0``; eager, on ``device`` (default
+  ``torch_device()``), data and parameters placed there before anything is timed."""
 
-  def __init__(self, cfg: BenchConfig, params: model.RNNParams, xs, ys):
+  def __init__(self, cfg: BenchConfig, params: model.RNNParams, xs, ys, device: str | None = None):
     import torch
     self.torch = torch
+    self.device = torch_device() if device is None else device
     D, H, K = model.param_sizes(params)
     self.rnn = torch.nn.RNN(D, H, nonlinearity="relu", batch_first=True)
     self.head = torch.nn.Linear(H, K)
@@ -98,6 +116,8 @@ class TorchPeer:
       self.head.bias.copy_(torch.from_numpy(np.array(params.c)))
     # One bias, as in our cell: with both trained, Adam would move b = b_ih + b_hh twice as far.
     self.rnn.bias_hh_l0.requires_grad_(False)
+    self.rnn.to(self.device)
+    self.head.to(self.device)
     self.parameters = [p for p in list(self.rnn.parameters()) + list(self.head.parameters())
                        if p.requires_grad]
     if cfg.optimizer == "adam":
@@ -105,8 +125,8 @@ class TorchPeer:
     else:
       self.opt = torch.optim.SGD(self.parameters, lr=cfg.lr)
     self.clip = cfg.clip
-    self.xs = torch.from_numpy(np.array(xs))
-    self.ys = torch.from_numpy(np.array(ys))
+    self.xs = torch.from_numpy(np.array(xs)).to(self.device)
+    self.ys = torch.from_numpy(np.array(ys)).to(self.device)
 
   def loss(self):
     _, h = self.rnn(self.xs)                                 # h: [1, B, H], the last state
@@ -127,7 +147,7 @@ class TorchPeer:
 
   def params(self) -> model.RNNParams:
     """The current parameters in our layout (``bias_ih + bias_hh`` as b)."""
-    t = lambda x: x.detach().numpy().copy()
+    t = lambda x: x.detach().cpu().numpy().copy()
     return model.RNNParams(U=t(self.rnn.weight_hh_l0), V=t(self.rnn.weight_ih_l0),
                            b=t(self.rnn.bias_ih_l0) + t(self.rnn.bias_hh_l0),
                            W=t(self.head.weight), c=t(self.head.bias))
@@ -136,7 +156,9 @@ class TorchPeer:
 def torch_workload(cfg: BenchConfig, batch: int, T: int, H: int) -> Workload:
   params, xs, ys = problem(cfg, batch, T, H)
   peer = TorchPeer(cfg, params, xs, ys)
-  return Workload("torch", batch, peer.step, block=lambda out: out, info={"peer": peer})
+  # The loss as a Python float waits for the step (on CUDA, where kernels run asynchronously).
+  return Workload("torch", batch, peer.step, block=lambda out: out.item(),
+                  info={"peer": peer, "device": peer.device})
 
 
 def torch_threads() -> list[int]:
@@ -145,12 +167,15 @@ def torch_threads() -> list[int]:
 
 
 def measure_torch(cfg: BenchConfig, batch: int, T: int, H: int) -> dict:
-  """Times the torch peer at every setting of ``torch_threads``; the best one is the result."""
+  """Times the torch peer at every setting of ``torch_threads`` (on the CPU; on CUDA the
+  host's threads only launch kernels, so once); the best one is the result, with its
+  ``device``."""
   import torch
   before = torch.get_num_threads()
+  device = torch_device()
   by_threads = {}
   try:
-    for n in torch_threads():
+    for n in (torch_threads() if device == "cpu" else [before]):
       torch.set_num_threads(n)
       by_threads[n] = measure(torch_workload(cfg, batch, T, H), cfg.seconds, cfg.repeats)
   finally:
@@ -158,5 +183,6 @@ def measure_torch(cfg: BenchConfig, batch: int, T: int, H: int) -> dict:
   best = max(by_threads, key=lambda n: by_threads[n]["samples_per_s"])
   result = dict(by_threads[best])
   result["threads"] = best
+  result["device"] = device
   result["by_threads"] = {str(n): r["samples_per_s"] for n, r in by_threads.items()}
   return result

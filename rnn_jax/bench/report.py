@@ -69,7 +69,7 @@ def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, work_info=None,
   for key in ("steps_per_call", "models"):
     if work_info and key in work_info:
       rec[key] = work_info[key]
-  for key in ("threads", "by_threads"):
+  for key in ("threads", "by_threads", "device"):
     if key in r:
       rec[key] = r[key]
   return rec
@@ -90,6 +90,8 @@ def cell_row(rec: dict) -> str:
   if "threads" in rec:
     extra = f"  threads={rec['threads']} (" + ", ".join(
         f"{k}: {fmt_rate(v)}" for k, v in rec["by_threads"].items()) + ")"
+    if "device" in rec:
+      extra += f" on {rec['device']}"
   if "models" in rec and rec["models"] > 1:
     extra += f"  {rec['models']} models, {rec['steps_per_call']} steps/call"
   elif "steps_per_call" in rec:

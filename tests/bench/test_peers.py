@@ -40,3 +40,20 @@ def test_torch_peer_trains_the_same_model(reference_step):  # noqa: F811
     state = (p, s)
     np.testing.assert_allclose(float(loss), ref_loss, rtol=1e-5)
   close(peer.params(), p)
+
+
+def test_torch_runs_where_jax_runs_when_it_can():
+  """The torch peer shares JAX's device: CUDA (cuDNN's nn.RNN) only when JAX is on a GPU and
+  torch sees CUDA; the CPU otherwise, and always on this CPU-only machine."""
+  assert bm.torch_device("gpu", cuda=True) == "cuda"
+  assert bm.torch_device("gpu", cuda=False) == "cpu"
+  assert bm.torch_device("cpu", cuda=True) == "cpu"
+  assert bm.torch_device("tpu", cuda=True) == "cpu"
+  if bm.torch_available():
+    import jax
+    import torch
+    expected = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    work = bm.torch_workload(CFG, B, T, H)
+    assert work.info["device"] == bm.torch_device() == expected
+    assert work.info["peer"].xs.device.type == expected
+    assert next(work.info["peer"].rnn.parameters()).device.type == expected
