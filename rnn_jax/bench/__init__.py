@@ -30,16 +30,16 @@ from rnn_jax.bench.problems import fused_inputs, many_models, problem
 from rnn_jax.bench.report import device_info, markdown, summary, write_markdown
 from rnn_jax.bench.suite import devices_sweep, remat_memory, run, run_cells
 from rnn_jax.bench.targets import TARGETS, TRAINING, verdict_line, verdicts
-from rnn_jax.bench.timing import Workload, measure
+from rnn_jax.bench.timing import Workload, measure, measure_side_by_side
 from rnn_jax.bench.workloads import build, epoch_fn, train_step_fn
 
 __all__ = [
-    "FLOP_FORMULAS", "MODELS", "TARGETS", "TRAINING", "VARIANTS", "BenchConfig",
-    "CeilingError", "TorchPeer", "Workload", "add_arguments", "build", "check_below_dense",
-    "check_output_path", "config_from_args", "dense_peak", "device_info", "devices_sweep",
-    "epoch_fn", "flax_module", "flax_params", "flax_step_fn", "flop_split", "flops_per_sample",
-    "fused_inputs", "fused_steps", "make_optimizer", "many_models", "markdown", "matmul_peak",
-    "measure", "measure_torch", "plot", "problem", "remat_memory", "roofline", "run",
-    "run_cells", "square_peak", "summary", "torch_available", "torch_device", "torch_threads",
-    "torch_workload", "train_step_fn", "verdict_line", "verdicts", "write_markdown",
+    "FLOP_FORMULAS", "MODELS", "TARGETS", "TRAINING", "VARIANTS", "BenchConfig", "CeilingError",
+    "TorchPeer", "Workload", "add_arguments", "build", "check_below_dense", "check_output_path",
+    "config_from_args", "dense_peak", "device_info", "devices_sweep", "epoch_fn", "flax_module",
+    "flax_params", "flax_step_fn", "flop_split", "flops_per_sample", "fused_inputs", "fused_steps",
+    "make_optimizer", "many_models", "markdown", "matmul_peak", "measure", "measure_side_by_side",
+    "measure_torch", "plot", "problem", "remat_memory", "roofline", "run", "run_cells",
+    "square_peak", "summary", "torch_available", "torch_device", "torch_threads", "torch_workload",
+    "train_step_fn", "verdict_line", "verdicts", "write_markdown",
 ]

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_jax.bench.config import BenchConfig
-from rnn_jax.bench.timing import Workload, compile_timed, measure
+from rnn_jax.bench.timing import Workload, compile_timed, measure, measure_side_by_side
 
 FLOP_FORMULAS = {"forward": "T*(2*H*H + 2*H*D) + 2*K*H",
                  "training": "T*(6*H*H + 4*H*D) + 6*K*H"}
@@ -65,10 +65,11 @@ def _orthogonal(key, H, models=None):
   return jnp.linalg.qr(jax.random.normal(key, shape, jnp.float32))[0]
 
 
-def matmul_peak(cfg: BenchConfig, batch: int, T: int, H: int, *,
-                models: int | None = None) -> dict:
-  """The attainable rate of T dependent ``[B,H] x [H,H]`` products (``models``: that many at
-  once, ``[M,B,H] x [M,H,H]``), GFLOP/s, the better of a rolled and an unrolled scan."""
+def chain_workloads(cfg: BenchConfig, batch: int, T: int, H: int, *,
+                    models: int | None = None) -> list[Workload]:
+  """What ``matmul_peak`` times: T dependent ``[B,H] x [H,H]`` products (``models``: that many
+  chains at once, ``[M,B,H] x [M,H,H]``) as a jitted ``lax.scan``, rolled and fully unrolled;
+  ``info`` holds each one's ``unroll`` and FLOPs per call."""
   key = jax.random.PRNGKey(cfg.seed + 2)
   U = _orthogonal(key, H, models)
   h = jax.random.normal(jax.random.fold_in(key, 1), (batch, H) if models is None
@@ -76,7 +77,7 @@ def matmul_peak(cfg: BenchConfig, batch: int, T: int, H: int, *,
   product = (lambda h, U: h @ U) if models is None else (
       lambda h, U: jnp.einsum("mbh,mhk->mbk", h, U))
   flops = 2 * batch * H * H * T * (models or 1)
-  best = None
+  works = []
   for unroll in (1, T):
     def chain(h, U, unroll=unroll):
       return jax.lax.scan(lambda c, _: (product(c, U), None), h, None, length=T,
@@ -88,15 +89,35 @@ def matmul_peak(cfg: BenchConfig, batch: int, T: int, H: int, *,
       state[0] = jitted(state[0], U)
       return state[0]
 
-    r = measure(Workload("peak", 1, call), cfg.seconds / 2, cfg.repeats)
-    gflops = r["samples_per_s"] * flops / 1e9
-    result = {"batch": batch, "T": T, "H": H, "gflops": gflops, "unroll": unroll,
+    works.append(Workload("peak", 1, call, info={"unroll": unroll, "flops": flops}))
+  return works
+
+
+def chain_peak(works: list[Workload], results: list[dict], batch: int, T: int, H: int, *,
+               models: int | None = None) -> dict:
+  """The better of ``chain_workloads``' two timings (``results``, in the same order), GFLOP/s:
+  ``{"batch", "T", "H", "gflops", "unroll", "spread"[, "models"]}``."""
+  best = None
+  for work, r in zip(works, results, strict=True):
+    flops = work.info["flops"]
+    result = {"batch": batch, "T": T, "H": H, "gflops": r["samples_per_s"] * flops / 1e9,
+              "unroll": work.info["unroll"],
               "spread": {k: v * flops / 1e9 for k, v in r["spread"].items()}}
     if models is not None:
       result["models"] = models
-    if best is None or gflops > best["gflops"]:
+    if best is None or result["gflops"] > best["gflops"]:
       best = result
   return best
+
+
+def matmul_peak(cfg: BenchConfig, batch: int, T: int, H: int, *,
+                models: int | None = None) -> dict:
+  """The attainable rate of T dependent ``[B,H] x [H,H]`` products (``models``: that many at
+  once, ``[M,B,H] x [M,H,H]``), GFLOP/s, the better of a rolled and an unrolled scan, timed
+  alone (the benchmark times them side by side with the variants instead)."""
+  works = chain_workloads(cfg, batch, T, H, models=models)
+  results = measure_side_by_side(works, cfg.seconds / 2, cfg.repeats)
+  return chain_peak(works, results, batch, T, H, models=models)
 
 
 class CeilingError(RuntimeError):

@@ -2,10 +2,11 @@
 compares with what one would otherwise use (flax's nn.RNN, PyTorch's nn.RNN).
 
 Every cell of the benchmark is one (variant, B, T, H): ``run_cells`` measures the dense GEMM
-rate once, then the matmul peak (the dependent chain), the dense rate and the roofline of each
-(B, T, H) (``ceilings``), then builds and times every variant's workload there (``workloads``,
-``peers``, ``timing``) and prints its compile line and its result line (``report``); a record
-above the dense rate stops the run (``ceilings.CeilingError``) after one re-measurement.
+rate once, then at each (B, T, H) builds every variant's workload (``workloads``, ``peers``;
+one compile line each) and times them side by side with the matmul peak (the dependent chain)
+in rounds (``timing.measure_side_by_side``), then the dense rate and the roofline there
+(``ceilings``), and prints one result line per variant (``report``); a record above the dense
+rate stops the run (``ceilings.CeilingError``) after one re-measurement.
 ``run`` is the whole benchmark: device and versions first, the cells, the optional sweeps
 (``devices_sweep``, ``remat_memory``), the targets' verdicts (``targets``), the summary, then
 the JSON, PNG and markdown tables.
@@ -18,8 +19,9 @@ import time
 import jax
 
 from rnn_jax import train
-from rnn_jax.bench.ceilings import (FLOP_FORMULAS, check_below_dense, dense_peak, flop_split,
-                                    flops_per_sample, matmul_peak, roofline, square_peak)
+from rnn_jax.bench.ceilings import (FLOP_FORMULAS, chain_peak, chain_workloads, check_below_dense,
+                                    dense_peak, flop_split, flops_per_sample, roofline,
+                                    square_peak)
 from rnn_jax.bench.config import MODELS, BenchConfig, check_output_path, make_optimizer
 from rnn_jax.bench.peers import measure_torch, torch_available
 from rnn_jax.bench.plotting import plot
@@ -27,7 +29,7 @@ from rnn_jax.bench.problems import problem
 from rnn_jax.bench.report import (add_ratios, cell_record, cell_row, device_info, emit,
                                   fmt_rate, summary, write_markdown)
 from rnn_jax.bench.targets import verdicts
-from rnn_jax.bench.timing import Workload, measure
+from rnn_jax.bench.timing import Workload, measure, measure_side_by_side
 from rnn_jax.bench.workloads import build, train_step_fn
 from rnn_jax.common import fileio
 from rnn_jax.common.versions import versions
@@ -47,32 +49,68 @@ def run_cells(cfg: BenchConfig, out=None) -> dict:
   for T in cfg.windows:
     for H in cfg.hidden_sizes:
       for B in cfg.batch_sizes:
-        peak = matmul_peak(cfg, B, T, H)
-        dense = dense_peak(cfg, B, T, H, square, peak)
-        peaks.append(peak)
-        denses.append(dense)
-        emit(f"peak   B={B:<5d} T={T} H={H}: {peak['gflops']:.1f} GFLOP/s "
-             f"(chain of {T} [B,H]x[H,H] products, unroll={peak['unroll']}); dense "
-             f"{dense['gflops']:.1f} GFLOP/s ([T*B,H]x[H,H] {dense['rows_gflops']:.1f})", out)
-        rooflines.append(_roofline_row(cfg, B, T, H, peak, dense, out))
-        for variant in variants:
-          if variant == "vmap16" and B > cfg.vmap_max_batch:
-            emit(f"{variant:<16s} B={B:<5d} skipped (B > --vmap-max-batch "
-                 f"{cfg.vmap_max_batch})", out)
-            continue
-          chain = None
-          if variant == "vmap16":
-            chain = matmul_peak(cfg, B, T, H, models=MODELS)
-            batched_peaks.append(chain)
-          rec = _run_cell(cfg, variant, B, T, H, peak, dense, chain, out)
-          if chain is not None:
-            rec["peak_batched_gflops"] = chain["gflops"]
-            rec["pct_peak_batched"] = 100.0 * rec["gflops"] / chain["gflops"]
-          records.append(rec)
-          emit(cell_row(rec), out)
+        cell = _measure_point(cfg, variants, B, T, H, square, out)
+        peaks.append(cell["peak"])
+        denses.append(cell["dense"])
+        rooflines.append(cell["roofline"])
+        if cell["peak_batched"] is not None:
+          batched_peaks.append(cell["peak_batched"])
+        records.extend(cell["records"])
   add_ratios(records)
   return {"records": records, "peaks": peaks, "peaks_batched": batched_peaks,
           "dense": {"square": square, "cells": denses}, "rooflines": rooflines}
+
+
+def _measure_point(cfg: BenchConfig, variants: list[str], B: int, T: int, H: int,
+                   square: dict, out=None) -> dict:
+  """Every variant at one (B, T, H), with its ceilings.
+
+  The JAX variants are built (one ``compile`` line each) and then timed side by side with the
+  two chain peaks (and vmap16's batched ones) in rounds (``timing.measure_side_by_side``), so
+  that every ratio of the targets, and every % of the chain peak, compares timings taken in
+  the same moments; then the dense rate of the cell, the roofline, torch (alone: it switches
+  thread settings), and one result line per variant in the order asked.
+  """
+  cell_variants = []
+  for variant in variants:
+    if variant == "vmap16" and B > cfg.vmap_max_batch:
+      emit(f"{variant:<16s} B={B:<5d} skipped (B > --vmap-max-batch {cfg.vmap_max_batch})", out)
+    else:
+      cell_variants.append(variant)
+  chains = chain_workloads(cfg, B, T, H)
+  batched = chain_workloads(cfg, B, T, H, models=MODELS) if "vmap16" in cell_variants else []
+  built = {}
+  for variant in cell_variants:
+    if variant != "torch":
+      built[variant] = work = build(cfg, variant, B, T, H)
+      emit(f"compile {variant} B={B} T={T} H={H}: {work.compile_s:.2f} s", out)
+  works = chains + batched + list(built.values())
+  seconds = [cfg.seconds / 2] * (len(chains) + len(batched)) + [cfg.seconds] * len(built)
+  results = measure_side_by_side(works, seconds, cfg.repeats)
+  peak = chain_peak(chains, results[:2], B, T, H)
+  peak_batched = (chain_peak(batched, results[2:4], B, T, H, models=MODELS) if batched
+                  else None)
+  timed = dict(zip(built, results[len(chains) + len(batched):]))
+  dense = dense_peak(cfg, B, T, H, square, peak)
+  emit(f"peak   B={B:<5d} T={T} H={H}: {peak['gflops']:.1f} GFLOP/s "
+       f"(chain of {T} [B,H]x[H,H] products, unroll={peak['unroll']}); dense "
+       f"{dense['gflops']:.1f} GFLOP/s ([T*B,H]x[H,H] {dense['rows_gflops']:.1f})", out)
+  roof = _roofline_row(cfg, B, T, H, peak, dense, out)
+  records = []
+  for variant in cell_variants:
+    if variant == "torch":
+      r, work = measure_torch(cfg, B, T, H), None
+    else:
+      r, work = timed[variant], built[variant]
+    chain = peak_batched if variant == "vmap16" else None
+    rec = _checked_record(cfg, variant, B, T, H, r, work, peak, dense, chain, out)
+    if chain is not None:
+      rec["peak_batched_gflops"] = chain["gflops"]
+      rec["pct_peak_batched"] = 100.0 * rec["gflops"] / chain["gflops"]
+    records.append(rec)
+    emit(cell_row(rec), out)
+  return {"peak": peak, "peak_batched": peak_batched, "dense": dense, "roofline": roof,
+          "records": records}
 
 
 def _roofline_row(cfg: BenchConfig, B: int, T: int, H: int, peak: dict, dense: dict,
@@ -90,18 +128,15 @@ def _roofline_row(cfg: BenchConfig, B: int, T: int, H: int, peak: dict, dense: d
   return row
 
 
-def _run_cell(cfg: BenchConfig, variant: str, B: int, T: int, H: int, peak: dict,
-              dense: dict, chain: dict | None = None, out=None) -> dict:
-  """Times one cell (printing its compile line, JAX variants only) and returns its record,
-  checked against the dense rate (``check_below_dense``). A record above it has the dense
-  rate of its cell timed once more (``dense`` is updated in place to the faster of the two:
-  a busy moment may have slowed the first timing) before the check raises."""
-  if variant == "torch":
-    r, info, compile_s = measure_torch(cfg, B, T, H), None, None
-  else:
-    work = build(cfg, variant, B, T, H)
-    emit(f"compile {variant} B={B} T={T} H={H}: {work.compile_s:.2f} s", out)
-    r, info, compile_s = measure(work, cfg.seconds, cfg.repeats), work.info, work.compile_s
+def _checked_record(cfg: BenchConfig, variant: str, B: int, T: int, H: int, r: dict,
+                    work: Workload | None, peak: dict, dense: dict, chain: dict | None = None,
+                    out=None) -> dict:
+  """The record of one timed cell, checked against the dense rate (``check_below_dense``). A
+  record above it has the dense rate of its cell timed once more (``dense`` is updated in place
+  to the faster of the two: a busy moment may have slowed the first timing) before the check
+  raises."""
+  info = work.info if work is not None else None
+  compile_s = work.compile_s if work is not None else None
   chain_gflops = chain["gflops"] if chain else None
   rec = cell_record(cfg, variant, B, T, H, r, peak, info, compile_s, dense, chain_gflops)
   if rec["pct_dense"] > 100.0:

@@ -10,8 +10,10 @@ last output waits for all. Calls that do not (``independent``: ``forward``, the 
 are timed as a stream of requests: every output is waited for, the oldest once more than
 ``IN_FLIGHT`` are outstanding and the rest at the end of the repetition, so no call pays a host
 round trip of its own (as none of the chain peak's does) and none is left running when the clock
-stops. ``n`` is chosen so that the repetitions together last ``seconds``. The reported throughput is the median over the repetitions; the spread is
-their min, quartiles and max.
+stops. ``n`` is chosen so that the repetitions together last ``seconds``. The reported
+throughput is the median over the repetitions; the spread is their min, quartiles and max.
+``measure_side_by_side`` times several workloads in rounds, one repetition of each per round,
+so that the ratios between them do not depend on when each happened to run.
 """
 from __future__ import annotations
 
@@ -53,32 +55,57 @@ def compile_timed(fn: Callable, *args):
 
 
 def measure(work: Workload, seconds: float, repeats: int) -> dict:
-  """Times ``work``: warm-up, calibration, then ``repeats`` blocked repetitions.
+  """Times ``work`` alone: warm-up, calibration, then ``repeats`` blocked repetitions.
 
   Returns ``{"samples_per_s": median, "spread": {min, q1, q3, max}, "calls": n per repetition,
   "per_repeat": [...]}``; nothing of the warm-up is counted.
   """
-  call, block = work.call, work.block
-  block(call())                                    # warm-up: allocation, page-in
-  n = _calls_per_repeat(call, block, seconds / repeats)
-  rates = []
+  return measure_side_by_side([work], seconds, repeats)[0]
+
+
+def measure_side_by_side(works: list[Workload], seconds, repeats: int) -> list[dict]:
+  """Times several workloads in rounds; one result (as ``measure``'s) per workload.
+
+  Each is warmed up and calibrated first (neither counted); then each of ``repeats`` rounds
+  runs one repetition of every workload in turn. ``seconds`` (a number, or one per workload)
+  is how long each workload's repetitions last together. A slow moment of the shared machine
+  then falls on every workload of that round instead of on whichever was being timed, so the
+  ratios between them (issue 11's targets) are measured side by side.
+  """
+  if isinstance(seconds, (int, float)):
+    seconds = [seconds] * len(works)
+  calls = []
+  for work, s in zip(works, seconds, strict=True):
+    work.block(work.call())                        # warm-up: allocation, page-in
+    calls.append(_calls_per_repeat(work.call, work.block, s / repeats))
+  rates = [[] for _ in works]
   for _ in range(repeats):
-    out, pending = None, collections.deque()
-    t0 = time.perf_counter()
-    for _ in range(n):
-      out = call()
-      if work.independent:
-        pending.append(out)
-        if len(pending) > IN_FLIGHT:
-          block(pending.popleft())
-    block(list(pending) if work.independent else out)
-    rates.append(n * work.samples_per_call / (time.perf_counter() - t0))
-  rates = np.asarray(rates)
+    for work, n, r in zip(works, calls, rates):
+      r.append(_repetition(work, n))
+  return [_result(np.asarray(r), n) for r, n in zip(rates, calls)]
+
+
+def _repetition(work: Workload, n: int) -> float:
+  """One timed repetition of ``n`` calls; samples per second."""
+  call, block = work.call, work.block
+  out, pending = None, collections.deque()
+  t0 = time.perf_counter()
+  for _ in range(n):
+    out = call()
+    if work.independent:
+      pending.append(out)
+      if len(pending) > IN_FLIGHT:
+        block(pending.popleft())
+  block(list(pending) if work.independent else out)
+  return n * work.samples_per_call / (time.perf_counter() - t0)
+
+
+def _result(rates: np.ndarray, calls: int) -> dict:
   q1, med, q3 = np.percentile(rates, [25, 50, 75])
   return {"samples_per_s": float(med),
           "spread": {"min": float(rates.min()), "q1": float(q1), "q3": float(q3),
                      "max": float(rates.max())},
-          "calls": n, "per_repeat": [float(r) for r in rates]}
+          "calls": calls, "per_repeat": [float(r) for r in rates]}
 
 
 def _calls_per_repeat(call, block, per_repeat_s: float) -> int:

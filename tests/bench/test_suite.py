@@ -154,3 +154,23 @@ def test_a_record_still_above_the_dense_rate_stops_the_run(monkeypatch):
   _planted_dense(monkeypatch, [1e-9, 1e-9])
   with pytest.raises(bm.CeilingError, match="forward B=2 T=4 H=8: .* of the dense GEMM rate"):
     bm.run_cells(TINY, io.StringIO())
+
+
+def test_the_variants_of_a_point_are_timed_side_by_side_with_the_chain_peak(monkeypatch):
+  """One measure_side_by_side call per (B, T, H) holds both chain peaks and every JAX variant
+  there, so their ratios (the targets) and % of peak come from the same rounds."""
+  calls = []
+  real = suite.measure_side_by_side
+
+  def recording(works, seconds, repeats):
+    calls.append([w.variant for w in works])
+    return real(works, seconds, repeats)
+
+  monkeypatch.setattr(suite, "measure_side_by_side", recording)
+  cfg = bm.BenchConfig(batch_sizes=(B, 2 * B), windows=(T,), hidden_sizes=(H,),
+                       variants=("autodiff", "bptt", "forward"), seconds=0.01, repeats=2,
+                       dense_size=64)
+  result = bm.run_cells(cfg, io.StringIO())
+  assert calls == [["peak", "peak", "autodiff", "bptt", "forward"]] * 2
+  assert [(r["variant"], r["batch"]) for r in result["records"]] == [
+      (v, b) for b in (B, 2 * B) for v in ("autodiff", "bptt", "forward")]

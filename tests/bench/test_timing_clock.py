@@ -33,3 +33,37 @@ def test_rate_median_and_spread_are_exact_and_the_warm_up_is_not_timed(monkeypat
   assert r["samples_per_s"] == 512.0                       # the median, not the mean (426.7)
   assert r["spread"]["min"] == 256.0 and r["spread"]["max"] == 512.0
   assert clock.calls == 1 + 3 + 30
+
+
+def test_side_by_side_runs_one_repetition_of_each_workload_per_round(monkeypatch):
+  # Two workloads on one fake clock; a slow spell (every call 4x as long) covers exactly the
+  # second round. Timed in rounds, it slows repetition 2 of BOTH, so the medians keep the true
+  # ratio (a: 1 sample per d, b: 2 samples per d -> 2x); timed one after the other it would fall
+  # on one workload only.
+  d = 2.0 ** -7
+  t, order = [0.0], []
+  slow = {"on": False}
+
+  def make(name, samples_d):
+    def call():
+      t[0] += d * samples_d * (4 if slow["on"] else 1)
+      order.append(name)
+      return len(order)
+    return call
+
+  monkeypatch.setattr(timing.time, "perf_counter", lambda: t[0])
+  a, b = bm.Workload("a", 1, make("a", 1.0), block=lambda x: x), \
+      bm.Workload("b", 2, make("b", 1.0), block=lambda x: x)
+  real = timing._repetition
+  rounds = []
+
+  def repetition(work, n):
+    rounds.append(work.variant)
+    slow["on"] = len(rounds) in (3, 4)                       # round 2: a's and b's repetition
+    return real(work, n)
+
+  monkeypatch.setattr(timing, "_repetition", repetition)
+  ra, rb = timing.measure_side_by_side([a, b], seconds=[30 * d, 30 * d], repeats=3)
+  assert rounds == ["a", "b"] * 3                              # one of each per round
+  assert ra["per_repeat"] == [128.0, 32.0, 128.0] and rb["per_repeat"] == [256.0, 64.0, 256.0]
+  assert rb["samples_per_s"] / ra["samples_per_s"] == 2.0
