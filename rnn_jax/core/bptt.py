@@ -76,15 +76,16 @@ def _check_sums(sums):
     raise ValueError(f"sums: expected one of {SUMS} or None, got {sums!r}")
 
 
-def _reverse(params: RNNParams, xs_t, h_prev, active, g_last, cotangent_hs=None, sums=None):
+def _reverse(params: RNNParams, xs_t, h_prev, active, hT, g_last, cotangent_hs=None,
+             sums=None):
   """The one reverse ``lax.scan`` of BPTT, shared by the loss and the hidden-state VJP.
 
   Runs ``g_t <- g_t + cotangent_t``, ``delta_t = g_t * relu'(A_t)``, ``g_{t-1} = delta_t U``
   from t = T down to 1, starting from ``g_last`` (the part of dL/dh_T that comes from the
   head; zeros for a pure hidden-state VJP). Inputs are time-major, from
-  ``model._run_for_bptt``: ``h_prev [T,B,H]`` holds h_{t-1} and ``active [T,B,H]`` is
-  ``A_t > 0``, i.e. relu'(A_t). ``cotangent_hs [T,B,H]`` (or None for the loss, whose only
-  cotangent is ``g_last``) is a cotangent on every h_t.
+  ``model._run_for_bptt``: ``h_prev [T,B,H]`` holds h_{t-1}, ``active [T,B,H]`` is
+  ``A_t > 0``, i.e. relu'(A_t), and ``hT [B,H]`` is h_T. ``cotangent_hs [T,B,H]`` (or None for
+  the loss, whose only cotangent is ``g_last``) is a cotangent on every h_t.
 
   ``grad_U = sum_t delta_t^T h_{t-1}``, ``grad_V = sum_t delta_t^T x_t`` and ``grad_b`` are
   formed one of two ways (``sums``, by default ``sums_for(T, B, H)``; the same numbers up to
@@ -94,7 +95,12 @@ def _reverse(params: RNNParams, xs_t, h_prev, active, g_last, cotangent_hs=None,
     then one GEMM over all ``T*B`` rows (and dL/dx = deltas V one more, which XLA drops when
     nothing reads it).
   * ``"carry"``: accumulated step by step in the scan's carry, so nothing of size [T, B, H] is
-    written in the backward pass; faster once the stacked deltas leave the cache.
+    written in the backward pass; faster once the stacked deltas leave the cache. This way
+    reads ``relu'(A_t) = [h_t > 0]`` from the hidden states it reads anyway for grad_U
+    (h_t = relu(A_t) is positive exactly where A_t is; the carry holds h_t, starting from
+    h_T), so ``active`` goes unread and XLA drops the mask from the forward pass: no
+    [T, B, H] mask written and read back (measured side by side, training step: 1.01-1.04x
+    at B=1024, 1.08x at B=4096; in the stacked way the one-byte mask stays cheaper to read).
 
   Returns ``(grad_U [H,H], grad_V [H,D], grad_b [H], dxs [T,B,D], dh0 [B,H],
   dh_norms [T])`` where ``dh_norms[t] = ||dL/dh_t||`` over the batch (after the cotangent
@@ -119,19 +125,19 @@ def _reverse(params: RNNParams, xs_t, h_prev, active, g_last, cotangent_hs=None,
     return grad_U, grad_V, jnp.sum(rows, axis=0), deltas @ V, dh0, dh_norms
 
   def step(carry, inputs):
-    g, grad_U, grad_V, grad_b = carry
-    on, hp, x, ct = inputs
+    g, h, grad_U, grad_V, grad_b = carry                     # h = h_t
+    hp, x, ct = inputs                                       # hp = h_{t-1}
     if ct is not None:
       g = g + ct
-    delta = jnp.where(on, g, 0)
-    carry = (delta @ U, grad_U + delta.T @ hp, grad_V + (x.T @ delta).T,
+    delta = jnp.where(h > 0, g, 0)                           # relu'(A_t) = [h_t > 0]
+    carry = (delta @ U, hp, grad_U + delta.T @ hp, grad_V + (x.T @ delta).T,
              grad_b + jnp.sum(delta, axis=0))
     return carry, (delta @ V, jnp.sqrt(jnp.sum(g * g)))
 
   zeros = lambda a: jnp.zeros(a.shape, g_last.dtype)
-  init = (g_last, zeros(U), zeros(V), zeros(params.b))
-  (dh0, grad_U, grad_V, grad_b), (dxs_t, dh_norms) = jax.lax.scan(
-      step, init, (active, h_prev, xs_t, cotangent_hs), reverse=True)
+  init = (g_last, hT, zeros(U), zeros(V), zeros(params.b))
+  (dh0, _, grad_U, grad_V, grad_b), (dxs_t, dh_norms) = jax.lax.scan(
+      step, init, (h_prev, xs_t, cotangent_hs), reverse=True)
   return grad_U, grad_V, grad_b, dxs_t, dh0, dh_norms
 
 
@@ -163,8 +169,8 @@ def _backward(params: RNNParams, xs, ys, h0, anchor: bool = False, sums=None) ->
   grad_c = jnp.sum(Q, axis=0)
   g_T = Q @ params.W                                         # dL/dh_T, [B, H]
 
-  grad_U, grad_V, grad_b, dxs_t, dh0, dh_norms = _reverse(params, xs_t, h_prev, active, g_T,
-                                                          sums=sums)
+  grad_U, grad_V, grad_b, dxs_t, dh0, dh_norms = _reverse(params, xs_t, h_prev, active, hT,
+                                                          g_T, sums=sums)
   grads = RNNParams(U=grad_U, V=grad_V, b=grad_b, W=grad_W, c=grad_c)
   dxs = jnp.swapaxes(dxs_t, 0, 1)
   if anchor:
@@ -188,7 +194,7 @@ def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None, *, sums: str
   hT, h_prev, active = model._run_for_bptt(params, xs, h0)
   ct_t = jnp.swapaxes(jnp.asarray(cotangent_hs, hT.dtype), 0, 1)   # [T, B, H]
   grad_U, grad_V, grad_b, dxs_t, dh0, _ = _reverse(
-      params, jnp.swapaxes(xs, 0, 1), h_prev, active, jnp.zeros_like(hT), ct_t, sums)
+      params, jnp.swapaxes(xs, 0, 1), h_prev, active, hT, jnp.zeros_like(hT), ct_t, sums)
   grads = RNNParams(U=grad_U, V=grad_V, b=grad_b, W=jnp.zeros_like(params.W),
                     c=jnp.zeros_like(params.c))
   return grads, jnp.swapaxes(dxs_t, 0, 1), dh0
