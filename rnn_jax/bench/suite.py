@@ -85,12 +85,13 @@ def _measure_point(cfg: BenchConfig, variants: list[str], B: int, T: int, H: int
       built[variant] = work = build(cfg, variant, B, T, H)
       emit(f"compile {variant} B={B} T={T} H={H}: {work.compile_s:.2f} s", out)
   works = chains + batched + list(built.values())
-  seconds = [cfg.seconds / 2] * (len(chains) + len(batched)) + [cfg.seconds] * len(built)
+  n_chains, n_ceilings = len(chains), len(chains) + len(batched)
+  seconds = [cfg.seconds / 2] * n_ceilings + [cfg.seconds] * len(built)
   results = measure_side_by_side(works, seconds, cfg.repeats)
-  peak = chain_peak(chains, results[:2], B, T, H)
-  peak_batched = (chain_peak(batched, results[2:4], B, T, H, models=MODELS) if batched
-                  else None)
-  timed = dict(zip(built, results[len(chains) + len(batched):]))
+  peak = chain_peak(chains, results[:n_chains], B, T, H)
+  peak_batched = (chain_peak(batched, results[n_chains:n_ceilings], B, T, H, models=MODELS)
+                  if batched else None)
+  timed = dict(zip(built, results[n_ceilings:]))
   dense = dense_peak(cfg, B, T, H, square, peak)
   emit(f"peak   B={B:<5d} T={T} H={H}: {peak['gflops']:.1f} GFLOP/s "
        f"(chain of {T} [B,H]x[H,H] products, unroll={peak['unroll']}); dense "
