@@ -153,7 +153,8 @@ def _model_levels(pred, n: int) -> np.ndarray:
 
 
 def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None = None, *,
-           fitted: FittedBaselines | None = None) -> dict:
+           fitted: FittedBaselines | None = None,
+           baseline_predictions: Mapping[str, dict] | None = None) -> dict:
   """The results dictionary (``results.json``) for the validation and test splits.
 
   ``model_predictions``: split name -> the model's forecasts in people ``[N, H]`` (task
@@ -164,10 +165,14 @@ def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None 
   (seasonal methods add ``model_mae_same_windows`` when the model is given). Task levels:
   ``{method: {"accuracy", "macro_f1", "n_windows"}}``. Top-level keys also give the task,
   horizons (steps and minutes), capacity and tertiles. NaN is written as None.
+  ``baseline_predictions``: split -> ``baselines(dataset, split, fitted)``, when the caller has
+  them already (a report per model of an ensemble); otherwise they are computed here.
   """
   model_predictions = dict(model_predictions or {})
-  if fitted is None:
-    fitted = fit_baselines(dataset, gbm=dataset.spec.task == "horizons")
+  if baseline_predictions is None:
+    if fitted is None:
+      fitted = fit_baselines(dataset, gbm=dataset.spec.task == "horizons")
+    baseline_predictions = {split: baselines(dataset, split, fitted) for split in ("val", "test")}
   step = dataset.spec.step_minutes
   out = {"task": dataset.spec.task, "horizons": list(dataset.horizons),
          "horizon_minutes": [h * step for h in dataset.horizons], "capacity": dataset.capacity,
@@ -175,7 +180,7 @@ def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None 
          "splits": {}}
   for split in ("val", "test"):
     s = dataset[split]
-    preds = baselines(dataset, split, fitted)
+    preds = baseline_predictions[split]
     entries = {}
     if dataset.spec.task == "levels":
       truth = s.levels

@@ -193,8 +193,15 @@ def _mean_over_models(per_model: list[dict]) -> dict:
   return out
 
 
+def baseline_predictions(dataset: Dataset) -> dict[str, dict[str, np.ndarray]]:
+  """Every baseline's predictions on val and test (``evaluation.baselines``), fitted once on
+  train: what ``evaluate`` scores against and the run's plots draw."""
+  fitted = evaluation.fit_baselines(dataset, gbm=dataset.spec.task == "horizons")
+  return {split: evaluation.baselines(dataset, split, fitted) for split in ("val", "test")}
+
+
 def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
-             interval: float = INTERVAL, unit: str = "people") -> dict:
+             interval: float = INTERVAL, unit: str = "people", base: dict | None = None) -> dict:
   """results.json of a run: ``evaluation.report`` of the forecast the run gives (the mean of
   its models' ``member_preds [S, N, K]``), with, under ``splits.<split>.model``:
 
@@ -205,15 +212,17 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
     (rnn_jax.evaluation.conformal) calibrated on val: ``{"level", "q", "coverage",
     "mean_width"}`` per horizon.
 
-  ``models``: every model's own metrics, with its seed.
+  ``models``: every model's own metrics, with its seed. ``base``: ``baseline_predictions``
+  when the caller has them (else they are fitted here), shared by every report.
   """
   mean = {split: p.mean(axis=0) for split, p in member_preds.items()}
-  fitted = evaluation.fit_baselines(dataset, gbm=dataset.spec.task == "horizons")
-  results = evaluation.report(dataset, mean, fitted=fitted)
+  if base is None:
+    base = baseline_predictions(dataset)
+  results = evaluation.report(dataset, mean, baseline_predictions=base)
   results["unit"] = unit
   if len(seeds) > 1:
     per_model = [evaluation.report(dataset, {k: v[i] for k, v in member_preds.items()},
-                                   fitted=fitted) for i in range(len(seeds))]
+                                   baseline_predictions=base) for i in range(len(seeds))]
     results["models"] = [{"seed": s, "splits": {k: r["splits"][k]["model"] for k in ("val", "test")}}
                          for s, r in zip(seeds, per_model)]
     for split, merged in _mean_over_models(per_model).items():
@@ -230,8 +239,9 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
 
 
 def _plots(out: Path, dataset: Dataset, results: dict, history: list[dict], params,
-           preds: dict) -> None:
-  """The run's PNGs; ``params``: model 0 (for ||dL/dh_t||), ``preds``: the run's forecasts."""
+           preds: dict, base: dict) -> None:
+  """The run's PNGs; ``params``: model 0 (for ||dL/dh_t||), ``preds``: the run's forecasts,
+  ``base``: ``baseline_predictions``."""
   unit = results.get("unit", "people")
   plots.learning_curves(history, out / "learning_curves.png",
                         title="training and validation loss (BCE)")
@@ -245,11 +255,11 @@ def _plots(out: Path, dataset: Dataset, results: dict, history: list[dict], para
   test = dataset.test
   start = _busiest_week(test.end_times)
   rows = (test.end_times >= start) & (test.end_times < start + np.timedelta64(7, "D"))
-  base = evaluation.baselines(dataset, "test")
+  persistence = base["test"]["persistence"]
   iv = results["splits"]["test"]["model"]["interval"]
   band = conformal.intervals(preds["test"][rows], np.asarray(iv["q"]), dataset.capacity)
   plots.forecast_vs_actual(test.end_times[rows], test.target_people[rows],
-                           {"model": preds["test"][rows], "persistence": base["persistence"][rows]},
+                           {"model": preds["test"][rows], "persistence": persistence[rows]},
                            minutes, out / "forecast_test_week.png", days=7.0, ylabel=unit,
                            title="test week: forecast against actual", band=band,
                            band_label=f"{100 * iv['level']:g}% interval")
@@ -338,7 +348,9 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
     return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
 
   member_preds = predictions(dataset, fitted.params, members=True)
-  results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit)
+  base = baseline_predictions(dataset)
+  results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit,
+                     base=base)
   results["data"] = dataset.summary()
   results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
   if writer:
@@ -346,7 +358,7 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
   if writer and make_plots:
     first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
     _plots(out, dataset, results, history, first,
-           {k: v.mean(axis=0) for k, v in member_preds.items()})
+           {k: v.mean(axis=0) for k, v in member_preds.items()}, base)
   log(evaluation.format_table(results))
   return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
 

@@ -156,3 +156,12 @@ def test_format_table_shows_every_method_and_horizon(ramp, ramp_fitted):
   assert list(rows) == list(evaluation.HORIZON_METHODS)
   assert "1.00 (0.0%)" in rows["persistence"] and "3.00 (0.1%)" in rows["persistence"]
   assert "0.00 (0.0%)" in rows["model"]
+
+
+def test_a_report_from_precomputed_baseline_predictions_is_the_same_report(ramp, ramp_fitted):
+  """What occupancy.evaluate does for every model of an ensemble: the baselines predicted once
+  and handed to each report give the report that predicts them itself."""
+  model = {"val": ramp.val.target_people + 1.0, "test": ramp.test.target_people - 2.0}
+  base = {split: evaluation.baselines(ramp, split, ramp_fitted) for split in ("val", "test")}
+  assert (evaluation.report(ramp, model, baseline_predictions=base)
+          == evaluation.report(ramp, model, fitted=ramp_fitted))
