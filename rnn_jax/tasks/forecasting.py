@@ -35,9 +35,10 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, model.RNNParams]:
   if not ckpt.is_file():
     raise InputError(f"--run {run_dir}: no {checkpoint.FILENAME} (the run has not completed an "
                      "epoch)")
-  params = checkpoint.load_params(ckpt)
+  state = checkpoint.load(ckpt)
+  params = checkpoint.params_of(state, ckpt)
   try:   # [N, T, D] of the windows the checkpoint was trained on
-    trained_T = json.loads(checkpoint.load(ckpt)["data"])["train_xs"]["shape"][1]
+    trained_T = json.loads(state["data"])["train_xs"]["shape"][1]
   except (KeyError, TypeError, ValueError, IndexError):
     trained_T = None
   if trained_T is not None and trained_T != config["windows"].window:

@@ -152,7 +152,11 @@ def load_params(path: str | os.PathLike, *, best: bool = True) -> RNNParams:
 
   For a checkpoint of train.fit_many every field has a leading model axis ``[S, ...]``.
   """
-  state = load(path)
+  return params_of(load(path), path, best=best)
+
+
+def params_of(state: dict, path: str | os.PathLike, *, best: bool = True) -> RNNParams:
+  """``load_params`` of a state already ``load``ed from ``path`` (named in the error)."""
   key = "best_params" if best else "params"
   fields = state.get(key)
   if not isinstance(fields, dict) or set(fields) != set(RNNParams._fields):
