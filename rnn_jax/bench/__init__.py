@@ -16,9 +16,9 @@ Modules:
 * ``suite``      the run: every cell, the device sweep, remat memory, the verdicts, the JSON,
                  PNG and markdown
 """
-from rnn_jax.bench.ceilings import (FLOP_FORMULAS, CeilingError, check_below_dense, dense_peak,
-                                    flop_split, flops_per_sample, matmul_peak, roofline,
-                                    square_peak)
+from rnn_jax.bench.ceilings import (FLOP_FORMULAS, CeilingError, chain_peak, chain_workloads,
+                                    check_below_dense, dense_peak, flop_split, flops_per_sample,
+                                    roofline, square_peak)
 from rnn_jax.bench.config import (MODELS, VARIANTS, BenchConfig, add_arguments,
                                   check_output_path, config_from_args, fused_steps,
                                   make_optimizer)
@@ -34,12 +34,13 @@ from rnn_jax.bench.timing import Workload, measure, measure_side_by_side
 from rnn_jax.bench.workloads import build, epoch_fn, train_step_fn
 
 __all__ = [
-    "FLOP_FORMULAS", "MODELS", "TARGETS", "TRAINING", "VARIANTS", "BenchConfig", "CeilingError",
-    "TorchPeer", "Workload", "add_arguments", "build", "check_below_dense", "check_output_path",
-    "config_from_args", "dense_peak", "device_info", "devices_sweep", "epoch_fn", "flax_module",
-    "flax_params", "flax_step_fn", "flop_split", "flops_per_sample", "fused_inputs", "fused_steps",
-    "make_optimizer", "many_models", "markdown", "matmul_peak", "measure", "measure_side_by_side",
-    "measure_torch", "plot", "problem", "remat_memory", "roofline", "run", "run_cells",
-    "square_peak", "summary", "torch_available", "torch_device", "torch_threads", "torch_workload",
-    "train_step_fn", "verdict_line", "verdicts", "write_markdown",
+    "BenchConfig", "CeilingError", "FLOP_FORMULAS", "MODELS", "TARGETS", "TRAINING", "TorchPeer",
+    "VARIANTS", "Workload", "add_arguments", "build", "chain_peak", "chain_workloads",
+    "check_below_dense", "check_output_path", "config_from_args", "dense_peak", "device_info",
+    "devices_sweep", "epoch_fn", "flax_module", "flax_params", "flax_step_fn", "flop_split",
+    "flops_per_sample", "fused_inputs", "fused_steps", "make_optimizer", "many_models", "markdown",
+    "measure", "measure_side_by_side", "measure_torch", "plot", "problem", "remat_memory",
+    "roofline", "run", "run_cells", "square_peak", "summary", "torch_available", "torch_device",
+    "torch_threads", "torch_workload", "train_step_fn", "verdict_line", "verdicts",
+    "write_markdown",
 ]

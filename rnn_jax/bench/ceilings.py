@@ -13,9 +13,9 @@ the head ``grad_W = Q^T h_T`` and ``dL/dh_T = Q W`` (2 K H each); ``dL/dx`` is n
 the notes' network (T=24, H=200, D=1, K=3): 1,930,800 forward and 5,782,800 training FLOPs.
 
 The peak. The dominant operation is ``[B,H] x [H,H]``, 24 times in a chain where each product
-needs the previous one. ``matmul_peak`` times exactly that in the same run: a jitted
-``lax.scan`` of T dependent products ``h <- h @ U`` (U orthogonal, so h neither grows nor
-shrinks), scan rolled and fully unrolled, the better of the two. Every row shows its GFLOP/s
+needs the previous one. ``chain_workloads`` builds exactly that, timed in the same run beside
+the variants: a jitted ``lax.scan`` of T dependent products ``h <- h @ U`` (U orthogonal, so h
+neither grows nor shrinks), scan rolled and fully unrolled; ``chain_peak`` keeps the better. Every row shows its GFLOP/s
 and the percentage of that rate for its (B, H, T). For vmap16 the rate of 16 such chains at once
 (``[16,B,H] x [16,H,H]`` batched) is measured too (``peak_batched``): at B=1 each step streams all
 16 models' U (16 x H^2 x 4 bytes = 2.5 MB for H=200, more than this CPU's L2), so cache
@@ -32,7 +32,7 @@ above the dense rate means a wrong measurement: ``check_below_dense`` raises ``C
 
 The roofline. Of the training FLOPs, the forward recurrence ``h_{t-1} U^T`` and the backward
 ``dL/dh_{t-1} = delta_t U`` are T products each where every product needs the previous one:
-at best the chain rate (``matmul_peak``). The rest (``grad_U``, ``grad_V``, the input term
+at best the chain rate (``chain_peak``). The rest (``grad_U``, ``grad_V``, the input term
 ``x V^T``, the head) need not be: each can be one large GEMM over all T*B rows, at the dense
 rate. ``flop_split`` divides the FLOPs so; ``roofline`` turns the two rates into the fastest
 time per window, ``chain / chain rate + dense / dense rate``, and a record's share of it is
@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_jax.bench.config import BenchConfig
-from rnn_jax.bench.timing import Workload, compile_timed, measure, measure_side_by_side
+from rnn_jax.bench.timing import Workload, compile_timed, measure
 
 FLOP_FORMULAS = {"forward": "T*(2*H*H + 2*H*D) + 2*K*H",
                  "training": "T*(6*H*H + 4*H*D) + 6*K*H"}
@@ -67,7 +67,7 @@ def _orthogonal(key, H, models=None):
 
 def chain_workloads(cfg: BenchConfig, batch: int, T: int, H: int, *,
                     models: int | None = None) -> list[Workload]:
-  """What ``matmul_peak`` times: T dependent ``[B,H] x [H,H]`` products (``models``: that many
+  """The chain peak's workloads: T dependent ``[B,H] x [H,H]`` products (``models``: that many
   chains at once, ``[M,B,H] x [M,H,H]``) as a jitted ``lax.scan``, rolled and fully unrolled;
   ``info`` holds each one's ``unroll`` and FLOPs per call."""
   key = jax.random.PRNGKey(cfg.seed + 2)
@@ -108,16 +108,6 @@ def chain_peak(works: list[Workload], results: list[dict], batch: int, T: int, H
     if best is None or result["gflops"] > best["gflops"]:
       best = result
   return best
-
-
-def matmul_peak(cfg: BenchConfig, batch: int, T: int, H: int, *,
-                models: int | None = None) -> dict:
-  """The attainable rate of T dependent ``[B,H] x [H,H]`` products (``models``: that many at
-  once, ``[M,B,H] x [M,H,H]``), GFLOP/s, the better of a rolled and an unrolled scan, timed
-  alone (the benchmark times them side by side with the variants instead)."""
-  works = chain_workloads(cfg, batch, T, H, models=models)
-  results = measure_side_by_side(works, cfg.seconds / 2, cfg.repeats)
-  return chain_peak(works, results, batch, T, H, models=models)
 
 
 class CeilingError(RuntimeError):
@@ -169,7 +159,7 @@ def square_peak(cfg: BenchConfig) -> dict:
 def dense_peak(cfg: BenchConfig, batch: int, T: int, H: int, square: dict,
                chain: dict | None = None) -> dict:
   """The dense rate for a cell: the best of ``square`` (``square_peak``), one
-  ``[T*B,H] x [H,H]`` product and, when given, the cell's ``chain`` peak (``matmul_peak``)."""
+  ``[T*B,H] x [H,H]`` product and, when given, the cell's ``chain`` peak (``chain_peak``)."""
   key = jax.random.PRNGKey(cfg.seed + 4)
   rows = jax.random.normal(key, (T * batch, H), jnp.float32)
   U = _orthogonal(jax.random.fold_in(key, 1), H)
