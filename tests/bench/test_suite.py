@@ -148,6 +148,8 @@ def test_a_record_above_the_dense_rate_has_it_timed_again(monkeypatch):
   [dense], [rec] = result["dense"]["cells"], result["records"]
   assert dense["remeasured"] and dense["gflops"] == 1e9
   assert rec["dense_gflops"] == 1e9 and rec["pct_dense"] < 100
+  [roof] = result["rooflines"]                                  # made from the rate timed again
+  assert roof["dense_gflops"] == 1e9
 
 
 def test_a_record_still_above_the_dense_rate_stops_the_run(monkeypatch):
