@@ -23,6 +23,7 @@ import matplotlib.dates as mdates
 import numpy as np
 from matplotlib.figure import Figure
 
+from rnn_jax.common.checks import is_number
 from rnn_jax.common.fileio import atomic_path
 
 _DPI = 110
@@ -50,16 +51,13 @@ def _check_history(history) -> list[Mapping]:
   return list(history)
 
 
-def _is_number(value) -> bool:
-  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
 
 def _metric_keys(history) -> list[str]:
   """Numeric keys in first-seen order, leaving out counters and clocks."""
   keys: list[str] = []
   for row in history:
     for key, value in row.items():
-      if key in keys or not _is_number(value):
+      if key in keys or not is_number(value):
         continue
       if key in _NOT_METRICS or key.endswith(("_s", "_seconds", "_time")):
         continue
@@ -68,14 +66,14 @@ def _metric_keys(history) -> list[str]:
 
 
 def _epochs(history) -> np.ndarray:
-  if all(_is_number(row.get("epoch")) for row in history):
+  if all(is_number(row.get("epoch")) for row in history):
     return np.asarray([row["epoch"] for row in history], float)
   return np.arange(1, len(history) + 1, dtype=float)
 
 
 def _series(history, key) -> np.ndarray:
   """The per-epoch values of ``key``; NaN where an epoch lacks it (line breaks there)."""
-  return np.asarray([float(row[key]) if _is_number(row.get(key)) else np.nan for row in history])
+  return np.asarray([float(row[key]) if is_number(row.get(key)) else np.nan for row in history])
 
 
 def _plot_series(ax, epochs, history, keys) -> dict[str, np.ndarray]:
