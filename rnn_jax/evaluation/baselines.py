@@ -260,12 +260,12 @@ def format_table(results: dict) -> str:
         row += ("-" if v is None else f"{v:.2f} ({p:.1f}%)").rjust(col)
       row += f"{e['n_windows']:>7d}"
     lines.append(row)
-  lines += _interval_lines(results, splits, unit, name_w, col, width)
+  lines += _interval_lines(results, splits, unit, name_w, col)
   return "\n".join(lines)
 
 
-def _interval_lines(results: dict, splits: list[str], unit: str, name_w: int, col: int,
-                    width: int) -> list[str]:
+def _interval_lines(results: dict, splits: list[str], unit: str, name_w: int,
+                    col: int) -> list[str]:
   """Coverage and mean width of the model's interval (``model.interval``), when present."""
   entries = [results["splits"][s].get("model", {}).get("interval") for s in splits]
   if not all(entries):
