@@ -12,6 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+# The empty file rnn_jax.train.checkpoint.check_writable writes and removes to prove a run
+# directory writable; a run directory holding only it (and temporaries) is no one's run.
+WRITE_PROBE = ".rnn_jax_write_probe"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:

@@ -31,7 +31,6 @@ from rnn_jax.common.errors import InputError
 from rnn_jax.common.versions import versions
 
 CONFIG = "config.json"
-PROBE = ".rnn_jax_write_probe"   # the probe file of rnn_jax.train.checkpoint.check_writable
 
 
 # --------------------------------------------------------------------------- in place
@@ -39,7 +38,7 @@ PROBE = ".rnn_jax_write_probe"   # the probe file of rnn_jax.train.checkpoint.ch
 def is_leftover(name: str, run_files: Sequence[str]) -> bool:
   """A temporary file of rnn_jax.fileio (``.<run file>.<random>.tmp``) left by a killed write,
   or the probe of checkpoint.check_writable."""
-  return name == PROBE or (
+  return name == fileio.WRITE_PROBE or (
       name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in run_files))
 
 

@@ -177,7 +177,7 @@ def check_writable(directory: str | os.PathLike, nbytes: int = 1 << 20) -> Path:
   while not p.exists() and p != p.parent:
     missing.append(p)
     p = p.parent
-  probe = directory / ".rnn_jax_write_probe"
+  probe = directory / fileio.WRITE_PROBE
   try:
     if directory.exists() and not directory.is_dir():
       raise InputError(f"{directory}: output directory is an existing file, expected a directory")

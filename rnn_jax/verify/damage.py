@@ -16,6 +16,7 @@ from unittest import mock
 
 import numpy as np
 
+from rnn_jax.common import fileio
 from rnn_jax.verify.inputs import GOOD
 from rnn_jax.verify.observations import Observation, one_line
 from rnn_jax.verify.runner import call_script
@@ -127,8 +128,8 @@ def leftover_temp_files(workdir: Path) -> list[Observation]:
       ("leftovers-overwrite", ("--overwrite",), "--overwrite of a run directory holding a "
        "half-written .checkpoint.msgpack.*.tmp and .rnn_jax_write_probe",
        "exit status 0: the run is replaced and the leftovers are gone")):
-    left = [_leftover(run, "checkpoint.msgpack"), ".rnn_jax_write_probe"]
-    (run / ".rnn_jax_write_probe").write_bytes(b"\0" * 64)
+    left = [_leftover(run, "checkpoint.msgpack"), fileio.WRITE_PROBE]
+    (run / fileio.WRITE_PROBE).write_bytes(b"\0" * 64)
     o = call_script("train_occupancy.py", train_args("readings.csv", "run", *flags, epochs=2),
                     workdir)
     gone = not any((run / name).exists() for name in left)
