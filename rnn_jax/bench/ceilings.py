@@ -15,8 +15,8 @@ the notes' network (T=24, H=200, D=1, K=3): 1,930,800 forward and 5,782,800 trai
 The peak. The dominant operation is ``[B,H] x [H,H]``, 24 times in a chain where each product
 needs the previous one. ``chain_workloads`` builds exactly that, timed in the same run beside
 the variants: a jitted ``lax.scan`` of T dependent products ``h <- h @ U`` (U orthogonal, so h
-neither grows nor shrinks), scan rolled and fully unrolled; ``chain_peak`` keeps the better. Every row shows its GFLOP/s
-and the percentage of that rate for its (B, H, T). For vmap16 the rate of 16 such chains at once
+neither grows nor shrinks), scan rolled and fully unrolled; ``chain_peak`` keeps the better.
+Every row shows its GFLOP/s and the percentage of that rate for its (B, H, T). For vmap16 the rate of 16 such chains at once
 (``[16,B,H] x [16,H,H]`` batched) is measured too (``peak_batched``): at B=1 each step streams all
 16 models' U (16 x H^2 x 4 bytes = 2.5 MB for H=200, more than this CPU's L2), so cache
 bandwidth, not arithmetic, bounds it.

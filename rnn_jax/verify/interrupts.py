@@ -23,7 +23,7 @@ import numpy as np
 
 from rnn_jax.verify.inputs import GOOD
 from rnn_jax.verify.observations import Observation, loadable, metric_rows, one_line
-from rnn_jax.verify.runner import EXPERIMENTS, call_script, chdir, python, relative
+from rnn_jax.verify.runner import EXPERIMENTS, call_script, python, relative
 from rnn_jax.verify.trained import train_args
 
 FAULT_EPOCHS = 30
@@ -221,7 +221,8 @@ def ctrl_c_outside_training(workdir: Path) -> list[Observation]:
     raise KeyboardInterrupt
 
   out, err = io.StringIO(), io.StringIO()
-  with chdir(workdir), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+  with contextlib.chdir(workdir), contextlib.redirect_stdout(out), \
+      contextlib.redirect_stderr(err), \
       mock.patch.object(sys, "argv", ["train_occupancy.py", *argv]), \
       mock.patch.object(evaluation, "fit_baselines", interrupted):
     try:

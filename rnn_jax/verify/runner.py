@@ -84,16 +84,6 @@ def make_workdir(case: BadInput, workdir: Path, run: Path | None) -> None:
     case.prepare(workdir, run)
 
 
-@contextlib.contextmanager
-def chdir(path: Path):
-  previous = os.getcwd()
-  os.chdir(path)
-  try:
-    yield
-  finally:
-    os.chdir(previous)
-
-
 def call_script(script: str, argv, workdir: Path) -> Outcome:
   """Runs ``cli.main(<script's entry>, argv)`` in ``workdir``, capturing its output."""
   main = script_main(script)
@@ -101,7 +91,8 @@ def call_script(script: str, argv, workdir: Path) -> Outcome:
   before = snapshot(workdir)
   out, err = io.StringIO(), io.StringIO()
   # sys.argv[0] is argparse's program name in messages: the script's, as when run as a command.
-  with chdir(workdir), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+  with contextlib.chdir(workdir), contextlib.redirect_stdout(out), \
+      contextlib.redirect_stderr(err), \
       mock.patch.object(sys, "argv", [script, *argv]):
     rc = cli.main(main, list(argv))
   after = snapshot(workdir)
@@ -137,12 +128,6 @@ def violations(case: BadInput, outcome: Outcome) -> list[str]:
   if outcome.changed:
     found.append(f"left behind or changed: {outcome.changed}")
   return found
-
-
-def command(case: BadInput) -> str:
-  """The case's command line as a user would type it (for the doc)."""
-  import shlex
-  return " ".join(["python", f"experiments/{case.script}", *map(shlex.quote, case.argv)])
 
 
 def python(script: str, argv, cwd: Path, *, cpu: bool = True, **kw) -> subprocess.Popen:
