@@ -19,7 +19,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from rnn_jax.common import cli
+from rnn_jax.common import checks, cli
 from rnn_jax.common.errors import InputError
 from rnn_jax.data.checks import check_capacity, check_int, check_step
 from rnn_jax.data.grid import N_CALENDAR, Grid, to_grid
@@ -75,8 +75,7 @@ class WindowSpec:
       raise InputError(f"--features: expected 'occupancy' among them (the notes' input), got "
                        f"{','.join(features)}")
     set_("features", tuple(f for f in FEATURES if f in features))
-    if self.task not in TASKS:
-      raise InputError(f"--task: expected one of {', '.join(TASKS)}, got {self.task!r}")
+    checks.choice("task", self.task, TASKS)
     if self.level_horizon is not None:
       set_("level_horizon", check_int("level_horizon", self.level_horizon, 1))
     splits = self.splits
