@@ -40,8 +40,13 @@ class BadInput:
 GENERIC = ("--time-column", "time", "--value-column", "people")
 # The cases run the notes' configuration (one model, T=24, readings only), tiny: they are about
 # what bad input and faults produce, not about the forecaster.
-TINY = ("--preset", "notes", "--hidden-size", "8", "--epochs", "1", "--batch-size", "64",
-        "--no-progress", "--no-plots")
+def tiny(epochs: int = 1) -> tuple:
+  """The flags of the tiny model every case and fault trains, for ``epochs`` epochs."""
+  return ("--preset", "notes", "--hidden-size", "8", "--epochs", str(epochs), "--batch-size",
+          "64", "--no-progress", "--no-plots")
+
+
+TINY = tiny()
 
 
 def occ(csv: str = "readings.csv", *extra: str, capacity: str | None = "60") -> tuple:

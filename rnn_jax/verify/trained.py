@@ -9,17 +9,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rnn_jax.verify.bad_inputs import GENERIC
+from rnn_jax.verify.bad_inputs import GENERIC, tiny
 from rnn_jax.verify.inputs import GOOD
 from rnn_jax.verify.runner import call_script
 
 
 def train_args(csv: str, out: str, *extra: str, epochs: int = 1) -> list[str]:
   """argv of a tiny train_occupancy.py run of the notes' configuration (one model, T=24)."""
-  return ["--csv", csv, *GENERIC, "--capacity", "60", "--preset", "notes", "--hidden-size", "8",
-          "--epochs", str(epochs),
-          "--batch-size", "64", "--patience", "0", "--no-progress", "--no-plots", "--out", out,
-          *extra]
+  return ["--csv", csv, *GENERIC, "--capacity", "60", *tiny(epochs), "--patience", "0",
+          "--out", out, *extra]
 
 
 _SHARED: dict[str, Path] = {}
