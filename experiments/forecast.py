@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from rnn_jax.common import cli
-from rnn_jax.tasks import forecasting
+from rnn_jax.forecasting import forecast
 
 
 def main(argv=None):
@@ -17,7 +17,7 @@ def main(argv=None):
   parser.add_argument("--csv", help="CSV of readings (default: the run's own data source)")
   parser.add_argument("--json", action="store_true", help="print the same fields as JSON")
   args = parser.parse_args(argv)
-  print(forecasting.forecast_text(args.run, args.csv, as_json=args.json))
+  print(forecast.forecast_text(args.run, args.csv, as_json=args.json))
   return 0
 
 

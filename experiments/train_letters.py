@@ -9,7 +9,7 @@ learning_curve.png and accuracy.png to --out (default runs/letters) and prints t
 accuracy. The run is assembled in a hidden directory beside --out and renamed into place when
 complete, so --out is never half-written; an existing run is replaced only with --overwrite.
 Bad input: one line on stderr, exit status 2, nothing written. The work is done by
-rnn_jax.tasks.letters_run (the run directory) over rnn_jax.tasks.letters (training).
+rnn_jax.letters (the run directory) over rnn_jax.letters (training).
 """
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ import sys
 from pathlib import Path
 
 from rnn_jax.common import cli
-from rnn_jax.tasks import letters, letters_run
+from rnn_jax import letters
 
 DEFAULT_OUT = Path("runs") / "letters"
 
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, letters.LettersConfig]:
-  """Flags: --csv, the fields of rnn_jax.tasks.letters.LettersConfig, --out, --overwrite."""
+  """Flags: --csv, the fields of rnn_jax.letters.LettersConfig, --out, --overwrite."""
   parser = cli.ArgumentParser(
       prog="train_letters.py",
       description="Train the derivation notes' one-hidden-layer tanh network (sigmoid outputs, "
@@ -48,7 +48,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, letters.LettersCo
 
 def run(argv: list[str] | None = None) -> int:
   args, cfg = parse(argv)
-  letters_run.run(cfg, args.out, csv=args.csv, overwrite=args.overwrite,
+  letters.run(cfg, args.out, csv=args.csv, overwrite=args.overwrite,
                   progress=not args.no_progress)
   return 0
 

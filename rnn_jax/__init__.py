@@ -3,14 +3,15 @@ last digit against autodiff.
 
 The package is layered; each layer imports only the ones above it in this list:
 
-    core/        the notes' math: the cell and its scan, the hand BPTT, the letters MLP
-    common/      errors, atomic files, flags, plots (know nothing of the model)
-    data/        CSV reading, timestamp repair, grids, windows, splits, synthetic default
-    train/       optax training, checkpoints, data-parallel sharding
-    evaluation/  baselines, metrics, the results report
-    verify/      gradient checks and the bad-input / fault case tables
-    bench/       throughput, compile time, ceilings, peers
-    tasks/       the occupancy and letters experiments behind experiments/*.py
+    core/          the notes' math: the cell and its scan, the hand BPTT, the letters MLP
+    testing.py     gradient-check helpers: errors, per-step errors, tolerances, random problems
+    common/        errors, argument checks, atomic files, run directories, flags, plots
+    data/          CSV reading, timestamp repair, grids, windows, splits, synthetic default
+    train/         the training loop (optax), checkpoints, data-parallel sharding
+    evaluation/    baselines, metrics, conformal intervals
+    forecasting/   the occupancy run behind experiments/train_occupancy.py, and its forecasts
+    letters.py     the letters run behind experiments/train_letters.py
+    bench/         throughput, compile time, ceilings, peers (experiments/benchmark.py)
 """
 import sys as _sys
 

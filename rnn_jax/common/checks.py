@@ -103,3 +103,31 @@ def boolean(name: str, value) -> bool:
   if not isinstance(value, (bool, np.bool_)):
     refuse(name, "true or false", value)
   return bool(value)
+
+
+# The data modules' own checks: a file's one-line error, a capacity, a grid step.
+
+check_int = integer   # (name, value, low, high=None): int; whole floats (CSV, JSON) too
+
+
+def fail(path, message: str):
+  """Raises InputError ``"{path}: {message}"``."""
+  raise InputError(f"{path}: {message}")
+
+
+def check_capacity(capacity, argument: str = "capacity") -> float:
+  """A finite number of people > 0 (a number, not a bool or text), as float."""
+  if not is_number(capacity):
+    refuse(argument, "a number of people > 0", capacity)
+  if not math.isfinite(capacity) or capacity <= 0:
+    refuse(argument, "a finite number of people > 0", capacity)
+  return float(capacity)
+
+
+def check_step(step_minutes) -> int:
+  """A grid step in minutes that divides a day (1 to 1440)."""
+  step = check_int("step_minutes", step_minutes, 1, 1440)
+  if 1440 % step:
+    refuse("step_minutes", "a divisor of 1440 (a day has a whole number of steps, for "
+                  "the seasonal baselines)", step_minutes)
+  return step

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from rnn_jax.common.errors import InputError
-from rnn_jax.data.checks import check_int, check_step
+from rnn_jax.common.checks import check_int, check_step
 from rnn_jax.data.readings import Readings
 from rnn_jax.data.timestamps import NS_PER_MINUTE, local_wall_ns
 

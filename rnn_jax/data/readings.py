@@ -59,7 +59,7 @@ import pandas as pd
 
 from rnn_jax.common.cli import flag
 from rnn_jax.common.errors import InputError
-from rnn_jax.data.checks import check_capacity, fail
+from rnn_jax.common.checks import check_capacity, fail
 from rnn_jax.data.timestamps import check_timezone, parse_timestamps, to_utc
 
 GYM_TIME_COLUMN = "date"

@@ -23,7 +23,7 @@ import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
 from rnn_jax.common.errors import InputError
-from rnn_jax.data.checks import fail
+from rnn_jax.common.checks import fail
 
 NS_PER_MINUTE = 60 * 10**9
 # A timestamp's trailing UTC offset: ``Z``, ``UTC``, ``+HH``, ``+HHMM`` or ``+HH:MM`` after a time

@@ -21,7 +21,7 @@ import numpy as np
 
 from rnn_jax.common import checks, cli
 from rnn_jax.common.errors import InputError
-from rnn_jax.data.checks import check_capacity, check_int, check_step
+from rnn_jax.common.checks import check_capacity, check_int, check_step
 from rnn_jax.data.grid import N_CALENDAR, Grid, to_grid
 from rnn_jax.data.readings import Readings
 

@@ -71,7 +71,7 @@ def damaged_checkpoint(workdir: Path) -> list[Observation]:
   every copy is refused with one InputError line naming the file (the checksum catches changes
   inside the arrays that msgpack cannot notice), never loaded and never another exception."""
   from rnn_jax.train import checkpoint
-  from rnn_jax.tasks import forecasting
+  from rnn_jax.forecasting import forecast
   from rnn_jax.common.errors import InputError
   run = shared_run()
   good = (run / checkpoint.FILENAME).read_bytes()
@@ -89,7 +89,7 @@ def damaged_checkpoint(workdir: Path) -> list[Observation]:
   for data in variants:
     (target / checkpoint.FILENAME).write_bytes(data)
     try:
-      forecasting.load_run(target)
+      forecast.load_run(target)
       counts["loaded"] += 1
     except InputError as err:
       counts["InputError"] += 1

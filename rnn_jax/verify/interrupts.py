@@ -56,13 +56,13 @@ def _wait_for(proc: subprocess.Popen, ckpt: Path, above: int | None, timeout: fl
 
 
 def _leftovers(out: Path) -> list[str]:
-  from rnn_jax.tasks import occupancy
+  from rnn_jax.forecasting import occupancy
   return sorted(p.name for p in out.iterdir() if p.name not in occupancy.RUN_FILES)
 
 
 def _overwrite_allowed(out: Path) -> tuple[bool, str]:
   """Whether a fresh ``--overwrite`` run would be let into ``out`` (checked, nothing trained)."""
-  from rnn_jax.tasks import occupancy
+  from rnn_jax.forecasting import occupancy
   from rnn_jax.common.errors import InputError
   try:
     occupancy.check_out(out, resume=False, overwrite=True)

@@ -19,7 +19,7 @@ import pytest
 
 from rnn_jax import data, train
 from rnn_jax.core import bptt, model
-from rnn_jax.tasks import occupancy
+from rnn_jax.forecasting import occupancy
 from rnn_jax.train import TrainConfig
 from rnn_jax.verify.gradcheck import TOLERANCES, errors, hand_steps, step_errors
 

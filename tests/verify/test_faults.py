@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from rnn_jax.common.errors import InputError
-from rnn_jax.tasks import forecasting
+from rnn_jax.forecasting import forecast
 from rnn_jax.train import checkpoint
 from rnn_jax.verify import bad_inputs, faults, report
 from rnn_jax.verify.trained import shared_run
@@ -74,7 +74,7 @@ def test_damaged_checkpoint_loads_or_fails_with_one_line(run_dir, tmp_path_facto
     (target / name).write_bytes((run_dir / name).read_bytes())
   (target / checkpoint.FILENAME).write_bytes(bytes(damaged))
   try:
-    config, params = forecasting.load_run(target)
+    config, params = forecast.load_run(target)
   except InputError as err:
     assert "\n" not in str(err) and str(target) in str(err), str(err)
   else:

@@ -23,7 +23,7 @@ from rnn_jax.core import model
 from rnn_jax.data import WindowSpec
 from rnn_jax.data.timestamps import NS_PER_MINUTE, local_wall_ns
 from rnn_jax.evaluation import conformal
-from rnn_jax.tasks.occupancy import CONFIG, RESULTS, DataSource, member_predict, read_config
+from rnn_jax.forecasting.occupancy import CONFIG, RESULTS, DataSource, member_predict, read_config
 from rnn_jax.train import checkpoint
 
 

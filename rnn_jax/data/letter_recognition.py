@@ -1,6 +1,6 @@
 """The letters data: the UCI letter-recognition file, the built-in default, the preprocessing.
 
-What the notes' letters network (rnn_jax.core.mlp, trained by rnn_jax.tasks.letters) learns from.
+What the notes' letters network (rnn_jax.core.mlp, trained by rnn_jax.letters) learns from.
 Pure NumPy; nothing here knows about JAX, command lines or output directories.
 
 Reading

@@ -1,7 +1,7 @@
 """The occupancy experiment end to end: data in, a trained RNN, evaluation, a run directory.
 
 Library code under experiments/train_occupancy.py (``main``, over ``run``; forecasting with a
-finished run is rnn_jax.tasks.forecasting). A run directory (``--out``) holds:
+finished run is rnn_jax.forecasting.forecast). A run directory (``--out``) holds:
 
     config.json         every setting (data source, windows, training), the data file's SHA-256,
                         the fitted capacity and tertiles, the library versions
@@ -17,7 +17,7 @@ finished run is rnn_jax.tasks.forecasting). A run directory (``--out``) holds:
 Every file is written atomically (rnn_jax.common.fileio). Bad input is found before the
 directory is created, so a run refused for bad input leaves nothing behind; whether ``--out``
 may be used (``check_out``) and reading config.json back (``read_config``) are
-rnn_jax.tasks.rundir's rules for a run made in place.
+rnn_jax.common.rundir's rules for a run made in place.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from rnn_jax.common.errors import InputError
 from rnn_jax.core import bptt, model
 from rnn_jax.data import Dataset, WindowSpec
 from rnn_jax.evaluation import conformal
-from rnn_jax.tasks import rundir
+from rnn_jax.common import rundir
 from rnn_jax.train import TrainConfig, checkpoint, parallel
 
 CONFIG = rundir.CONFIG

@@ -1,4 +1,4 @@
-"""Run directories (rnn_jax.tasks.rundir): the --out checks, leftovers, staging, config.json."""
+"""Run directories (rnn_jax.common.rundir): the --out checks, leftovers, staging, config.json."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import pytest
 
 from rnn_jax.common.errors import InputError
 from rnn_jax.common.versions import versions
-from rnn_jax.tasks import rundir
+from rnn_jax.common import rundir
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.msgpack")
 NEEDS = ("config.json", "checkpoint.msgpack")

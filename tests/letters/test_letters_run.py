@@ -1,4 +1,4 @@
-"""The letters run (rnn_jax.tasks.letters_run) through experiments/train_letters.py: the run
+"""The letters run (rnn_jax.letters) through experiments/train_letters.py: the run
 directory, bad input, --overwrite."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from rnn_jax.common import cli
 from rnn_jax.core import mlp
-from rnn_jax.tasks import letters
+from rnn_jax import letters
 
 from conftest import REPO, load_script
 from letters_helpers import HEADER, row, write

@@ -1,4 +1,4 @@
-"""The letters experiment's training (rnn_jax.tasks.letters): SGD epochs, hand vs autodiff."""
+"""The letters experiment's training (rnn_jax.letters): SGD epochs, hand vs autodiff."""
 from __future__ import annotations
 
 import jax
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from rnn_jax.core import mlp
-from rnn_jax.data import letters as letters_data
-from rnn_jax.tasks import letters
+from rnn_jax.data import letter_recognition as letters_data
+from rnn_jax import letters
 from rnn_jax.common.errors import InputError
 
 

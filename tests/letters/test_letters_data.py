@@ -1,6 +1,6 @@
-"""The letters data (rnn_jax.data.letters): the reader, the built-in default, preprocessing.
+"""The letters data (rnn_jax.data.letter_recognition): the reader, the built-in default, preprocessing.
 
-Kept beside the letters experiment's tests (tests/tasks); the mirror of rnn_jax/data/letters.py.
+Kept beside the letters experiment's tests (tests/letters); the mirror of rnn_jax/data/letter_recognition.py.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnn_jax.common.errors import InputError
-from rnn_jax.data import letters as letters_data
+from rnn_jax.data import letter_recognition as letters_data
 
 from letters_helpers import HEADER, row, write
 

@@ -1,4 +1,4 @@
-"""The occupancy experiment end to end (rnn_jax.tasks.occupancy): scripts, run directory,
+"""The occupancy experiment end to end (rnn_jax.forecasting.occupancy): scripts, run directory,
 results.json, forecasting."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from rnn_jax import data, evaluation
 from rnn_jax.core import model
 from rnn_jax.evaluation import conformal
-from rnn_jax.tasks import forecasting, occupancy
+from rnn_jax.forecasting import forecast, occupancy
 from rnn_jax.data import WindowSpec
 from rnn_jax.common.errors import InputError
 from rnn_jax.train import TrainConfig
@@ -76,7 +76,7 @@ def test_refuses_to_overwrite_and_leaves_run_alone(synthetic_run):
 
 def test_forecast_uses_newest_window_and_the_runs_interval(synthetic_run):
   out, result = synthetic_run
-  fc = forecasting.forecast(out, occupancy.DataSource())
+  fc = forecast.forecast(out, occupancy.DataSource())
   readings = data.synthetic_readings()
   window = data.newest_window(readings, WindowSpec(), result["dataset"].capacity)
   assert fc["window_end_utc"] == str(window.end_time.astype("datetime64[s]")) + "Z"
@@ -102,7 +102,7 @@ def test_forecast_script_prints_point_interval_and_json(synthetic_run):
   assert lines[0].startswith("newest complete window ends 2024-04-29 23:50 UTC (capacity 120 ")
   assert len(lines) == 4 and all(re.fullmatch(FORECAST_LINE, line) for line in lines[1:]), lines
   as_json = script("forecast.py", "--run", out, "--json")
-  assert json.loads(as_json.stdout) == forecasting.forecast(out, occupancy.DataSource())
+  assert json.loads(as_json.stdout) == forecast.forecast(out, occupancy.DataSource())
 
 
 def test_forecast_of_an_unfinished_run_says_it_has_no_interval(synthetic_run, tmp_path):
@@ -111,9 +111,9 @@ def test_forecast_of_an_unfinished_run_says_it_has_no_interval(synthetic_run, tm
   partial.mkdir()
   for name in ("config.json", "checkpoint.msgpack"):
     (partial / name).write_bytes((out / name).read_bytes())
-  text = forecasting.forecast_text(partial)
+  text = forecast.forecast_text(partial)
   assert "(80%:" not in text and "no interval: the run has no readable results.json" in text
-  assert all("interval" not in f for f in forecasting.forecast(
+  assert all("interval" not in f for f in forecast.forecast(
       partial, occupancy.DataSource())["forecasts"])
 
 
@@ -126,7 +126,7 @@ def test_forecast_rejects_incompatible_run(synthetic_run, tmp_path):
   (bad / "config.json").write_text(json.dumps(config))
   (bad / "checkpoint.msgpack").write_bytes((out / "checkpoint.msgpack").read_bytes())
   with pytest.raises(InputError, match="incompatible run"):
-    forecasting.load_run(bad)
+    forecast.load_run(bad)
 
 
 @pytest.fixture(scope="module")
@@ -187,14 +187,14 @@ def test_interval_is_calibrated_on_val_and_measured_on_test(ensemble_run):
 
 def test_ensemble_forecast_is_the_mean_in_the_runs_unit(ensemble_run):
   out, result = ensemble_run
-  fc = forecasting.forecast(out, occupancy.DataSource(unit="cars"))
+  fc = forecast.forecast(out, occupancy.DataSource(unit="cars"))
   window = data.newest_window(data.synthetic_readings(), WindowSpec(), result["dataset"].capacity)
   z = np.asarray(jax.vmap(model.predict, in_axes=(0, None))(
       result["fit"].params, window.xs))[:, 0]
   assert fc["models"] == 3 and fc["unit"] == "cars"
   np.testing.assert_allclose([f["value"] for f in fc["forecasts"]],
                              z.mean(0) * fc["capacity"], rtol=1e-6)
-  text = forecasting.forecast_text(out)
+  text = forecast.forecast_text(out)
   assert "the mean of 3 models" in text and text.count(" cars (80%: ") == 3
   assert "MAE in cars" in evaluation.format_table(result["results"])
 
