@@ -36,7 +36,8 @@ def parser() -> cli.ArgumentParser:
   return p
 
 
-def run(argv: list[str] | None = None) -> int:
+@cli.entry_point
+def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
   if args.from_json is not None:
     return _from_json(args)
@@ -62,4 +63,4 @@ def _from_json(args) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(cli.main(run))
+  sys.exit(main())

@@ -11,6 +11,7 @@ from rnn_jax.common import cli
 from rnn_jax.forecasting import forecast
 
 
+@cli.entry_point
 def main(argv=None):
   parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--run", required=True, help="a run directory of train_occupancy.py")
@@ -22,4 +23,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  sys.exit(cli.main(main))
+  sys.exit(main())

@@ -54,7 +54,8 @@ def parse(argv):
   return p.parse_args(argv)
 
 
-def run(argv=None) -> int:
+@cli.entry_point
+def main(argv=None) -> int:
   args = parse(argv)
   jax.config.update("jax_enable_x64", True)   # float64 rows and the float64 witnesses
   start = time.perf_counter()
@@ -91,4 +92,4 @@ def run(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(cli.main(run))
+  sys.exit(main())

@@ -22,7 +22,8 @@ from rnn_jax.common import cli
 from rnn_jax.verify import report
 
 
-def run(argv: list[str] | None = None) -> int:
+@cli.entry_point
+def main(argv: list[str] | None = None) -> int:
   parser = cli.ArgumentParser(prog="robustness_report.py", description=__doc__.split("\n")[0])
   parser.add_argument("--out", type=Path, default=report.DOC,
                       help="where to write (default: %(default)s)")
@@ -31,4 +32,4 @@ def run(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(cli.main(run))
+  sys.exit(main())

@@ -46,21 +46,18 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, letters.LettersCo
   return args, cli.config_from_args(letters.LettersConfig, args).validate()
 
 
-def run(argv: list[str] | None = None) -> int:
+@cli.entry_point
+def main(argv: list[str] | None = None) -> int:
   args, cfg = parse(argv)
-  letters.run(cfg, args.out, csv=args.csv, overwrite=args.overwrite,
-                  progress=not args.no_progress)
-  return 0
-
-
-def _main(argv: list[str] | None = None) -> int:
   try:
-    return cli.main(run, argv)
+    letters.run(cfg, args.out, csv=args.csv, overwrite=args.overwrite,
+                progress=not args.no_progress)
   except KeyboardInterrupt:
     print("interrupted: nothing written (the run directory is created only when complete)",
           file=sys.stderr)
     return 130
+  return 0
 
 
 if __name__ == "__main__":
-  sys.exit(_main())
+  sys.exit(main())

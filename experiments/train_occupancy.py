@@ -51,6 +51,7 @@ def parse(argv):
           cli.config_from_args(WindowSpec, args), cli.config_from_args(TrainConfig, args))
 
 
+@cli.entry_point
 def main(argv=None):
   args, source, spec, cfg = parse(argv)
   return occupancy.main(source, spec, cfg, args.out, resume=args.resume,
@@ -61,4 +62,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  sys.exit(cli.main(main))
+  sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 import types
@@ -32,13 +33,18 @@ class ArgumentParser(argparse.ArgumentParser):
     raise InputError(f"{self.prog}: {message} (see --help)")
 
 
-def main(run: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
-  """Runs ``run(argv)``; an InputError becomes ``error: <message>`` on stderr and exit 2."""
-  try:
-    return int(run(argv) or 0)
-  except InputError as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+def entry_point(run: Callable[[list[str] | None], int | None]) -> Callable[..., int]:
+  """A script's ``main(argv=None) -> exit status`` from ``run(argv)``: an InputError becomes
+  the one line ``error: <message>`` on stderr and exit status 2. Every script in experiments/
+  defines ``main`` with it and ends with ``sys.exit(main())``."""
+  @functools.wraps(run)
+  def main(argv: list[str] | None = None) -> int:
+    try:
+      return int(run(argv) or 0)
+    except InputError as err:
+      print(f"error: {err}", file=sys.stderr)
+      return 2
+  return main
 
 
 def flag(name: str) -> str:

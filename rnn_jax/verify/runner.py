@@ -24,8 +24,8 @@ from rnn_jax.verify.bad_inputs import BadInput
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 # The function each script hands to rnn_jax.common.cli.main (what its ``__main__`` block runs).
-ENTRY = {"train_occupancy.py": "main", "forecast.py": "main", "train_letters.py": "run",
-         "benchmark.py": "run"}
+ENTRY = {"train_occupancy.py": "main", "forecast.py": "main", "train_letters.py": "main",
+         "benchmark.py": "main"}
 
 
 @dataclasses.dataclass
@@ -87,14 +87,13 @@ def make_workdir(case: BadInput, workdir: Path, run: Path | None) -> None:
 def call_script(script: str, argv, workdir: Path) -> Outcome:
   """Runs ``cli.main(<script's entry>, argv)`` in ``workdir``, capturing its output."""
   main = script_main(script)
-  from rnn_jax.common import cli
   before = snapshot(workdir)
   out, err = io.StringIO(), io.StringIO()
   # sys.argv[0] is argparse's program name in messages: the script's, as when run as a command.
   with contextlib.chdir(workdir), contextlib.redirect_stdout(out), \
       contextlib.redirect_stderr(err), \
       mock.patch.object(sys, "argv", [script, *argv]):
-    rc = cli.main(main, list(argv))
+    rc = main(list(argv))
   after = snapshot(workdir)
   changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
   return Outcome(rc, relative(out.getvalue(), workdir), relative(err.getvalue(), workdir), changed)

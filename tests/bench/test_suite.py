@@ -32,7 +32,7 @@ def bench_run(tmp_path_factory):
           "--dense-size", "128",
           "--json", str(out / "bench.json"), "--plot", str(out / "bench.png"),
           "--markdown", str(out / "bench.md")]
-  assert cli.main(load_script("benchmark.py").run, argv) == 0
+  assert load_script("benchmark.py").main(argv) == 0
   return out, json.loads((out / "bench.json").read_text())
 
 
@@ -103,7 +103,7 @@ def test_bad_arguments_exit_2_with_one_line_and_write_nothing(argv, tmp_path, ca
                                                               monkeypatch):
   monkeypatch.chdir(tmp_path)
   argv = argv + ["--json", str(tmp_path / "out.json")] if "--json" not in argv else argv
-  assert cli.main(load_script("benchmark.py").run, argv) == 2
+  assert load_script("benchmark.py").main(argv) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: ") and err.count("\n") == 1, err
   assert list(tmp_path.iterdir()) == []

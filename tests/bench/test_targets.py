@@ -203,7 +203,7 @@ def test_from_json_writes_the_markdown_of_a_saved_run(tmp_path):
   result = _result([dict(r) for r in RECORDS])
   (tmp_path / "bench.json").write_text(json.dumps(dict(result, verdicts=None)))
   argv = ["--from-json", str(tmp_path / "bench.json"), "--markdown", str(tmp_path / "b.md")]
-  assert cli.main(load_script("benchmark.py").run, argv) == 0
+  assert load_script("benchmark.py").main(argv) == 0
   assert (tmp_path / "b.md").read_text() == bm.markdown(result)
 
 
@@ -216,7 +216,7 @@ def test_from_json_errors_exit_2_with_one_line(argv, tmp_path, capsys, monkeypat
   monkeypatch.chdir(tmp_path)
   (tmp_path / "bench.json").write_text(json.dumps(_result([dict(r) for r in RECORDS])))
   (tmp_path / "bad.json").write_text("{not json")
-  assert cli.main(load_script("benchmark.py").run, argv) == 2
+  assert load_script("benchmark.py").main(argv) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: ") and err.count("\n") == 1, err
   assert not (tmp_path / "b.md").exists()

@@ -72,6 +72,6 @@ def test_help_shows_option_help_and_default(capsys):
 def test_main_turns_input_error_into_exit_2(capsys):
   def run(argv):
     raise InputError("data.csv: line 3: expected a number,\n got 'x'")
-  assert cli.main(run, []) == 2
+  assert cli.entry_point(run)([]) == 2
   err = capsys.readouterr().err
   assert err == "error: data.csv: line 3: expected a number, got 'x'\n"

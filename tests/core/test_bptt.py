@@ -517,7 +517,7 @@ def test_gradcheck_script(x64, capsys, monkeypatch):
   within its tolerance, exit status 0; 1 past a tolerance; 2 for a bad argument."""
   script = load_script("gradcheck.py")
   argv = ["--window", "6", "--hidden-size", "8", "--batch-size", "4", "--seed", "1"]
-  assert cli.main(script.run, argv + ["--input-size", "2"]) == 0
+  assert script.main(argv + ["--input-size", "2"]) == 0
   out = capsys.readouterr().out
   assert "all within tolerance" in out
   lines = [line.split() for line in out.splitlines()]
@@ -533,12 +533,12 @@ def test_gradcheck_script(x64, capsys, monkeypatch):
     loss, grads = bptt.loss_and_grads(params, xs, ys)
     return loss, grads._replace(U=grads.U.T)
   monkeypatch.setattr(gradcheck, "_rnn_hand", jax.jit(transposed))
-  assert cli.main(script.run, argv + ["--input-size", "2"]) == 1
+  assert script.main(argv + ["--input-size", "2"]) == 1
   out = capsys.readouterr().out
   assert "FAILED" in out
   failed = [line.split()[:3] for line in out.splitlines() if line.endswith(" NO")]
   assert failed == [["rnn", "float32", "U"], ["rnn", "float64", "U"]]
   # and 2, one line, for a bad argument
-  assert cli.main(script.run, ["--window", "0"]) == 2
+  assert script.main(["--window", "0"]) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: ") and "--window" in err and err.count("\n") == 1

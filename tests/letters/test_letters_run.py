@@ -106,7 +106,7 @@ def test_script_bad_input_one_line_exit_2_nothing_written(script, tmp_path, caps
   if "--out" not in argv:
     argv += ["--out", str(tmp_path / "runs" / "letters")]
   before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-  assert cli.main(script.run, argv + ["--no-progress"]) == 2
+  assert script.main(argv + ["--no-progress"]) == 2
   captured = capsys.readouterr()
   assert captured.out == ""
   assert captured.err.count("\n") == 1 and captured.err.startswith("error: ")
@@ -132,9 +132,9 @@ def test_script_overwrite_replaces_a_previous_run(script, tmp_path, capsys, monk
   monkeypatch.setattr(script.letters, "train", fake_train)
   out = tmp_path / "run"
   argv = ["--epochs", "2", "--hidden-size", "3", "--out", str(out), "--no-progress"]
-  assert cli.main(script.run, argv) == 0
+  assert script.main(argv) == 0
   assert "test accuracy 0.2500 (1/4)" in capsys.readouterr().out
-  assert cli.main(script.run, argv + ["--seed", "1"]) == 2          # refuses without --overwrite
+  assert script.main(argv + ["--seed", "1"]) == 2          # refuses without --overwrite
   assert "already exists" in capsys.readouterr().err
   assert json.loads((out / "config.json").read_text())["train"]["seed"] == 0
 
@@ -143,14 +143,14 @@ def test_script_overwrite_replaces_a_previous_run(script, tmp_path, capsys, monk
   from rnn_jax.common import plots
   monkeypatch.setattr(plots, "accuracy_curve", failing_plot)
   with pytest.raises(OSError, match="disk full"):                   # fails at the last file
-    script.run(argv + ["--seed", "2", "--overwrite"])
+    script.main(argv + ["--seed", "2", "--overwrite"])
   # the old run is intact
   assert json.loads((out / "config.json").read_text())["train"]["seed"] == 0
   assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]      # no staging dir left
   monkeypatch.undo()
   monkeypatch.setattr(script.letters, "train", fake_train)
 
-  assert cli.main(script.run, argv + ["--seed", "1", "--overwrite"]) == 0
+  assert script.main(argv + ["--seed", "1", "--overwrite"]) == 0
   assert json.loads((out / "config.json").read_text())["train"]["seed"] == 1
   with np.load(out / "params.npz") as saved:
     assert saved["V"][0, 0] == 1.0

@@ -68,7 +68,7 @@ def test_report_script_refuses_a_bad_argument_in_one_line(capsys):
   """experiments/robustness_report.py parses with rnn_jax.common.cli: exit 2, one line."""
   script = runpy.run_path(str(runner.EXPERIMENTS / "robustness_report.py"),
                           run_name="robustness_report")
-  assert cli.main(script["run"], ["--bogus"]) == 2
+  assert script["main"](["--bogus"]) == 2
   assert capsys.readouterr().err == ("error: robustness_report.py: unrecognized arguments: "
                                      "--bogus (see --help)\n")
 
