@@ -16,7 +16,7 @@ The package is layered; each layer imports only the ones above it in this list:
 import sys as _sys
 
 from rnn_jax.core import bptt, mlp
-from rnn_jax.core.gradients import loss_and_grad, loss_fn
+from rnn_jax.core.gradients import loss_fn, value_and_grad
 from rnn_jax.core.model import (RNNParams, ShapeError, cell, forward, hidden_states, init_params,
                                 loss, predict)
 
@@ -25,5 +25,5 @@ _sys.modules[__name__ + ".bptt"] = bptt
 _sys.modules[__name__ + ".mlp"] = mlp
 
 __all__ = ["RNNParams", "ShapeError", "bptt", "cell", "forward", "hidden_states",
-           "init_params", "loss", "loss_and_grad", "loss_fn", "mlp", "predict"]
+           "init_params", "loss", "loss_fn", "mlp", "predict", "value_and_grad"]
 __version__ = "0.1.0"

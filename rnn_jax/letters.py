@@ -42,7 +42,7 @@ __all__ = [   # the data names are rnn_jax.data.letter_recognition', re-exported
     "read_letters", "split_sizes", "standardize", "train",
 ]
 
-GRADS = gradients.METHODS   # "autodiff" | "hand", the vocabulary of rnn_jax.loss_and_grad
+GRADS = gradients.METHODS   # "autodiff" | "hand", the vocabulary of rnn_jax.value_and_grad
 
 
 # --------------------------------------------------------------------------------------------

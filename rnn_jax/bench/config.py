@@ -60,7 +60,7 @@ class BenchConfig:
     checks.choice("optimizer", self.optimizer, train.OPTIMIZERS)
     checks.number("lr", self.lr)
     checks.number("clip", self.clip, zero_is_off=True)
-    checks.choice("grad", self.grad, gradients.METHODS + tuple(gradients.ALIASES))
+    checks.choice("grad", self.grad, gradients.METHODS)
     for name in ("devices_sweep", "remat_memory"):
       keep(name, checks.boolean(name, getattr(self, name)))
 

@@ -48,7 +48,6 @@ class TrainConfig:
       v = getattr(self, f.name)
       if isinstance(v, np.generic):
         object.__setattr__(self, f.name, v.item())
-    object.__setattr__(self, "grad", gradients.ALIASES.get(self.grad, self.grad))
 
   def validate(self) -> "TrainConfig":
     """Raises InputError naming the flag of the first nonsensical value; returns self.

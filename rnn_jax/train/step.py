@@ -55,7 +55,7 @@ def make_train_step(optimizer: optax.GradientTransformation | TrainConfig,
   optimizer takes the optimizer, method, unroll and remat from it.
   """
   optimizer, method, unroll, remat = _step_args(optimizer, method, unroll, remat)
-  value_and_grad = gradients.loss_and_grad(method, unroll=unroll, remat=remat)
+  value_and_grad = gradients.value_and_grad(method, unroll=unroll, remat=remat)
 
   def step(params, opt_state, xs, ys):
     loss, grads = value_and_grad(params, xs, ys)

@@ -45,7 +45,7 @@ def _abstract(b, t, h, d, k):
 def test_flop_formula_matches_the_matmuls_autodiff_runs(shape, unroll):
   b, t, h, d, k = shape
   params, xs, ys = _abstract(b, t, h, d, k)
-  grad = jax.make_jaxpr(gradients.loss_and_grad("autodiff", unroll=unroll))(params, xs, ys)
+  grad = jax.make_jaxpr(gradients.value_and_grad("autodiff", unroll=unroll))(params, xs, ys)
   assert _dot_flops(grad.jaxpr) == b * bm.flops_per_sample(t, h, d, k)
   fwd = jax.make_jaxpr(lambda p, x: model.forward(p, x, unroll=unroll))(params, xs)
   assert _dot_flops(fwd.jaxpr) == b * bm.flops_per_sample(t, h, d, k, training=False)
@@ -60,7 +60,7 @@ def test_flop_formula_for_the_notes_network():
 def test_bptt_jaxpr_adds_only_the_input_gradient_xla_drops():
   # The hand BPTT also forms dL/dx_t = delta_t V (2HD a step), which nothing uses here.
   params, xs, ys = _abstract(B, T, H, 2, 3)
-  jaxpr = jax.make_jaxpr(gradients.loss_and_grad("bptt"))(params, xs, ys)
+  jaxpr = jax.make_jaxpr(gradients.value_and_grad("hand"))(params, xs, ys)
   assert _dot_flops(jaxpr.jaxpr) == B * (bm.flops_per_sample(T, H, 2, 3) + T * 2 * H * 2)
 
 

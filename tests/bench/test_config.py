@@ -25,7 +25,7 @@ def test_fused_steps_stay_within_bounds():
     (dict(lr=float("nan")), "--lr: expected a finite positive number, got nan"),
     (dict(clip=-1), "--clip: expected a finite number >= 0 (0 = off), got -1"),
     (dict(optimizer="rmsprop"), "--optimizer: expected one of sgd, adam, got 'rmsprop'"),
-    (dict(grad="numeric"), "--grad: expected one of autodiff, hand, bptt, got 'numeric'"),
+    (dict(grad="numeric"), "--grad: expected one of autodiff, hand, got 'numeric'"),
     (dict(remat_memory=1), "--remat-memory: expected true or false, got 1"),
 ])
 def test_config_refuses_with_one_line_naming_the_flag(kwargs, message):
@@ -36,7 +36,7 @@ def test_config_refuses_with_one_line_naming_the_flag(kwargs, message):
 
 def test_config_stores_checked_values():
   """Lists become tuples, whole floats ints (a config read back from JSON); clip 0 is off."""
-  cfg = bm.BenchConfig(batch_sizes=[1, 32.0], repeats=3.0, seed=np.int64(2), clip=0, grad="bptt")
+  cfg = bm.BenchConfig(batch_sizes=[1, 32.0], repeats=3.0, seed=np.int64(2), clip=0, grad="hand")
   assert cfg.batch_sizes == (1, 32) and all(type(b) is int for b in cfg.batch_sizes)
   assert (cfg.repeats, cfg.seed) == (3, 2) and type(cfg.repeats) is int and type(cfg.seed) is int
-  assert cfg.clip == 0 and cfg.grad == "bptt"
+  assert cfg.clip == 0 and cfg.grad == "hand"

@@ -161,8 +161,8 @@ def test_custom_vjp_loss_gives_the_hand_gradient(x64):
 
 def test_loss_and_grad_methods_agree_with_anchor(x64):
   params, xs, ys = draw(24, 7, 3, 3, 5, seed=4)
-  auto = jax.jit(rnn_jax.loss_and_grad("autodiff", anchor=True))(params, xs, ys)
-  hand = jax.jit(rnn_jax.loss_and_grad("bptt", anchor=True))(params, xs, ys)
+  auto = jax.jit(rnn_jax.value_and_grad("autodiff", anchor=True))(params, xs, ys)
+  hand = jax.jit(rnn_jax.value_and_grad("hand", anchor=True))(params, xs, ys)
   assert float(auto[0]) == pytest.approx(float(hand[0]), rel=1e-14)
   for field in RNNParams._fields:
     assert rel_error(getattr(hand[1], field), getattr(auto[1], field)) <= TOL, field
@@ -220,7 +220,7 @@ def test_anchor_false_is_the_notes_network(x64):
   plain, default = bptt.backward(params, xs, ys, anchor=False), bptt.backward(params, xs, ys)
   for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(default)):
     np.testing.assert_array_equal(a, b)
-  assert rnn_jax.loss_fn("bptt") is bptt.loss
+  assert rnn_jax.loss_fn("hand") is bptt.loss
   np.testing.assert_allclose(model.forward(params, xs, anchor=True) - model.forward(params, xs),
                              np.broadcast_to(model.anchor_logit(xs), (5, 3)), rtol=1e-12)
 

@@ -13,7 +13,7 @@ Implementations of the same network (all float64, compared step by step):
 each with and without jax.jit. Values are compared with a NumPy loop (no JAX at all); gradients
 with jax.grad of the Python-loop reference (the loop itself with the plain scan's). float32 runs
 in IEEE float32 (rnn_jax.verify.gradcheck.full_float32_matmuls) on every backend.
-rnn_jax.loss_and_grad("bptt") and scan(remat=True) are compared with autodiff in test_bptt.py.
+rnn_jax.value_and_grad("hand") and scan(remat=True) are compared with autodiff in test_bptt.py.
 """
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ def test_make_optimizer_is_sgd_or_adam_with_global_norm_clipping():
   np.testing.assert_allclose(upd["a"], [-0.1, -0.1], rtol=1e-4)     # adam's first step: lr*sign
 
 
-def test_grad_has_one_vocabulary_and_bptt_is_the_old_name_of_hand():
-  assert TrainConfig(grad="bptt").grad == "hand"
+def test_grad_has_one_vocabulary():
   assert TrainConfig(grad="hand").validate().grad == "hand"
-  assert TrainConfig.from_dict({**TrainConfig().to_dict(), "grad": "bptt"}).grad == "hand"
+  with pytest.raises(InputError, match="--grad: expected one of"):
+    TrainConfig(grad="bptt").validate()
