@@ -89,7 +89,7 @@ def problem(T, H, D, K, B, scheme="normal", seed=0, h0=False, readings=False):
 
 
 #        T    H  D  K   B  scheme    h0     anchor
-CASES = [(100, 200, 1, 3, 64, "normal", False, False),   # the vanishing case of the issue
+CASES = [(100, 200, 1, 3, 64, "normal", False, False),   # a vanishing case: T=100
          (100, 200, 3, 3, 64, "irnn",   False, False),
          (24,  50,  3, 3,  5, "normal", True,  True),
          (60,  16,  2, 1,  3, "normal", True,  False),

@@ -197,7 +197,7 @@ def test_shuffled_columns_load_the_same(tmp_path):
 
 
 def test_generic_csv_without_capacity_has_it_fitted_on_the_training_split(tmp_path):
-  """Issue 10: any CSV works without --capacity; the largest training reading is the capacity
+  """Any CSV works without --capacity; the largest training reading is the capacity
   (never a validation or test reading: here the peak of 90 is in the test split)."""
   values = lambda i: 90 if i == 390 else (i % 37) // 2   # noqa: E731
   path = write(tmp_path, ramp_csv(n=400, value=values))
