@@ -147,8 +147,8 @@ def test_every_step_contribution_matches_numpy(x64, case):
 
 
 def test_early_steps_are_invisible_per_parameter(x64):
-  """The hole this file closes, measured: at the first case (T=100, H=200, B=64) the first 20 steps weigh under
-  1e-10 of dL/dh_T, so dropping them entirely passes the per-parameter bar."""
+  """The hole this file closes, measured: at the first case (T=100, H=200, B=64) the first 20
+  steps weigh under 1e-10 of dL/dh_T, so dropping them entirely passes the per-parameter bar."""
   T, H, D, K, B, scheme, _, _ = CASES[0]
   params, xs, ys, h0 = problem(T, H, D, K, B, scheme, seed=T + H)
   ref = ref_bptt.backward(params, xs, ys, h0)
