@@ -1,6 +1,6 @@
 """Backpropagation through time written out from the derivation notes, no autodiff.
 
-For the batch-mean loss ``L = (1/B) sum_b BCE(sigmoid(W h_T + c), y)`` (see rnn_jax.model),
+For the batch-mean loss ``L = (1/B) sum_b BCE(sigmoid(W h_T + c), y)`` (see rnn_jax.core.model),
 with the batch on the leading axis, the notes' equations become:
 
     Q       = (z - y) / B                      [B, K]   the notes' Q, scaled for the batch mean
@@ -13,7 +13,7 @@ with the batch on the leading axis, the notes' equations become:
     grad_V  = sum_t delta_t^T x_t              [H, D]
     grad_b  = sum_t sum_b delta_t              [H]
 
-With the anchor (``anchor=True``, rnn_jax.model.anchor_logit) the logits gain
+With the anchor (``anchor=True``, rnn_jax.core.model.anchor_logit) the logits gain
 ``a = logit(clip(x_T[0], eps, 1 - eps))`` for every k. The formulas above are unchanged, with
 Q taken from the anchored logits; the skip adds one term to the input gradient, at the last
 step on feature 0 only:
@@ -30,7 +30,7 @@ every step instead of only at T: the hand vector-Jacobian product of ``rnn_jax.h
 
 This module must not call JAX differentiation (grad, value_and_grad, vjp, jvp, linearize);
 ``loss`` below is a ``jax.custom_vjp`` whose backward rule is ``loss_and_grads``, so training
-code can differentiate it and get the hand gradient (see rnn_jax/gradients.py).
+code can differentiate it and get the hand gradient (see rnn_jax/core/gradients.py).
 """
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def _anchor_dxs(xs, Q):
   """The anchor's term of dL/dxs ``[B,T,D]``: ``sum_k Q_k * dlogit(x)/dx`` at (T, feature 0).
 
   ``dlogit(p)/dp = 1 / (p (1 - p))``, times the clip's derivative (1 inside, 0 where clipped;
-  rnn_jax.model.anchor_inside).
+  rnn_jax.core.model.anchor_inside).
   """
   x = xs[:, -1, 0]
   inside = model.anchor_inside(x)

@@ -30,7 +30,7 @@ def loss_fn(method: str = "autodiff", *, unroll: int | bool = 1, remat: bool = F
   """``loss(params, xs, ys)`` whose derivative is autodiff through the scan or the hand BPTT.
 
   ``anchor=True``: the loss of the network with the skip from the last reading
-  (rnn_jax.model.anchor_logit), for both methods.
+  (rnn_jax.core.model.anchor_logit), for both methods.
   """
   if check_method(method) == "autodiff":
     return partial(model.loss, unroll=unroll, remat=remat, anchor=anchor)
