@@ -1,15 +1,9 @@
-"""How fast the notes' RNN trains here, how close that is to the machine's limit, and how it
-compares with what one would otherwise use (flax's nn.RNN, PyTorch's nn.RNN).
+"""The benchmark run: every cell, the optional sweeps, the summary and the files.
 
-Every cell of the benchmark is one (variant, B, T, H): ``run_cells`` measures the dense GEMM
-rate once, then at each (B, T, H) builds every variant's workload (``workloads``, ``peers``;
-one compile line each) and times them side by side with the matmul peak (the dependent chain)
-in rounds (``timing.measure_side_by_side``), then the dense rate and the roofline there
-(``ceilings``), and prints one result line per variant (``report``); a record above the dense
-rate stops the run (``ceilings.CeilingError``) after one re-measurement.
-``run`` is the whole benchmark: device and versions first, the cells, the optional sweeps
-(``devices_sweep``, ``remat_memory``), the targets' verdicts (``targets``), the summary, then
-the JSON, PNG and markdown tables.
+A cell is one (variant, B, T, H). At each (B, T, H) ``_measure_point`` builds every JAX
+variant (one compile line each), times them side by side with the chain peak in rounds
+(``timing.measure_side_by_side``), then torch alone (it switches thread settings) and the dense
+rate, and prints the ceilings and one result line per variant.
 """
 from __future__ import annotations
 
@@ -23,14 +17,11 @@ from rnn_jax.bench.ceilings import (FLOP_FORMULAS, chain_peak, chain_workloads, 
                                     dense_peak, flop_split, flops_per_sample, roofline,
                                     square_peak)
 from rnn_jax.bench.config import MODELS, BenchConfig, check_output_path, make_optimizer
-from rnn_jax.bench.peers import measure_torch, torch_available
-from rnn_jax.bench.plotting import plot
-from rnn_jax.bench.problems import problem
-from rnn_jax.bench.report import (add_ratios, cell_record, cell_row, device_info, emit,
-                                  fmt_rate, summary, write_markdown)
-from rnn_jax.bench.targets import verdicts
+from rnn_jax.bench.results import (add_ratios, cell_record, cell_row, device_info, emit,
+                                   fmt_rate, plot, summary, write_markdown)
 from rnn_jax.bench.timing import Workload, measure, measure_side_by_side
-from rnn_jax.bench.workloads import build, train_step_fn
+from rnn_jax.bench.torch_peer import measure_torch, torch_available
+from rnn_jax.bench.workloads import build, problem, train_step_fn
 from rnn_jax.common import fileio
 from rnn_jax.common.versions import versions
 from rnn_jax.train import parallel
@@ -63,17 +54,9 @@ def run_cells(cfg: BenchConfig, out=None) -> dict:
 
 def _measure_point(cfg: BenchConfig, variants: list[str], B: int, T: int, H: int,
                    square: dict, out=None) -> dict:
-  """Every variant at one (B, T, H), with its ceilings.
-
-  The JAX variants are built (one ``compile`` line each) and then timed side by side with the
-  two chain peaks (and vmap16's batched ones) in rounds (``timing.measure_side_by_side``), so
-  that every ratio of the targets, and every % of the chain peak, compares timings taken in
-  the same moments; then torch (alone: it switches thread settings) and the dense rate of the
-  cell. Every record is taken against that rate; if one runs above it, the rate is timed once
-  more (the faster kept) before any record, the roofline or a line is made from it, and a
-  record still above it stops the run (``check_below_dense``). Then the peak and roofline
-  lines and one result line per variant in the order asked.
-  """
+  """Every variant at one (B, T, H), with its ceilings. If a record runs above the dense rate,
+  the rate is timed once more (the faster kept) before anything is made from it; a record still
+  above it stops the run (``check_below_dense``)."""
   cell_variants = []
   for variant in variants:
     if variant == "vmap16" and B > cfg.vmap_max_batch:
@@ -126,8 +109,7 @@ def _measure_point(cfg: BenchConfig, variants: list[str], B: int, T: int, H: int
 
 def _record(cfg: BenchConfig, variant: str, B: int, T: int, H: int, r: dict,
             work: Workload | None, peak: dict, dense: dict, chain: dict | None) -> dict:
-  """The record of one timed cell against ``peak`` and ``dense``; ``chain``: vmap16's batched
-  chain peak, its own roofline's chain rate and ``pct_peak_batched``."""
+  """One timed cell's record; ``chain``: vmap16's batched chain peak (``pct_peak_batched``)."""
   info = work.info if work is not None else None
   compile_s = work.compile_s if work is not None else None
   rec = cell_record(cfg, variant, B, T, H, r, peak, info, compile_s, dense,
@@ -154,8 +136,8 @@ def _roofline_row(cfg: BenchConfig, B: int, T: int, H: int, peak: dict, dense: d
 
 
 def devices_sweep(cfg: BenchConfig, out=None) -> list[dict]:
-  """Training throughput (``autodiff`` step, batch sharded over a ``'data'`` mesh, parameters
-  replicated: ``rnn_jax.parallel``) for 1, 2, 4, ... local devices, at every B divisible."""
+  """Training throughput of the ``autodiff`` step, batch sharded over a ``'data'`` mesh and
+  parameters replicated (``rnn_jax.train.parallel``), on 1, 2, 4, ... devices, every B divisible."""
   n_all = jax.device_count()
   counts = sorted({min(2 ** i, n_all) for i in range(n_all.bit_length() + 1)})
   if n_all == 1:
@@ -179,7 +161,7 @@ def devices_sweep(cfg: BenchConfig, out=None) -> list[dict]:
 
 
 def _sweep_cell(cfg: BenchConfig, n: int, B: int, T: int, H: int) -> dict:
-  """The ``autodiff`` step on ``n`` devices, compiled and timed: one row of the sweep."""
+  """One row of the sweep: the ``autodiff`` step on ``n`` devices, compiled and timed."""
   mesh = parallel.data_mesh(n)
   params, xs, ys = problem(cfg, B, T, H)
   opt_state = make_optimizer(cfg).init(params)
@@ -229,22 +211,10 @@ def remat_memory(cfg: BenchConfig, out=None) -> list[dict]:
   return rows
 
 
-def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None,
-        markdown_path=None) -> dict:
-  """The whole benchmark: device and versions first, the cells, the optional sweeps, the
-  targets' verdicts (``targets.verdicts``), the summary, then the JSON, PNG and markdown
-  tables (``report.markdown``), each written atomically at the end.
-
-  JSON: ``{"device", "versions", "config", "flops_per_sample", "peaks": [{batch, T, H, gflops,
-  unroll, spread}], "peaks_batched", "dense": {"square": {n, gflops, by_n}, "cells": [{batch, T,
-  H, rows_gflops, square_gflops, chain_gflops, gflops}]}, "rooflines": [{batch, T, H, chain_gflops,
-  dense_gflops, training: {samples_per_s, gflops, chain_s, dense_s, chain_flops, dense_flops},
-  forward: {...}}], "records": [{variant, batch, T, H, D, K, samples_per_s, gflops, pct_peak,
-  pct_dense, dense_gflops, pct_roofline, roofline_samples_per_s, compile_s, spread: {min, q1,
-  q3, max}, repeats, calls_per_repeat, flops_per_sample, ...}], "devices_sweep",
-  "remat_memory", "elapsed_s", "verdicts": [{target, what, batch, T, H, variant, peer,
-  measured, required, op, unit, met, margin, missing}]}``.
-  """
+def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None, markdown_path=None) -> dict:
+  """The whole benchmark: device and versions, the cells, the optional sweeps, the summary,
+  then the JSON, PNG and markdown, each written atomically. The JSON's fields are listed in
+  docs/benchmarking.md."""
   json_path = check_output_path("--json", json_path)
   plot_path = check_output_path("--plot", plot_path)
   markdown_path = check_output_path("--markdown", markdown_path)
@@ -262,7 +232,6 @@ def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None,
   result["devices_sweep"] = devices_sweep(cfg, out) if cfg.devices_sweep else None
   result["remat_memory"] = remat_memory(cfg, out) if cfg.remat_memory else None
   result["elapsed_s"] = time.perf_counter() - started
-  result["verdicts"] = verdicts(result["records"], cfg.grad)
   summary(result, out)
   if json_path is not None:
     fileio.write_json(json_path, result)

@@ -1,75 +1,21 @@
-"""The peers: the same network as one would otherwise write it, with our parameters copied in.
-
-* ``flax``   ``nn.RNN(nn.SimpleCell(features=H, activation_fn=nn.relu))`` + ``nn.Dense(K)``,
-             same loss and optimizer, one jitted call a step (the peer a flax user writes)
-* ``torch``  ``torch.nn.RNN(nonlinearity="relu")`` + ``nn.Linear``, BCE-with-logits summed
-             over K and averaged over B, ``torch.optim.Adam`` (+ ``clip_grad_norm_``),
-             eager; on the CPU timed with 1 thread and with all threads, the better one
-             reported; on the GPU JAX runs on (when torch sees CUDA), there, where
-             ``nn.RNN`` is cuDNN's RNN (``torch_device``)
-
-flax is a dependency; torch is optional (``pip install '.[torch]'``) and imported only here,
-when it is used.
+"""The PyTorch peer: ``torch.nn.RNN(nonlinearity="relu")`` + ``nn.Linear`` with our parameters,
+BCE-with-logits summed over K and averaged over B, ``torch.optim.Adam`` (+ ``clip_grad_norm_``),
+eager. On the CPU it is timed with 1 thread and with all cores and the better is reported; when
+JAX runs on a GPU and torch sees CUDA it runs there, where ``nn.RNN`` is cuDNN's RNN.
+torch is optional (``pip install '.[torch]'``) and imported only when used.
 """
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 import jax
 import numpy as np
-import optax
 
-from rnn_jax.bench.config import BenchConfig, make_optimizer
-from rnn_jax.bench.problems import problem
+from rnn_jax.bench.config import BenchConfig
 from rnn_jax.bench.timing import Workload, measure
+from rnn_jax.bench.workloads import problem
 from rnn_jax.core import model
 
-
-# --------------------------------------------------------------------------- flax peer
-
-def flax_module(H: int, K: int):
-  """flax's ``nn.RNN(nn.SimpleCell(features=H, activation_fn=relu))`` and a ``Dense(K)`` head."""
-  import flax.linen as nn
-
-  class FlaxRNN(nn.Module):
-    hidden: int
-    outputs: int
-
-    @nn.compact
-    def __call__(self, xs):                                  # xs [B, T, D] -> logits [B, K]
-      cell = nn.SimpleCell(features=self.hidden, activation_fn=nn.relu)
-      hT, _ = nn.RNN(cell, return_carry=True)(xs)
-      return nn.Dense(self.outputs, name="head")(hT)
-
-  return FlaxRNN(H, K)
-
-
-def flax_params(params: model.RNNParams) -> dict:
-  """Our parameters in flax's layout (kernels are ``[in, out]``): the same function."""
-  return {"params": {"SimpleCell_0": {"h": {"kernel": params.U.T},
-                                      "i": {"kernel": params.V.T, "bias": params.b}},
-                     "head": {"kernel": params.W.T, "bias": params.c}}}
-
-
-def flax_step_fn(cfg: BenchConfig, H: int) -> Callable:
-  """``step(variables, opt_state, xs, ys) -> (variables, opt_state, loss)``; same loss
-  (``model.bce_from_logits``) and optimizer as ours."""
-  module = flax_module(H, cfg.output_size)
-  opt = make_optimizer(cfg)
-
-  def loss(variables, xs, ys):
-    return model.bce_from_logits(module.apply(variables, xs), ys)
-
-  def step(variables, opt_state, xs, ys):
-    value, grads = jax.value_and_grad(loss)(variables, xs, ys)
-    updates, opt_state = opt.update(grads, opt_state, variables)
-    return optax.apply_updates(variables, updates), opt_state, value
-
-  return step
-
-
-# --------------------------------------------------------------------------- torch peer
 
 def torch_available() -> bool:
   try:
@@ -80,10 +26,8 @@ def torch_available() -> bool:
 
 
 def torch_device(backend: str | None = None, cuda: bool | None = None) -> str:
-  """Where the torch peer runs: ``"cuda"`` when JAX runs on a GPU (``backend``, default
-  ``jax.default_backend()``) and torch sees CUDA (``cuda``, default
-  ``torch.cuda.is_available()``), so that both peers share the device and torch's ``nn.RNN``
-  is cuDNN's; otherwise ``"cpu"``."""
+  """``"cuda"`` when JAX's ``backend`` (default: JAX's own) is a GPU and torch sees ``cuda``
+  (default: ``torch.cuda.is_available()``), so both share the device; otherwise ``"cpu"``."""
   backend = jax.default_backend() if backend is None else backend
   if backend != "gpu":
     return "cpu"
@@ -94,11 +38,9 @@ def torch_device(backend: str | None = None, cuda: bool | None = None) -> str:
 
 
 class TorchPeer:
-  """PyTorch's ``nn.RNN(nonlinearity="relu", batch_first=True)`` + ``nn.Linear`` head with our
-  parameters (``weight_ih = V``, ``weight_hh = U``, ``bias_ih = b``, ``bias_hh = 0`` and
-  frozen), loss ``BCEWithLogits`` summed over K and averaged over B, ``torch.optim.Adam`` (or
-  SGD) with ``clip_grad_norm_`` when ``clip > 0``; eager, on ``device`` (default
-  ``torch_device()``), data and parameters placed there before anything is timed."""
+  """``nn.RNN(nonlinearity="relu", batch_first=True)`` + ``nn.Linear`` with our parameters
+  (``weight_ih = V``, ``weight_hh = U``, ``bias_ih = b``, ``bias_hh = 0`` and frozen), Adam or
+  SGD with ``clip_grad_norm_`` when ``clip > 0``; data and parameters on ``device`` first."""
 
   def __init__(self, cfg: BenchConfig, params: model.RNNParams, xs, ys, device: str | None = None):
     import torch
@@ -167,9 +109,8 @@ def torch_threads() -> list[int]:
 
 
 def measure_torch(cfg: BenchConfig, batch: int, T: int, H: int) -> dict:
-  """Times the torch peer at every setting of ``torch_threads`` (on the CPU; on CUDA the
-  host's threads only launch kernels, so once); the best one is the result, with its
-  ``device``."""
+  """The torch peer timed at every ``torch_threads`` setting (once on CUDA, where the host's
+  threads only launch kernels); the best, with ``threads``, ``by_threads`` and ``device``."""
   import torch
   before = torch.get_num_threads()
   device = torch_device()

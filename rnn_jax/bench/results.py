@@ -1,6 +1,5 @@
-"""What the benchmark prints and records: the device, one record and one result line per cell,
-the ratios between cells (to torch, vmap16 to fused), the summary table with the targets'
-verdicts (``targets``), and the same tables as markdown for the README (``markdown``).
+"""What the benchmark records and shows: the device, one record and result line per cell, the
+ratios between cells, the summary table, the README's markdown tables and the PNG.
 """
 from __future__ import annotations
 
@@ -11,17 +10,15 @@ from pathlib import Path
 
 import jax
 
-from rnn_jax.bench import targets
 from rnn_jax.bench.ceilings import flop_split, flops_per_sample, roofline
-from rnn_jax.bench.config import BenchConfig
+from rnn_jax.bench.config import VARIANTS, BenchConfig
 from rnn_jax.common import fileio
 
 
 def device_info() -> dict:
   d = jax.devices()[0]
-  info = {"platform": d.platform, "kind": d.device_kind, "count": jax.device_count(),
+  return {"platform": d.platform, "kind": d.device_kind, "count": jax.device_count(),
           "host_cpu": _cpu_name(), "host_cores": os.cpu_count()}
-  return info
 
 
 def _cpu_name() -> str:
@@ -46,10 +43,9 @@ def emit(line: str = "", out=None) -> None:
 
 def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, work_info=None,
                 compile_s=None, dense=None, chain_gflops=None) -> dict:
-  """The JSON record of one cell from ``measure``'s result ``r``, the cell's chain ``peak``
-  and, when given, its ``dense`` rate (``ceilings.dense_peak``): ``pct_dense`` and the
-  roofline's ``roofline_samples_per_s`` / ``pct_roofline`` (chain part at ``chain_gflops``,
-  default the peak's; vmap16 passes the rate of its 16 chains at once)."""
+  """The JSON record of one cell from ``measure``'s result ``r`` against the chain ``peak`` and,
+  when given, the ``dense`` rate (``pct_dense``, ``pct_roofline``; the roofline's chain part at
+  ``chain_gflops``, default the peak's: vmap16 passes its 16 chains' rate)."""
   training = variant != "forward"
   D, K = cfg.input_size, cfg.output_size
   fps = flops_per_sample(T, H, D, K, training=training)
@@ -103,9 +99,8 @@ def cell_row(rec: dict) -> str:
 
 
 def add_ratios(records: list[dict]) -> None:
-  """Adds ``vs_torch`` and ``vs_flax`` (throughput / the peer's, same cell) to every JAX
-  training record and ``vs_fused`` (the 16 models' throughput / one model's fused throughput)
-  to vmap16's."""
+  """Adds ``vs_torch``, ``vs_flax`` (throughput / the peer's, same cell) to every JAX training
+  record and ``vs_fused`` (16 models' throughput / one fused model's) to vmap16's."""
   by = {(r["variant"], r["batch"], r["T"], r["H"]): r for r in records}
   for r in records:
     cell = (r["batch"], r["T"], r["H"])
@@ -120,8 +115,7 @@ def add_ratios(records: list[dict]) -> None:
 
 def summary(result: dict, out=None) -> None:
   """The table: samples/s, % of the chain peak, of the dense rate and of the roofline per
-  variant and batch, ratios to flax, torch and vmap16's to one fused model; then the targets'
-  verdicts (``result["verdicts"]``, one line each) where the result has them."""
+  variant and batch, and the ratios to flax, torch and (vmap16) one fused model."""
   records = result["records"]
   if not records:
     return
@@ -139,24 +133,12 @@ def summary(result: dict, out=None) -> None:
       shares += f" {r['pct_dense']:5.1f}% {r['pct_roofline']:5.1f}%"
     emit(f"  {r['variant']:<16s} B={r['batch']:<5d} T={r['T']} H={r['H']}: "
          f"{fmt_rate(r['samples_per_s']):>10s}  {shares}{extra}", out)
-  if result.get("verdicts"):
-    emit(_verdict_header(result["verdicts"]), out)
-    for v in result["verdicts"]:
-      emit(targets.verdict_line(v), out)
   emit(f"total {result['elapsed_s']:.0f} s", out)
 
 
-def _verdict_header(verdicts: list[dict]) -> str:
-  counts = {k: sum(targets.status(v) == k for v in verdicts)
-            for k in ("met", "MISSED", "not measured")}
-  return ("targets of issue 11 (gap = measured - required, negative when missed): "
-          + ", ".join(f"{n} {k}" for k, n in counts.items()))
-
-
 def markdown(result: dict) -> str:
-  """The README's tables from one run's result (``bench.json``): samples/s (% of the dense
-  GEMM rate) per variant (rows) and batch size (columns), one table per (T, H), then the
-  targets' verdicts (``result["verdicts"]``, or computed from the records)."""
+  """The README's tables from one run's result: a line naming the run, then per (T, H)
+  samples/s (% of the dense GEMM rate) per variant (rows) and batch size (columns)."""
   dev, vers = result.get("device", {}), result.get("versions", {})
   lines = [f"Run started {result.get('started', '?')} on {dev.get('kind', '?')} "
            f"({dev.get('platform', '?')}; host {dev.get('host_cpu', '?')}, "
@@ -168,30 +150,13 @@ def markdown(result: dict) -> str:
   for T, H in sorted({(r["T"], r["H"]) for r in records}):
     recs = [r for r in records if (r["T"], r["H"]) == (T, H)]
     batches = sorted({r["batch"] for r in recs})
-    variants = list(dict.fromkeys(r["variant"] for r in recs))
     cell = {(r["variant"], r["batch"]): r for r in recs}
     lines += ["", f"Samples/s (% of the dense GEMM rate), T={T}, H={H}:", "",
               "| variant | " + " | ".join(f"B={b}" for b in batches) + " |",
               "|---|" + "---:|" * len(batches)]
-    for v in variants:
+    for v in dict.fromkeys(r["variant"] for r in recs):
       lines.append(f"| `{v}` | " + " | ".join(_md_cell(cell.get((v, b))) for b in batches)
                    + " |")
-  verdicts = result.get("verdicts")
-  if verdicts is None:
-    verdicts = targets.verdicts(records, result.get("config", {}).get("grad", "autodiff"))
-  lines += ["", "Targets (issue 11; gap = measured - required, negative when missed):", "",
-            "| target | B | T | H | variant | measured | required | gap | verdict |",
-            "|---|---:|---:|---:|---|---:|---:|---:|---|"]
-  for v in verdicts:
-    name = f"`{v['variant']}`" + (f" vs `{v['peer']}`" if v["peer"] else "") \
-        if v["variant"] else "-"
-    measured = "-" if v["met"] is None else targets.fmt_value(v["measured"], v["unit"])
-    gap = "-" if v["met"] is None else targets.fmt_gap(v)
-    verdict = targets.status(v)
-    lines.append(f"| {v['target']} | {'-' if v['batch'] is None else v['batch']} | {v['T']} | "
-                 f"{'-' if v['H'] is None else v['H']} | {name} | {measured} | {v['op']} "
-                 f"{targets.fmt_value(v['required'], v['unit'])} | {gap} | "
-                 f"{'**MISSED**' if verdict == 'MISSED' else verdict} |")
   return "\n".join(lines) + "\n"
 
 
@@ -206,3 +171,45 @@ def _md_cell(rec: dict | None) -> str:
 def write_markdown(path, result: dict) -> None:
   """Writes ``markdown(result)`` to ``path`` atomically (``rnn_jax.common.fileio``)."""
   fileio.write_text(path, markdown(result))
+
+
+def plot(result: dict, path) -> None:
+  """PNG of training throughput against B, a line per variant and a panel per (T, H), with the
+  chain peak as windows/s and the training roofline (atomic write)."""
+  from matplotlib.figure import Figure
+  shapes = sorted({(r["T"], r["H"]) for r in result["records"]}) or [(0, 0)]
+  fig = Figure(figsize=(6.4 * len(shapes), 4.8))
+  for ax, (T, H) in zip(fig.subplots(1, len(shapes), squeeze=False)[0], shapes):
+    _panel(ax, result, T, H)
+  dev = result.get("device", {})
+  fig.suptitle(f"rnn_jax training throughput on {dev.get('kind', '?')} "
+               f"({dev.get('host_cpu', '')})", fontsize=10)
+  fig.tight_layout()
+  with fileio.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=110)
+
+
+def _panel(ax, result: dict, T: int, H: int) -> None:
+  rows = [r for r in result["records"] if (r["T"], r["H"]) == (T, H)]
+  for variant in VARIANTS:
+    pts = sorted((r["batch"], r["samples_per_s"]) for r in rows if r["variant"] == variant)
+    if pts:
+      ax.plot(*zip(*pts), marker="o", ls="--" if variant == "forward" else "-", label=variant)
+  pk = sorted((p["batch"], p["gflops"]) for p in result["peaks"] if (p["T"], p["H"]) == (T, H))
+  if pk and rows:
+    b, g = zip(*pk)
+    for training, style, label in ((True, "k-", "peak (training FLOPs)"),
+                                   (False, "k:", "peak (forward FLOPs)")):
+      fps = flops_per_sample(T, H, rows[0]["D"], rows[0]["K"], training=training)
+      ax.plot(b, [x * 1e9 / fps for x in g], style, lw=2, alpha=0.6, label=label)
+  roof = sorted((r["batch"], r["training"]["samples_per_s"]) for r in result.get("rooflines", [])
+                if (r["T"], r["H"]) == (T, H))
+  if roof:
+    ax.plot(*zip(*roof), "r-", lw=2, alpha=0.5, label="roofline (training)")
+  ax.set_xscale("log", base=2)
+  ax.set_yscale("log")
+  ax.set_xlabel("batch size B")
+  ax.set_ylabel("windows / s (vmap16: all 16 models)")
+  ax.set_title(f"T={T}, H={H}")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=8)
