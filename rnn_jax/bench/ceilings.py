@@ -75,17 +75,12 @@ def chain_peak(works: list[Workload], results: list[dict], batch: int, T: int, H
                models: int | None = None) -> dict:
   """The better of ``chain_workloads``' two ``results``: ``{"batch", "T", "H", "gflops",
   "unroll", "spread"[, "models"]}``."""
-  best = None
-  for work, r in zip(works, results, strict=True):
-    flops = work.info["flops"]
-    result = {"batch": batch, "T": T, "H": H, "gflops": r["samples_per_s"] * flops / 1e9,
-              "unroll": work.info["unroll"],
-              "spread": {k: v * flops / 1e9 for k, v in r["spread"].items()}}
-    if models is not None:
-      result["models"] = models
-    if best is None or result["gflops"] > best["gflops"]:
-      best = result
-  return best
+  work, r = max(zip(works, results, strict=True), key=lambda wr: wr[1]["samples_per_s"])
+  flops = work.info["flops"]
+  best = {"batch": batch, "T": T, "H": H, "gflops": r["samples_per_s"] * flops / 1e9,
+          "unroll": work.info["unroll"],
+          "spread": {k: v * flops / 1e9 for k, v in r["spread"].items()}}
+  return best if models is None else dict(best, models=models)
 
 
 class CeilingError(RuntimeError):

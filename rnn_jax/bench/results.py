@@ -41,61 +41,48 @@ def emit(line: str = "", out=None) -> None:
   print(line, file=out or sys.stdout, flush=True)
 
 
-def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, work_info=None,
-                compile_s=None, dense=None, chain_gflops=None) -> dict:
-  """The JSON record of one cell from ``measure``'s result ``r`` against the chain ``peak`` and,
-  when given, the ``dense`` rate (``pct_dense``, ``pct_roofline``; the roofline's chain part at
-  ``chain_gflops``, default the peak's: vmap16 passes its 16 chains' rate)."""
+def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, dense, work=None,
+                batched=None) -> dict:
+  """The JSON record of one cell from ``measure``'s result ``r``, against the chain ``peak``
+  and the ``dense`` rate; vmap16 passes its ``batched`` chain peak, the chain rate of its
+  roofline (``pct_peak_batched``). ``work``: the timed ``Workload`` (None for torch)."""
   training = variant != "forward"
   D, K = cfg.input_size, cfg.output_size
   fps = flops_per_sample(T, H, D, K, training=training)
   gflops = r["samples_per_s"] * fps / 1e9
+  chain, rest = flop_split(T, H, D, K, training=training)
+  roof = roofline(chain, rest, (batched or peak)["gflops"], dense["gflops"])
   rec = {"variant": variant, "batch": batch, "T": T, "H": H, "D": D, "K": K,
          "samples_per_s": r["samples_per_s"], "gflops": gflops,
-         "pct_peak": 100.0 * gflops / peak["gflops"], "compile_s": compile_s,
-         "spread": r["spread"], "repeats": cfg.repeats, "calls_per_repeat": r["calls"],
-         "flops_per_sample": fps}
-  if dense is not None:
-    rec["dense_gflops"] = dense["gflops"]
-    rec["pct_dense"] = 100.0 * gflops / dense["gflops"]
-    chain, rest = flop_split(T, H, D, K, training=training)
-    roof = roofline(chain, rest, chain_gflops or peak["gflops"], dense["gflops"])
-    rec["roofline_samples_per_s"] = roof["samples_per_s"]
-    rec["pct_roofline"] = 100.0 * r["samples_per_s"] / roof["samples_per_s"]
-  for key in ("steps_per_call", "models"):
-    if work_info and key in work_info:
-      rec[key] = work_info[key]
-  for key in ("threads", "by_threads", "device"):
-    if key in r:
-      rec[key] = r[key]
+         "pct_peak": 100.0 * gflops / peak["gflops"], "dense_gflops": dense["gflops"],
+         "pct_dense": 100.0 * gflops / dense["gflops"],
+         "roofline_samples_per_s": roof["samples_per_s"],
+         "pct_roofline": 100.0 * r["samples_per_s"] / roof["samples_per_s"],
+         "compile_s": work.compile_s if work else None, "spread": r["spread"],
+         "repeats": cfg.repeats, "calls_per_repeat": r["calls"], "flops_per_sample": fps}
+  if batched:
+    rec["peak_batched_gflops"] = batched["gflops"]
+    rec["pct_peak_batched"] = 100.0 * gflops / batched["gflops"]
+  info = work.info if work else {}
+  rec.update({k: info[k] for k in ("steps_per_call", "models") if k in info})
+  rec.update({k: r[k] for k in ("threads", "by_threads", "device") if k in r})
   return rec
-
-
-def _shares(rec: dict) -> str:
-  """``% of peak``, and with a dense rate ``% of dense`` and ``% of roofline``."""
-  text = f"{rec['pct_peak']:5.1f}% of peak"
-  if "pct_dense" in rec:
-    text += f" {rec['pct_dense']:5.1f}% of dense {rec['pct_roofline']:5.1f}% of roofline"
-  return text
 
 
 def cell_row(rec: dict) -> str:
   """The result line of one record."""
-  s = rec["spread"]
-  extra = ""
+  s, extra = rec["spread"], ""
   if "threads" in rec:
     extra = f"  threads={rec['threads']} (" + ", ".join(
-        f"{k}: {fmt_rate(v)}" for k, v in rec["by_threads"].items()) + ")"
-    if "device" in rec:
-      extra += f" on {rec['device']}"
-  if "models" in rec and rec["models"] > 1:
-    extra += f"  {rec['models']} models, {rec['steps_per_call']} steps/call"
-  elif "steps_per_call" in rec:
-    extra += f"  {rec['steps_per_call']} steps/call"
+        f"{k}: {fmt_rate(v)}" for k, v in rec["by_threads"].items()) + f") on {rec['device']}"
+  if "steps_per_call" in rec:
+    models = f"{rec['models']} models, " if rec.get("models", 1) > 1 else ""
+    extra += f"  {models}{rec['steps_per_call']} steps/call"
   return (f"{rec['variant']:<16s} B={rec['batch']:<5d} T={rec['T']} H={rec['H']}: "
           f"{fmt_rate(rec['samples_per_s']):>10s} samples/s "
           f"[{fmt_rate(s['min'])}..{fmt_rate(s['max'])}]  {rec['gflops']:7.1f} GFLOP/s "
-          f"{_shares(rec)}{extra}")
+          f"{rec['pct_peak']:5.1f}% of peak {rec['pct_dense']:5.1f}% of dense "
+          f"{rec['pct_roofline']:5.1f}% of roofline{extra}")
 
 
 def add_ratios(records: list[dict]) -> None:
@@ -128,11 +115,9 @@ def summary(result: dict, out=None) -> None:
                        ("vs_fused", "one model fused")):
       if r.get(key) is not None:
         extra += f"  {r[key]:.2f}x {label}"
-    shares = f"{r['pct_peak']:5.1f}%"
-    if "pct_dense" in r:
-      shares += f" {r['pct_dense']:5.1f}% {r['pct_roofline']:5.1f}%"
     emit(f"  {r['variant']:<16s} B={r['batch']:<5d} T={r['T']} H={r['H']}: "
-         f"{fmt_rate(r['samples_per_s']):>10s}  {shares}{extra}", out)
+         f"{fmt_rate(r['samples_per_s']):>10s}  {r['pct_peak']:5.1f}% {r['pct_dense']:5.1f}% "
+         f"{r['pct_roofline']:5.1f}%{extra}", out)
   emit(f"total {result['elapsed_s']:.0f} s", out)
 
 
@@ -161,11 +146,7 @@ def markdown(result: dict) -> str:
 
 
 def _md_cell(rec: dict | None) -> str:
-  if rec is None:
-    return "-"
-  if "pct_dense" not in rec:
-    return fmt_rate(rec["samples_per_s"])
-  return f"{fmt_rate(rec['samples_per_s'])} ({rec['pct_dense']:.1f}%)"
+  return "-" if rec is None else f"{fmt_rate(rec['samples_per_s'])} ({rec['pct_dense']:.1f}%)"
 
 
 def write_markdown(path, result: dict) -> None:

@@ -62,10 +62,8 @@ class TorchPeer:
     self.head.to(self.device)
     self.parameters = [p for p in list(self.rnn.parameters()) + list(self.head.parameters())
                        if p.requires_grad]
-    if cfg.optimizer == "adam":
-      self.opt = torch.optim.Adam(self.parameters, lr=cfg.lr)
-    else:
-      self.opt = torch.optim.SGD(self.parameters, lr=cfg.lr)
+    optimizer = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
+    self.opt = optimizer(self.parameters, lr=cfg.lr)
     self.clip = cfg.clip
     self.xs = torch.from_numpy(np.array(xs)).to(self.device)
     self.ys = torch.from_numpy(np.array(ys)).to(self.device)
@@ -122,8 +120,5 @@ def measure_torch(cfg: BenchConfig, batch: int, T: int, H: int) -> dict:
   finally:
     torch.set_num_threads(before)
   best = max(by_threads, key=lambda n: by_threads[n]["samples_per_s"])
-  result = dict(by_threads[best])
-  result["threads"] = best
-  result["device"] = device
-  result["by_threads"] = {str(n): r["samples_per_s"] for n, r in by_threads.items()}
-  return result
+  return dict(by_threads[best], threads=best, device=device,
+              by_threads={str(n): r["samples_per_s"] for n, r in by_threads.items()})

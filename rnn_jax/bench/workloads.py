@@ -1,21 +1,10 @@
 """The data of a cell and the JAX workload of each variant, compiled, its data on the device.
 
-Every training variant uses the optimizer ``rnn_jax.train.make_optimizer`` builds from
-``--optimizer/--lr/--clip`` (Adam after clipping to global norm 1, as training does):
-
-* ``autodiff``        ``jax.jit(train.make_train_step(opt, "autodiff", unroll=1))``, a call a step
-* ``autodiff_unroll`` the same with the scan fully unrolled (``unroll=T``)
-* ``hand``            the same with the notes' hand BPTT as the gradient (``rnn_jax.bptt``)
-* ``fused``           ``train.make_epoch_fn``: S steps as one ``lax.scan`` over S*B
-                      device-resident windows in a permuted order, with ``--grad``
-* ``hand_fused``      the same with the hand BPTT (``--grad hand``)
-* ``vmap16``          16 models, each with its own data order, by ``jax.vmap`` of the epoch
-                      function (``train.fit_many``); throughput counts all 16 models' windows
-* ``flax``            ``nn.RNN(nn.SimpleCell(H, relu))`` + ``nn.Dense(K)`` with our parameters,
-                      same loss and optimizer, a jitted call a step (what a flax user writes)
-* ``forward``         inference only: ``jax.jit(model.forward)``
-
-The ``torch`` peer is eager and lives in ``torch_peer``.
+Training variants use ``rnn_jax.train``'s step (``autodiff``, ``autodiff_unroll`` with the scan
+unrolled, ``hand``: the hand BPTT) or fused epoch (``fused`` with ``--grad``, ``hand_fused``,
+``vmap16``: 16 models vmapped), or are the flax peer (``flax``), all with the optimizer
+``train.make_optimizer`` builds; ``forward`` is ``jax.jit(model.forward)``. The table in
+docs/benchmarking.md says what each times; ``torch`` lives in ``torch_peer``.
 """
 from __future__ import annotations
 
@@ -126,7 +115,8 @@ def epoch_fn(cfg: BenchConfig, batch: int, *, models: int | None = None,
   return epoch if models is None else jax.vmap(epoch, in_axes=(0, 0, None, None, 0))
 
 
-def _stateful(variant, fn, params, opt_state, *data, samples, info=None) -> Workload:
+def training_workload(variant, fn, params, opt_state, *data, samples: int,
+                      info: dict | None = None) -> Workload:
   """A compiled training call whose parameters and optimizer state feed the next call."""
   jitted, compile_s = compile_timed(fn, params, opt_state, *data)
   state = [params, opt_state]
@@ -144,20 +134,21 @@ def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workloa
   if variant in ("autodiff", "autodiff_unroll", "hand"):
     params, xs, ys = problem(cfg, batch, T, H)
     opt_state = jax.device_put(make_optimizer(cfg).init(params))
-    return _stateful(variant, train_step_fn(cfg, variant, T), params, opt_state, xs, ys,
-                     samples=batch)
+    return training_workload(variant, train_step_fn(cfg, variant, T), params, opt_state, xs,
+                             ys, samples=batch)
   if variant in ("fused", "hand_fused", "vmap16"):
     models = MODELS if variant == "vmap16" else None
     grad = "hand" if variant == "hand_fused" else None
     (params, opt_state, xs, ys, perm), S = fused_inputs(cfg, batch, T, H, models)
-    return _stateful(variant, epoch_fn(cfg, batch, models=models, grad=grad), params, opt_state,
-                     xs, ys, perm, samples=(models or 1) * S * batch,
-                     info={"steps_per_call": S, "models": models or 1})
+    return training_workload(variant, epoch_fn(cfg, batch, models=models, grad=grad), params,
+                             opt_state, xs, ys, perm, samples=(models or 1) * S * batch,
+                             info={"steps_per_call": S, "models": models or 1})
   if variant == "flax":
     params, xs, ys = problem(cfg, batch, T, H)
     variables = jax.device_put(flax_params(params))
     opt_state = jax.device_put(make_optimizer(cfg).init(variables))
-    return _stateful(variant, flax_step_fn(cfg, H), variables, opt_state, xs, ys, samples=batch)
+    return training_workload(variant, flax_step_fn(cfg, H), variables, opt_state, xs, ys,
+                             samples=batch)
   if variant == "forward":
     params, xs, _ = problem(cfg, batch, T, H)
     jitted, compile_s = compile_timed(model.forward, params, xs)
