@@ -1,24 +1,13 @@
-"""What a cell is measured against: the FLOPs of one window and the machine's rates for them.
+"""What a cell is measured against (docs/benchmarking.md, "Method" and "FLOP count").
 
-FLOPs per window, matrix products only (a multiply-add is 2 FLOPs; bias, ReLU, loss and
-optimizer are O(T H) or O(parameters / B) and left out)::
-
-    forward  = T (2 H^2 + 2 H D) + 2 K H
-    training = T (6 H^2 + 4 H D) + 6 K H
-
-Training adds, per step, ``delta_t U``, ``grad_U += delta_t^T h_{t-1}`` (2 H^2 each) and
-``grad_V += delta_t^T x_t`` (2 H D), and ``grad_W``, ``dL/dh_T`` for the head (2 K H each).
-
-* The chain peak (``chain_workloads``, ``chain_peak``): T dependent ``[B,H] x [H,H]`` products
-  ``h <- h @ U`` (U orthogonal) in a jitted ``lax.scan``, rolled and unrolled, the better kept:
-  the rate of the operation that dominates the RNN, with its dependency chain.
-* The dense rate (``square_peak``, ``dense_peak``): the best of square ``[n,n] x [n,n]``
-  products, the cell's ``[T*B,H] x [H,H]`` as one product and the chain peak. Nothing runs
-  faster; a record above it is a wrong measurement (``check_below_dense``). Ceilings take the
-  fastest repetition (noise only slows one down), records their median.
-* The roofline (``flop_split``, ``roofline``): the chain FLOPs (forward recurrence and backward
-  ``delta_t U``) at the chain rate plus the rest (one GEMM over all T*B rows each) at the dense
-  rate, added serially.
+* FLOPs per window, matrix products only (``FLOP_FORMULAS``).
+* The chain peak: T dependent ``[B,H] x [H,H]`` products ``h <- h @ U`` in a jitted scan, the
+  operation that dominates the RNN, with its dependency chain.
+* The dense rate: the best of square products, the cell's ``[T*B,H] x [H,H]`` as one product
+  and the chain peak. Nothing runs faster; a record above it is a wrong measurement. Ceilings
+  take the fastest repetition (noise only slows one down), records their median.
+* The roofline: the chain FLOPs (forward recurrence and backward ``delta_t U``) at the chain
+  rate plus the rest (one GEMM over all T*B rows each) at the dense rate, added serially.
 """
 from __future__ import annotations
 
