@@ -19,7 +19,6 @@ from bench_reference import B, H, T
 from conftest import REPO, load_script
 from rnn_jax import bench as bm
 from rnn_jax.bench import suite
-from rnn_jax.common import cli
 
 
 @pytest.fixture(scope="module")
