@@ -9,9 +9,9 @@ peers (flax nn.RNN, PyTorch nn.RNN); the work is done by rnn_jax.bench.
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python experiments/benchmark.py \\
         --devices-sweep --variants autodiff --batch-sizes 256
 
-Prints the device and package versions first, a compile line and a result line per cell, a
-summary table and one verdict line per target of issue 11; --json, --plot and --markdown are
-written atomically at the end. See docs/benchmarking.md.
+Prints the device and package versions first, a compile line and a result line per cell, then
+a summary table; --json, --plot and --markdown are written atomically at the end. See
+docs/benchmarking.md.
 Bad arguments: one line on stderr, exit status 2, nothing written.
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ def parser() -> cli.ArgumentParser:
   p = cli.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
   bench.add_arguments(p)
   p.add_argument("--markdown", metavar="FILE",
-                 help="write the README tables (samples/s and %% of dense per variant and B; "
-                      "the targets' verdicts) here")
+                 help="write the README tables (samples/s and %% of dense per variant and B) "
+                      "here")
   p.add_argument("--from-json", metavar="FILE",
                  help="time nothing: write --markdown from this earlier run's --json file")
   return p
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _from_json(args) -> int:
-  """--from-json: the markdown tables of a saved run (verdicts recomputed if it has none)."""
+  """--from-json: the markdown tables of a saved run, timing nothing."""
   path = bench.check_output_path("--markdown", args.markdown)
   if path is None:
     raise InputError("--from-json: needs --markdown FILE to write")

@@ -1,6 +1,6 @@
-"""The benchmark's settings: one frozen ``BenchConfig``, mapped field by field to the flags of
-``experiments/benchmark.py`` (``rnn_jax.common.cli``), the variant names, and the values derived
-from a config (the training optimizer, the steps of a fused call, the output paths).
+"""The benchmark's settings: a frozen ``BenchConfig`` whose field ``name`` is the flag
+``--name`` of ``experiments/benchmark.py`` (``rnn_jax.common.cli``), the variant names, and the
+values derived from a config.
 """
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from rnn_jax.common import checks, cli
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import gradients
 
-VARIANTS = ("autodiff", "autodiff_unroll", "bptt", "fused", "bptt_fused", "vmap16", "flax",
+VARIANTS = ("autodiff", "autodiff_unroll", "hand", "fused", "hand_fused", "vmap16", "flax",
             "torch", "forward")
 MODELS = 16  # models trained at once by the vmap16 variant
 
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
-  """Every benchmark setting; field ``name`` is the flag ``--name`` (rnn_jax.cli)."""
+  """Every benchmark setting, checked on construction (``InputError`` naming the flag)."""
   batch_sizes: tuple[int, ...] = cli.option((1, 32, 256, 1024, 4096), "batch sizes B")
   windows: tuple[int, ...] = cli.option((24,), "window lengths T (the notes: 24)")
   hidden_sizes: tuple[int, ...] = cli.option((200,), "hidden units H (the notes: 200)")
@@ -43,12 +43,13 @@ class BenchConfig:
   remat_batch_size: int = cli.option(32, "batch size of --remat-memory")
   dense_size: int = cli.option(1024, "n of the [n,n]x[n,n] product timed for the dense GEMM rate")
   seed: int = cli.option(0, "seed of parameters and data")
-  devices_sweep: bool = cli.option(False, "training throughput against device count", cli=False)
-  remat_memory: bool = cli.option(False, "peak memory with and without jax.checkpoint", cli=False)
+  devices_sweep: bool = cli.option(False, "also time data-parallel training against the number "
+                                          "of devices")
+  remat_memory: bool = cli.option(False, "also report compiled peak memory for T in "
+                                         "--remat-windows with and without jax.checkpoint")
 
   def __post_init__(self):
-    """Checks every field (InputError naming its flag); whole floats are stored as int."""
-    keep = functools.partial(object.__setattr__, self)
+    keep = functools.partial(object.__setattr__, self)     # whole floats are stored as int
     for name in ("batch_sizes", "windows", "hidden_sizes", "remat_windows"):
       keep(name, checks.integers(name, getattr(self, name), 1))
     _check_variants(self.variants)
@@ -69,21 +70,17 @@ class BenchConfig:
             for k, v in dataclasses.asdict(self).items()}
 
 
-# --------------------------------------------------------------------------- field checks
-# The one check of its own (names from VARIANTS, each once); the rest are rnn_jax.common.checks.
-
 def _check_variants(variants) -> None:
+  """Names from VARIANTS, each once."""
+  names = ",".join(VARIANTS)
   if not isinstance(variants, tuple) or not variants:
-    raise InputError(f"--variants: expected a comma-separated list from {','.join(VARIANTS)}")
+    raise InputError(f"--variants: expected a comma-separated list from {names}")
   for v in variants:
     if v not in VARIANTS:
-      raise InputError(f"--variants: unknown variant {v!r}; expected names from "
-                       f"{','.join(VARIANTS)}")
+      raise InputError(f"--variants: unknown variant {v!r}; expected names from {names}")
   if len(set(variants)) != len(variants):
     raise InputError(f"--variants: a variant is named twice in {','.join(variants)}")
 
-
-# --------------------------------------------------------------------------- derived values
 
 def make_optimizer(cfg: BenchConfig) -> optax.GradientTransformation:
   """The training optimizer for these settings (``rnn_jax.train.make_optimizer``)."""
@@ -108,21 +105,13 @@ def check_output_path(flag: str, path) -> Path | None:
   return path
 
 
-# --------------------------------------------------------------------------- command line
-
 def add_arguments(parser) -> None:
-  """The benchmark's flags on an ``rnn_jax.cli.ArgumentParser``."""
+  """The benchmark's flags on an ``rnn_jax.common.cli.ArgumentParser``."""
   cli.add_config_flags(parser, BenchConfig)
-  parser.add_argument("--devices-sweep", action="store_true", dest="flag_devices_sweep",
-                      help="also time data-parallel training against the number of devices")
-  parser.add_argument("--remat-memory", action="store_true", dest="flag_remat_memory",
-                      help="also report compiled peak memory for T in --remat-windows with "
-                           "and without jax.checkpoint")
   parser.add_argument("--json", metavar="FILE", help="write every record as JSON here")
   parser.add_argument("--plot", metavar="FILE", help="write a PNG of throughput against B here")
 
 
 def config_from_args(args) -> BenchConfig:
   """The ``BenchConfig`` of flags parsed by a parser that ``add_arguments`` set up."""
-  return cli.config_from_args(BenchConfig, args, devices_sweep=bool(args.flag_devices_sweep),
-                              remat_memory=bool(args.flag_remat_memory))
+  return cli.config_from_args(BenchConfig, args)

@@ -1,19 +1,14 @@
-"""How fast the notes' RNN trains here, how close that is to the machine's limit, and how it
-compares with what one would otherwise use (flax's nn.RNN, PyTorch's nn.RNN).
+"""The benchmark run: every cell, the optional sweeps, the summary and the files.
 
-Every cell of the benchmark is one (variant, B, T, H): ``run_cells`` measures the dense GEMM
-rate once, then at each (B, T, H) builds every variant's workload (``workloads``, ``peers``;
-one compile line each) and times them side by side with the matmul peak (the dependent chain)
-in rounds (``timing.measure_side_by_side``), then the dense rate and the roofline there
-(``ceilings``), and prints one result line per variant (``report``); a record above the dense
-rate stops the run (``ceilings.CeilingError``) after one re-measurement.
-``run`` is the whole benchmark: device and versions first, the cells, the optional sweeps
-(``devices_sweep``, ``remat_memory``), the targets' verdicts (``targets``), the summary, then
-the JSON, PNG and markdown tables.
+A cell is one (variant, B, T, H). At each (B, T, H) ``_measure_point`` builds every JAX
+variant (one compile line each), times them side by side with the chain peak in rounds
+(``timing.measure_side_by_side``), then torch alone (it switches thread settings) and the dense
+rate, and prints the ceilings and one result line per variant.
 """
 from __future__ import annotations
 
 import datetime
+import itertools
 import time
 
 import jax
@@ -23,85 +18,67 @@ from rnn_jax.bench.ceilings import (FLOP_FORMULAS, chain_peak, chain_workloads, 
                                     dense_peak, flop_split, flops_per_sample, roofline,
                                     square_peak)
 from rnn_jax.bench.config import MODELS, BenchConfig, check_output_path, make_optimizer
-from rnn_jax.bench.peers import measure_torch, torch_available
-from rnn_jax.bench.plotting import plot
-from rnn_jax.bench.problems import problem
-from rnn_jax.bench.report import (add_ratios, cell_record, cell_row, device_info, emit,
-                                  fmt_rate, summary, write_markdown)
-from rnn_jax.bench.targets import verdicts
-from rnn_jax.bench.timing import Workload, measure, measure_side_by_side
-from rnn_jax.bench.workloads import build, train_step_fn
+from rnn_jax.bench.results import (add_ratios, cell_record, cell_row, device_info, emit,
+                                   fmt_rate, plot, summary, write_markdown)
+from rnn_jax.bench.timing import measure, measure_side_by_side
+from rnn_jax.bench.torch_peer import measure_torch, torch_available
+from rnn_jax.bench.workloads import build, problem, train_step_fn, training_workload
 from rnn_jax.common import fileio
 from rnn_jax.common.versions import versions
 from rnn_jax.train import parallel
 
 
+def _shapes(cfg: BenchConfig):
+  """Every (T, H, B) of the run, in the order they are measured."""
+  return itertools.product(cfg.windows, cfg.hidden_sizes, cfg.batch_sizes)
+
+
 def run_cells(cfg: BenchConfig, out=None) -> dict:
-  """Runs every cell of ``cfg``; returns the result dict (see ``run`` for the JSON layout)."""
+  """Every cell of ``cfg``: ``{"records", "peaks", "peaks_batched", "dense", "rooflines"}``."""
   variants = [v for v in cfg.variants if v != "torch" or torch_available()]
   if "torch" in cfg.variants and "torch" not in variants:
     emit("torch: not installed (pip install '.[torch]'); the torch variant is skipped", out)
-  records, peaks, batched_peaks, denses, rooflines = [], [], [], [], []
   square = square_peak(cfg)
   emit(f"dense  [n,n]x[n,n] n={square['n']}: {square['gflops']:.1f} GFLOP/s (fastest of "
        f"{cfg.repeats}; " + ", ".join(f"n={n}: {g:.1f}" for n, g in square["by_n"].items())
        + ")", out)
-  for T in cfg.windows:
-    for H in cfg.hidden_sizes:
-      for B in cfg.batch_sizes:
-        cell = _measure_point(cfg, variants, B, T, H, square, out)
-        peaks.append(cell["peak"])
-        denses.append(cell["dense"])
-        rooflines.append(cell["roofline"])
-        if cell["peak_batched"] is not None:
-          batched_peaks.append(cell["peak_batched"])
-        records.extend(cell["records"])
+  cells = [_measure_point(cfg, variants, B, T, H, square, out) for T, H, B in _shapes(cfg)]
+  records = [rec for cell in cells for rec in cell["records"]]
   add_ratios(records)
-  return {"records": records, "peaks": peaks, "peaks_batched": batched_peaks,
-          "dense": {"square": square, "cells": denses}, "rooflines": rooflines}
+  return {"records": records, "peaks": [c["peak"] for c in cells],
+          "peaks_batched": [c["peak_batched"] for c in cells if c["peak_batched"]],
+          "dense": {"square": square, "cells": [c["dense"] for c in cells]},
+          "rooflines": [c["roofline"] for c in cells]}
 
 
 def _measure_point(cfg: BenchConfig, variants: list[str], B: int, T: int, H: int,
                    square: dict, out=None) -> dict:
-  """Every variant at one (B, T, H), with its ceilings.
-
-  The JAX variants are built (one ``compile`` line each) and then timed side by side with the
-  two chain peaks (and vmap16's batched ones) in rounds (``timing.measure_side_by_side``), so
-  that every ratio of the targets, and every % of the chain peak, compares timings taken in
-  the same moments; then torch (alone: it switches thread settings) and the dense rate of the
-  cell. Every record is taken against that rate; if one runs above it, the rate is timed once
-  more (the faster kept) before any record, the roofline or a line is made from it, and a
-  record still above it stops the run (``check_below_dense``). Then the peak and roofline
-  lines and one result line per variant in the order asked.
-  """
-  cell_variants = []
-  for variant in variants:
-    if variant == "vmap16" and B > cfg.vmap_max_batch:
-      emit(f"{variant:<16s} B={B:<5d} skipped (B > --vmap-max-batch {cfg.vmap_max_batch})", out)
-    else:
-      cell_variants.append(variant)
+  """Every variant at one (B, T, H), with its ceilings. If a record runs above the dense rate,
+  the rate is timed once more (the faster kept) before anything is made from it; a record still
+  above it stops the run (``check_below_dense``)."""
+  if "vmap16" in variants and B > cfg.vmap_max_batch:
+    emit(f"{'vmap16':<16s} B={B:<5d} skipped (B > --vmap-max-batch {cfg.vmap_max_batch})", out)
+    variants = [v for v in variants if v != "vmap16"]
   chains = chain_workloads(cfg, B, T, H)
-  batched = chain_workloads(cfg, B, T, H, models=MODELS) if "vmap16" in cell_variants else []
-  built = {}
-  for variant in cell_variants:
-    if variant != "torch":
-      built[variant] = work = build(cfg, variant, B, T, H)
-      emit(f"compile {variant} B={B} T={T} H={H}: {work.compile_s:.2f} s", out)
-  works = chains + batched + list(built.values())
-  n_chains, n_ceilings = len(chains), len(chains) + len(batched)
-  seconds = [cfg.seconds / 2] * n_ceilings + [cfg.seconds] * len(built)
-  results = measure_side_by_side(works, seconds, cfg.repeats)
-  peak = chain_peak(chains, results[:n_chains], B, T, H)
-  peak_batched = (chain_peak(batched, results[n_chains:n_ceilings], B, T, H, models=MODELS)
+  batched = chain_workloads(cfg, B, T, H, models=MODELS) if "vmap16" in variants else []
+  built = {v: build(cfg, v, B, T, H) for v in variants if v != "torch"}
+  for v, work in built.items():
+    emit(f"compile {v} B={B} T={T} H={H}: {work.compile_s:.2f} s", out)
+  n_ceilings = len(chains) + len(batched)
+  results = measure_side_by_side(chains + batched + list(built.values()),
+                                 [cfg.seconds / 2] * n_ceilings + [cfg.seconds] * len(built),
+                                 cfg.repeats)
+  peak = chain_peak(chains, results[:len(chains)], B, T, H)
+  peak_batched = (chain_peak(batched, results[len(chains):n_ceilings], B, T, H, models=MODELS)
                   if batched else None)
   timed = dict(zip(built, results[n_ceilings:]))
-  if "torch" in cell_variants:
+  if "torch" in variants:
     timed["torch"] = measure_torch(cfg, B, T, H)
   dense = dense_peak(cfg, B, T, H, square, peak)
 
   def records_against(dense):
-    return [_record(cfg, v, B, T, H, timed[v], built.get(v), peak, dense,
-                    peak_batched if v == "vmap16" else None) for v in cell_variants]
+    return [cell_record(cfg, v, B, T, H, timed[v], peak, dense, built.get(v),
+                        peak_batched if v == "vmap16" else None) for v in variants]
 
   records = records_against(dense)
   above = [rec["variant"] for rec in records if rec["pct_dense"] > 100.0]
@@ -116,7 +93,15 @@ def _measure_point(cfg: BenchConfig, variants: list[str], B: int, T: int, H: int
   emit(f"peak   B={B:<5d} T={T} H={H}: {peak['gflops']:.1f} GFLOP/s "
        f"(chain of {T} [B,H]x[H,H] products, unroll={peak['unroll']}); dense "
        f"{dense['gflops']:.1f} GFLOP/s ([T*B,H]x[H,H] {dense['rows_gflops']:.1f})", out)
-  roof = _roofline_row(cfg, B, T, H, peak, dense, out)
+  roof = {"batch": B, "T": T, "H": H, "chain_gflops": peak["gflops"],
+          "dense_gflops": dense["gflops"]}
+  for kind, training in (("training", True), ("forward", False)):
+    chain, rest = flop_split(T, H, cfg.input_size, cfg.output_size, training=training)
+    roof[kind] = dict(roofline(chain, rest, peak["gflops"], dense["gflops"]),
+                      chain_flops=chain, dense_flops=rest)
+  emit(f"roofline B={B:<5d} T={T} H={H}: training {fmt_rate(roof['training']['samples_per_s'])}"
+       f" samples/s, forward {fmt_rate(roof['forward']['samples_per_s'])} samples/s (chain at "
+       f"the peak, the rest at the dense rate)", out)
   for rec in records:
     check_below_dense(rec)
     emit(cell_row(rec), out)
@@ -124,130 +109,67 @@ def _measure_point(cfg: BenchConfig, variants: list[str], B: int, T: int, H: int
           "records": records}
 
 
-def _record(cfg: BenchConfig, variant: str, B: int, T: int, H: int, r: dict,
-            work: Workload | None, peak: dict, dense: dict, chain: dict | None) -> dict:
-  """The record of one timed cell against ``peak`` and ``dense``; ``chain``: vmap16's batched
-  chain peak, its own roofline's chain rate and ``pct_peak_batched``."""
-  info = work.info if work is not None else None
-  compile_s = work.compile_s if work is not None else None
-  rec = cell_record(cfg, variant, B, T, H, r, peak, info, compile_s, dense,
-                    chain["gflops"] if chain else None)
-  if chain is not None:
-    rec["peak_batched_gflops"] = chain["gflops"]
-    rec["pct_peak_batched"] = 100.0 * rec["gflops"] / chain["gflops"]
-  return rec
-
-
-def _roofline_row(cfg: BenchConfig, B: int, T: int, H: int, peak: dict, dense: dict,
-                  out=None) -> dict:
-  """The roofline of one (B, T, H), training and forward, printed and returned."""
-  row = {"batch": B, "T": T, "H": H, "chain_gflops": peak["gflops"],
-         "dense_gflops": dense["gflops"]}
-  for kind, training in (("training", True), ("forward", False)):
-    chain, rest = flop_split(T, H, cfg.input_size, cfg.output_size, training=training)
-    row[kind] = dict(roofline(chain, rest, peak["gflops"], dense["gflops"]),
-                     chain_flops=chain, dense_flops=rest)
-  emit(f"roofline B={B:<5d} T={T} H={H}: training {fmt_rate(row['training']['samples_per_s'])}"
-       f" samples/s, forward {fmt_rate(row['forward']['samples_per_s'])} samples/s (chain at "
-       f"the peak, the rest at the dense rate)", out)
-  return row
-
-
 def devices_sweep(cfg: BenchConfig, out=None) -> list[dict]:
-  """Training throughput (``autodiff`` step, batch sharded over a ``'data'`` mesh, parameters
-  replicated: ``rnn_jax.parallel``) for 1, 2, 4, ... local devices, at every B divisible."""
+  """Training throughput of the ``autodiff`` step, batch sharded over a ``'data'`` mesh and
+  parameters replicated (``rnn_jax.train.parallel``), on 1, 2, 4, ... devices, every B that
+  divides."""
   n_all = jax.device_count()
-  counts = sorted({min(2 ** i, n_all) for i in range(n_all.bit_length() + 1)})
   if n_all == 1:
     emit("devices sweep: 1 device only; simulate more on a CPU with "
-         "XLA_FLAGS=--xla_force_host_platform_device_count=4 (they share the same cores)",
-         out)
+         "XLA_FLAGS=--xla_force_host_platform_device_count=4 (they share the same cores)", out)
   rows = []
-  for T in cfg.windows:
-    for H in cfg.hidden_sizes:
-      for B in cfg.batch_sizes:
-        for n in counts:
-          if B % n:
-            continue
-          row = _sweep_cell(cfg, n, B, T, H)
-          rows.append(row)
-          s = row["spread"]
-          emit(f"devices={n:<3d} B={B:<5d} T={T} H={H}: {fmt_rate(row['samples_per_s']):>10s}"
-               f" samples/s [{fmt_rate(s['min'])}..{fmt_rate(s['max'])}]"
-               f"  {row['gflops']:.1f} GFLOP/s", out)
+  for (T, H, B), n in itertools.product(
+      _shapes(cfg), sorted({min(2 ** i, n_all) for i in range(n_all.bit_length() + 1)})):
+    if B % n:
+      continue
+    mesh = parallel.data_mesh(n)
+    params, xs, ys = problem(cfg, B, T, H)
+    params, opt_state = parallel.put((params, make_optimizer(cfg).init(params)),
+                                     parallel.replicated(mesh))
+    xs, ys = parallel.put((xs, ys), parallel.batch_sharding(mesh))
+    step = parallel.shard_step(train_step_fn(cfg, "autodiff", T), mesh)
+    work = training_workload("data_parallel", step, params, opt_state, xs, ys, samples=B)
+    r = measure(work, cfg.seconds, cfg.repeats)
+    gflops = r["samples_per_s"] * flops_per_sample(T, H, cfg.input_size, cfg.output_size) / 1e9
+    rows.append({"variant": "data_parallel", "devices": n, "batch": B, "T": T, "H": H,
+                 "samples_per_s": r["samples_per_s"], "spread": r["spread"], "gflops": gflops,
+                 "compile_s": work.compile_s})
+    s = r["spread"]
+    emit(f"devices={n:<3d} B={B:<5d} T={T} H={H}: {fmt_rate(r['samples_per_s']):>10s}"
+         f" samples/s [{fmt_rate(s['min'])}..{fmt_rate(s['max'])}]  {gflops:.1f} GFLOP/s", out)
   return rows
-
-
-def _sweep_cell(cfg: BenchConfig, n: int, B: int, T: int, H: int) -> dict:
-  """The ``autodiff`` step on ``n`` devices, compiled and timed: one row of the sweep."""
-  mesh = parallel.data_mesh(n)
-  params, xs, ys = problem(cfg, B, T, H)
-  opt_state = make_optimizer(cfg).init(params)
-  rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  params, opt_state = parallel.put((params, opt_state), rep)
-  xs, ys = parallel.put((xs, ys), data)
-  step = parallel.shard_step(train_step_fn(cfg, "autodiff", T), mesh)
-  t0 = time.perf_counter()
-  step.lower(params, opt_state, xs, ys).compile()
-  compile_s = time.perf_counter() - t0
-  state = [params, opt_state]
-
-  def call():
-    o = step(state[0], state[1], xs, ys)
-    state[0], state[1] = o[0], o[1]
-    return o
-
-  r = measure(Workload("data_parallel", B, call), cfg.seconds, cfg.repeats)
-  fps = flops_per_sample(T, H, cfg.input_size, cfg.output_size)
-  return {"variant": "data_parallel", "devices": n, "batch": B, "T": T, "H": H,
-          "samples_per_s": r["samples_per_s"], "spread": r["spread"],
-          "gflops": r["samples_per_s"] * fps / 1e9, "compile_s": compile_s}
 
 
 def remat_memory(cfg: BenchConfig, out=None) -> list[dict]:
-  """Compiled memory of the training step (``autodiff``) with and without ``jax.checkpoint``
-  for every T of ``remat_windows``, from XLA's ``compiled.memory_analysis()`` (bytes)."""
+  """Compiled memory of the ``autodiff`` training step with and without ``jax.checkpoint`` for
+  every T of ``remat_windows``, from XLA's ``compiled.memory_analysis()`` (bytes)."""
   H, B = cfg.hidden_sizes[0], cfg.remat_batch_size
   rows = []
-  for T in cfg.remat_windows:
+  for T, remat in itertools.product(cfg.remat_windows, (False, True)):
     params, xs, ys = problem(cfg, B, T, H)
     opt_state = make_optimizer(cfg).init(params)
-    for remat in (False, True):
-      step = train.make_train_step(make_optimizer(cfg), "autodiff", 1, remat)
-      t0 = time.perf_counter()
-      ma = jax.jit(step).lower(params, opt_state, xs, ys).compile().memory_analysis()
-      compile_s = time.perf_counter() - t0
-      temp, arg = int(ma.temp_size_in_bytes), int(ma.argument_size_in_bytes)
-      outb, alias = int(ma.output_size_in_bytes), int(ma.alias_size_in_bytes)
-      row = {"T": T, "batch": B, "H": H, "remat": remat, "temp_bytes": temp,
-             "argument_bytes": arg, "output_bytes": outb, "alias_bytes": alias,
-             "peak_bytes": temp + arg + outb - alias, "compile_s": compile_s}
-      rows.append(row)
-      emit(f"memory T={T:<5d} B={B} H={H} remat={str(remat):<5s}: temp {temp:>12,d} B, "
-           f"arguments {arg:>10,d} B, outputs {outb:>10,d} B, peak {row['peak_bytes']:>12,d} B",
-           out)
+    step = train.make_train_step(make_optimizer(cfg), "autodiff", 1, remat)
+    t0 = time.perf_counter()
+    ma = jax.jit(step).lower(params, opt_state, xs, ys).compile().memory_analysis()
+    compile_s = time.perf_counter() - t0
+    temp, arg = int(ma.temp_size_in_bytes), int(ma.argument_size_in_bytes)
+    outb, alias = int(ma.output_size_in_bytes), int(ma.alias_size_in_bytes)
+    rows.append({"T": T, "batch": B, "H": H, "remat": remat, "temp_bytes": temp,
+                 "argument_bytes": arg, "output_bytes": outb, "alias_bytes": alias,
+                 "peak_bytes": temp + arg + outb - alias, "compile_s": compile_s})
+    emit(f"memory T={T:<5d} B={B} H={H} remat={str(remat):<5s}: temp {temp:>12,d} B, "
+         f"arguments {arg:>10,d} B, outputs {outb:>10,d} B, "
+         f"peak {rows[-1]['peak_bytes']:>12,d} B", out)
   return rows
 
 
-def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None,
-        markdown_path=None) -> dict:
-  """The whole benchmark: device and versions first, the cells, the optional sweeps, the
-  targets' verdicts (``targets.verdicts``), the summary, then the JSON, PNG and markdown
-  tables (``report.markdown``), each written atomically at the end.
-
-  JSON: ``{"device", "versions", "config", "flops_per_sample", "peaks": [{batch, T, H, gflops,
-  unroll, spread}], "peaks_batched", "dense": {"square": {n, gflops, by_n}, "cells": [{batch, T,
-  H, rows_gflops, square_gflops, chain_gflops, gflops}]}, "rooflines": [{batch, T, H, chain_gflops,
-  dense_gflops, training: {samples_per_s, gflops, chain_s, dense_s, chain_flops, dense_flops},
-  forward: {...}}], "records": [{variant, batch, T, H, D, K, samples_per_s, gflops, pct_peak,
-  pct_dense, dense_gflops, pct_roofline, roofline_samples_per_s, compile_s, spread: {min, q1,
-  q3, max}, repeats, calls_per_repeat, flops_per_sample, ...}], "devices_sweep",
-  "remat_memory", "elapsed_s", "verdicts": [{target, what, batch, T, H, variant, peer,
-  measured, required, op, unit, met, margin, missing}]}``.
-  """
-  json_path = check_output_path("--json", json_path)
-  plot_path = check_output_path("--plot", plot_path)
-  markdown_path = check_output_path("--markdown", markdown_path)
+def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None, markdown_path=None) -> dict:
+  """The whole benchmark: device and versions, the cells, the optional sweeps, the summary,
+  then the JSON, PNG and markdown, each written atomically (the JSON's fields:
+  docs/benchmarking.md)."""
+  writes = [(check_output_path(flag, path), write) for flag, path, write in (
+      ("--json", json_path, fileio.write_json), ("--plot", plot_path, lambda p, r: plot(r, p)),
+      ("--markdown", markdown_path, write_markdown))]
   started = time.perf_counter()
   dev, vers = device_info(), versions()
   emit(f"device: {dev['kind']} ({dev['platform']}), {dev['count']} device(s); host "
@@ -262,15 +184,9 @@ def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None,
   result["devices_sweep"] = devices_sweep(cfg, out) if cfg.devices_sweep else None
   result["remat_memory"] = remat_memory(cfg, out) if cfg.remat_memory else None
   result["elapsed_s"] = time.perf_counter() - started
-  result["verdicts"] = verdicts(result["records"], cfg.grad)
   summary(result, out)
-  if json_path is not None:
-    fileio.write_json(json_path, result)
-    emit(f"wrote {json_path}", out)
-  if plot_path is not None:
-    plot(result, plot_path)
-    emit(f"wrote {plot_path}", out)
-  if markdown_path is not None:
-    write_markdown(markdown_path, result)
-    emit(f"wrote {markdown_path}", out)
+  for path, write in writes:
+    if path is not None:
+      write(path, result)
+      emit(f"wrote {path}", out)
   return result

@@ -1,19 +1,12 @@
-"""How one cell is timed: a ``Workload`` (the call to time), its compile time, and ``measure``.
+"""How one cell is timed: a ``Workload`` (the call), its compile time, and ``measure``.
 
-A cell's workload is built with its data already on the device and compiled first (the compile
-time, ``lower().compile()``, is reported on its own line and never counted in the throughput).
-``measure`` runs it once as warm-up and at least once more to calibrate how many calls fill the
-time (neither is counted), then times ``repeats`` repetitions of ``n`` back-to-back calls each,
-with ``jax.block_until_ready`` on the result at the end of every repetition. Calls that feed each
-other (training: each step's parameters go into the next) finish in order, so waiting for the
-last output waits for all. Calls that do not (``independent``: ``forward``, the dense products)
-are timed as a stream of requests: every output is waited for, the oldest once more than
-``IN_FLIGHT`` are outstanding and the rest at the end of the repetition, so no call pays a host
-round trip of its own (as none of the chain peak's does) and none is left running when the clock
-stops. ``n`` is chosen so that the repetitions together last ``seconds``. The reported
-throughput is the median over the repetitions; the spread is their min, quartiles and max.
-``measure_side_by_side`` times several workloads in rounds, one repetition of each per round,
-so that the ratios between them do not depend on when each happened to run.
+The compile time (``lower().compile()``) is reported on its own and never counted. ``measure``
+runs the workload once as warm-up and at least once more to calibrate how many calls ``n`` fill
+the time (neither counted), then times ``repeats`` repetitions of ``n`` back-to-back calls,
+waiting for the result at the end of each. Training calls feed each other, so waiting for the
+last waits for all; ``independent`` calls (``forward``, the dense products) are timed as a
+stream, each output waited for once ``IN_FLIGHT`` newer calls are issued. The throughput is the
+median over the repetitions; the spread is their min, quartiles and max.
 """
 from __future__ import annotations
 
@@ -28,52 +21,43 @@ import numpy as np
 
 @dataclasses.dataclass
 class Workload:
-  """One thing to time: ``call()`` does ``samples_per_call`` windows of work (asynchronously
-  for JAX) and returns something ``block`` waits for."""
+  """``call()`` does ``samples_per_call`` windows of work and returns what ``block`` waits for."""
   variant: str
   samples_per_call: int
   call: Callable[[], Any]
   block: Callable[[Any], Any] = jax.block_until_ready
-  independent: bool = False      # calls do not depend on each other: each output is waited for
+  independent: bool = False      # calls do not feed each other: each output is waited for
   compile_s: float | None = None
   info: dict = dataclasses.field(default_factory=dict)
 
 
-# Outputs of independent calls left outstanding while the next call is issued: one, so the
-# device always has the next call queued while the host waits for the previous (no host round
-# trip between calls) and at most two run at once. Measured side by side (T=24, H=200,
-# forward, % of the chain peak): waiting after each call 81.8 / 91.5 / 90.6% at B=32 / 256 /
-# 1024, one outstanding 95.4 / 92.0 / 92.2%, four 93.5 / 93.0 / 93.0%.
+# Outputs of independent calls left outstanding while the next is issued: the device always has
+# the next call queued (no host round trip between calls). Measured side by side (T=24, H=200,
+# forward, % of the chain peak at B=32 / 256 / 1024): waiting after each call 81.8 / 91.5 /
+# 90.6%, one outstanding 95.4 / 92.0 / 92.2%, four 93.5 / 93.0 / 93.0%.
 IN_FLIGHT = 1
 
 
 def compile_timed(fn: Callable, *args):
-  """``(jitted, seconds)``: ``jax.jit(fn)`` and the time to trace, lower and compile it for
-  ``args``. Calls then go through ``jitted``, as in training; its first call finds the
-  executable compiled here in JAX's cache (and if it did not, that call is the warm-up)."""
-  jitted = jax.jit(fn)
+  """``(jax.jit(fn), seconds to trace, lower and compile it for args)``; later calls find the
+  executable in JAX's cache. A function jitted already (with shardings, say) is kept as is."""
+  jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
   t0 = time.perf_counter()
   jitted.lower(*args).compile()
   return jitted, time.perf_counter() - t0
 
 
 def measure(work: Workload, seconds: float, repeats: int) -> dict:
-  """Times ``work`` alone: warm-up, calibration, then ``repeats`` blocked repetitions.
-
-  Returns ``{"samples_per_s": median, "spread": {min, q1, q3, max}, "calls": n per repetition,
-  "per_repeat": [...]}``; nothing of the warm-up is counted.
-  """
+  """Times ``work`` alone: ``{"samples_per_s": median, "spread": {min, q1, q3, max},
+  "calls": n per repetition, "per_repeat": [...]}``."""
   return measure_side_by_side([work], seconds, repeats)[0]
 
 
 def measure_side_by_side(works: list[Workload], seconds, repeats: int) -> list[dict]:
-  """Times several workloads in rounds; one result (as ``measure``'s) per workload.
-
-  Each is warmed up and calibrated first (neither counted); then each of ``repeats`` rounds
-  runs one repetition of every workload in turn. ``seconds`` (a number, or one per workload)
-  is how long each workload's repetitions last together. A slow moment of the shared machine
-  then falls on every workload of that round instead of on whichever was being timed, so the
-  ratios between them (issue 11's targets) are measured side by side.
+  """Times several workloads in rounds, one repetition of each per round; one result (as
+  ``measure``'s) each. ``seconds`` (one number, or one per workload) is how long a workload's
+  repetitions last together. A slow moment of a shared machine falls on every workload of that
+  round, so the ratios between them do not depend on when each ran.
   """
   if isinstance(seconds, (int, float)):
     seconds = [seconds] * len(works)

@@ -263,35 +263,16 @@ def logits_of(params: RNNParams, hT, xs, anchor: bool = False):
   return logits + anchor_logit(xs) if anchor else logits
 
 
-# Inference (``forward`` without an ``unroll``) unrolls its scan by FORWARD_UNROLL from
-# FORWARD_UNROLL_MIN_BATCH windows on and keeps it rolled below. Measured interleaved in one
-# process (jax 0.10.2, XLA:CPU, 2 cores, T=24, H=200, the forward pass alone, 9 rounds), unroll 4
-# against the rolled scan: 0.82x at B=32 (where the rolled loop has U^T laid out once,
-# ``_step_fn``), 0.98x at B=256, 1.0x at 512, 1.08-1.11x at B=1024 (rolled 85-88% of the chain
-# peak, unrolled by 4 95%), 1.0x at 2048 and 4096. Training keeps its own default, the rolled
-# scan (``loss``'s ``unroll=1``): partial unrolls trained 0.70-0.83x as fast at B=256 and 1024.
-FORWARD_UNROLL = 4
-FORWARD_UNROLL_MIN_BATCH = 512
-
-
-def forward_unroll(batch: int) -> int:
-  """The ``lax.scan`` unroll ``forward`` uses for ``batch`` windows when none is given."""
-  return FORWARD_UNROLL if batch >= FORWARD_UNROLL_MIN_BATCH else 1
-
-
-def forward(params: RNNParams, xs, h0=None, *, unroll: int | bool | None = None,
+def forward(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1,
             remat: bool = False, anchor: bool = False):
   """Logits ``[B,K]`` after reading ``xs [B,T,D]`` from ``h0 [B,H]`` (zeros by default).
 
-  ``unroll`` is passed to ``lax.scan`` (an int, or True for a full unroll); None (the
-  default) picks it by batch size for inference, ``forward_unroll(B)``: the same numbers,
-  faster. ``remat`` rematerialises each step in the backward pass (``jax.checkpoint``) for long
+  ``unroll`` is passed to ``lax.scan`` (an int, or True for a full unroll; the default is the
+  notes' rolled scan). ``remat`` rematerialises each step in the backward pass (``jax.checkpoint``) for long
   windows. ``anchor=True`` adds the skip from the last reading, ``anchor_logit(xs)``, to every
   logit.
   """
-  B = check_inputs(params, xs, h0=h0)[0]
-  if unroll is None:
-    unroll = forward_unroll(B)
+  check_inputs(params, xs, h0=h0)
   hT, _, _ = _run(params, xs, h0, unroll=unroll, remat=remat)
   return logits_of(params, hT, xs, anchor)
 

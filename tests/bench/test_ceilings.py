@@ -11,7 +11,7 @@ import pytest
 
 from bench_reference import B, H, T
 from rnn_jax import bench as bm
-from rnn_jax.bench.report import cell_record
+from rnn_jax.bench.results import cell_record
 from rnn_jax.core import gradients, model
 
 
@@ -85,8 +85,8 @@ def test_roofline_of_a_known_split_by_hand():
 def _record(samples_per_s, variant="autodiff", chain_gflops=None):
   r = {"samples_per_s": samples_per_s, "spread": {}, "calls": 1}
   cfg = bm.BenchConfig()
-  return cell_record(cfg, variant, 32, 24, 200, r, {"gflops": 20.0}, None, 1.0,
-                               {"gflops": 100.0}, chain_gflops)
+  return cell_record(cfg, variant, 32, 24, 200, r, {"gflops": 20.0}, {"gflops": 100.0},
+                     batched=chain_gflops and {"gflops": chain_gflops})
 
 
 def test_cell_record_shares_of_dense_and_roofline_by_hand():

@@ -1,5 +1,6 @@
-"""The flax and PyTorch peers of ``rnn_jax.bench.peers`` are the same model, with our parameters
-mapped into their layouts, and train like the plain optax step."""
+"""The flax peer (``rnn_jax.bench.workloads``) and the PyTorch peer (``rnn_jax.bench.torch_peer``)
+are the same model, with our parameters mapped into their layouts, and train like the plain
+optax step."""
 from __future__ import annotations
 
 import numpy as np

@@ -12,7 +12,7 @@ from rnn_jax import bench as bm
 from rnn_jax.core import model
 
 
-@pytest.mark.parametrize("variant", ["autodiff", "autodiff_unroll", "bptt"])
+@pytest.mark.parametrize("variant", ["autodiff", "autodiff_unroll", "hand"])
 def test_step_variants_train_like_a_plain_optax_step(variant, reference_step):  # noqa: F811
   ref, opt = reference_step
   params, xs, ys = bm.problem(CFG, B, T, H)
@@ -47,9 +47,9 @@ def _epoch_reference(ref, params, opt_state, xs, ys, perm, steps):
   return params, np.asarray(losses)
 
 
-@pytest.mark.parametrize("variant", ["fused", "bptt_fused"])
+@pytest.mark.parametrize("variant", ["fused", "hand_fused"])
 def test_fused_variant_runs_the_steps_of_its_permutation(variant, reference_step):  # noqa: F811
-  """``fused`` (autodiff) and ``bptt_fused`` (the hand BPTT) both equal the reference's steps."""
+  """``fused`` (autodiff) and ``hand_fused`` (the hand BPTT) both equal the reference's steps."""
   ref, opt = reference_step
   (params, opt_state, xs, ys, perm), steps = bm.fused_inputs(CFG, B, T, H)
   assert steps == 2 and xs.shape == (steps * B, T, 1)

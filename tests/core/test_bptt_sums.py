@@ -173,15 +173,8 @@ def _scan_unrolls(fn, *args):
           if e.primitive.name == "scan"]
 
 
-@pytest.mark.parametrize("B", [model.FORWARD_UNROLL_MIN_BATCH - 1, model.FORWARD_UNROLL_MIN_BATCH])
-def test_inference_picks_its_unroll_by_batch_and_computes_the_same(x64, B):
-  """forward without an unroll scans with forward_unroll(B) (rolled below the threshold,
-  FORWARD_UNROLL from it on) and gives the rolled scan's logits; the loss stays rolled."""
-  params, xs, ys = gradcheck.rnn_problem(0, T=6, H=5, D=2, K=3, B=B, dtype=np.float64)
-  want = model.FORWARD_UNROLL if B >= model.FORWARD_UNROLL_MIN_BATCH else 1
-  assert model.forward_unroll(B) == want
-  assert _scan_unrolls(model.forward, params, xs) == [want]
+def test_inference_and_the_loss_scan_rolled_by_default(x64):
+  """forward (so predict) and the loss run the notes' rolled scan unless told otherwise."""
+  params, xs, ys = gradcheck.rnn_problem(0, T=6, H=5, D=2, K=3, B=4, dtype=np.float64)
+  assert _scan_unrolls(model.forward, params, xs) == [1]
   assert _scan_unrolls(model.loss, params, xs, ys) == [1]
-  rolled = model.forward(params, xs, unroll=1)
-  assert errors(model.forward(params, xs), rolled)[1] <= TOL
-  assert errors(model.predict(params, xs), jax.nn.sigmoid(rolled))[1] <= TOL
