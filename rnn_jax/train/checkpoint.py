@@ -30,11 +30,17 @@ float64 values come back bit for bit). rnn_jax.train writes, every epoch:
 
 (S = 1 for train.fit.) The file is written with rnn_jax.common.fileio.write_bytes (temporary file,
 fsync, rename), so a process killed at any moment leaves the previous checkpoint loadable.
+
+``record`` makes these fields from the state of a run (rnn_jax.train.loop.RunState) and
+``restore_run`` reads them back for ``--resume``, after checking that the checkpoint is of the same
+run: the same settings (all but MAY_CHANGE), number of models, data and seed, else an InputError
+naming the file and the difference.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -50,6 +56,7 @@ from rnn_jax.core.model import RNNParams
 FORMAT = "rnn_jax.checkpoint/2"
 UNCHECKED_FORMATS = ("rnn_jax.checkpoint/1",)   # older formats, without a checksum: refused
 FILENAME = "checkpoint.msgpack"
+MAY_CHANGE = ("epochs", "devices")   # the settings a resumed run may change
 
 
 def to_host(tree: Any) -> Any:
@@ -203,3 +210,67 @@ def check_writable(directory: str | os.PathLike, nbytes: int = 1 << 20) -> Path:
     raise InputError(f"{directory}: cannot write the output directory ({reason}); "
                      "choose another --out or free some space") from None
   return directory
+
+
+def record(st, *, cfg, n_models: int, fingerprint: dict, data_keys: np.ndarray) -> dict:
+  """The checkpoint fields of the run state ``st`` with settings ``cfg`` (a TrainConfig);
+  ``n_models`` is 0 for fit (no model axis), S for fit_many."""
+  return {"config": json.dumps(cfg.to_dict()), "n_models": n_models,
+          "data": json.dumps(fingerprint), "epoch": st.epoch, "params": st.params,
+          "opt_state": st.opt_state, "best_params": st.best_params,
+          "best_epoch": st.best_epoch, "best_val_loss": st.best_val, "wait": st.wait,
+          "status": json.dumps(list(st.status)), "data_key": data_keys,
+          "history": json.dumps([list(h) for h in st.history]), "elapsed_s": st.elapsed_s}
+
+
+def _check_same_run(path: Path, raw: dict, *, cfg, n_models: int, S: int,
+                    fingerprint: dict) -> dict:
+  """The checkpoint's JSON and scalar fields, after the check that its settings (but
+  MAY_CHANGE), number of models and data are this run's; else InputError."""
+  try:
+    fields = {"config": json.loads(raw["config"]), "n_models": int(raw["n_models"]),
+              "data": json.loads(raw["data"]), "status": tuple(json.loads(raw["status"])),
+              "history": tuple(tuple(h) for h in json.loads(raw["history"])),
+              "epoch": int(raw["epoch"]), "elapsed_s": float(raw["elapsed_s"])}
+  except (KeyError, TypeError, ValueError) as err:
+    raise InputError(f"{path}: checkpoint is missing or has a damaged field ({err})") from None
+  for k, mine in cfg.to_dict().items():
+    theirs = fields["config"].get(k, object())
+    if k not in MAY_CHANGE and theirs != mine:
+      raise InputError(f"{path}: the run was made with {k}={fields['config'].get(k)!r}, this "
+                       f"run asks for {k}={mine!r}; resume with the same settings (only --epochs "
+                       "and --devices may change) or start a new --out")
+  saved = fields["n_models"]
+  if saved != n_models:
+    raise InputError(f"{path}: checkpoint holds {saved or 1} model(s) "
+                     f"({'fit_many' if saved else 'fit'}); this run trains {S}")
+  if fields["data"] != fingerprint:
+    raise InputError(f"{path}: the run was trained on different data (shapes or contents "
+                     "differ); resume with the same data or start a new --out")
+  return fields
+
+
+def restore_run(path: str | os.PathLike, initial, *, cfg, n_models: int, fingerprint: dict,
+                data_keys: np.ndarray):
+  """The run state saved in ``path``, shaped like the run's ``initial`` state (host arrays),
+  after the checks that it is of the same run (settings, models, data), that its data key is the
+  seed's and that it holds S models; else InputError naming the file."""
+  path = Path(path)
+  raw = load(path)
+  S = len(initial.status)
+  fields = _check_same_run(path, raw, cfg=cfg, n_models=n_models, S=S, fingerprint=fingerprint)
+
+  def field(name, template):
+    return restore(template, raw.get(name), path=path, name=name)
+
+  if not np.array_equal(field("data_key", data_keys), data_keys):
+    raise InputError(f"{path}: checkpoint data_key does not match --seed {cfg.seed}")
+  if len(fields["status"]) != S or len(fields["history"]) != S:
+    raise InputError(f"{path}: checkpoint status/history do not hold {S} model(s)")
+  return initial._replace(
+      epoch=fields["epoch"], params=field("params", initial.params),
+      opt_state=field("opt_state", initial.opt_state),
+      best_params=field("best_params", initial.params),
+      best_epoch=field("best_epoch", initial.best_epoch),
+      best_val=field("best_val_loss", initial.best_val), wait=field("wait", initial.wait),
+      status=fields["status"], history=fields["history"], elapsed_s=fields["elapsed_s"])

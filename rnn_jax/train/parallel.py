@@ -85,14 +85,12 @@ def constrain_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
   return jax.lax.with_sharding_constraint(x, batch_sharding(mesh))
 
 
-def jit_replicated(fn: Callable, mesh: Mesh, static_argnames=()) -> Callable:
-  """``jax.jit(fn)`` with every input and output replicated over ``mesh``.
-
-  For rnn_jax.train.make_epoch_fn(..., mesh=mesh): the data set and the permutation are
-  replicated, and the epoch splits each batch over the devices itself (``constrain_batch``).
-  """
-  rep = replicated(mesh)
-  return jax.jit(fn, static_argnames=static_argnames, in_shardings=rep, out_shardings=rep)
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+  """Inside jit: asks for every leaf of ``tree`` whole on every device of ``mesh`` (identity when
+  ``mesh`` is None), so results can be read from any one device (rnn_jax.train.checkpoint.to_host)."""
+  if mesh is None:
+    return tree
+  return jax.lax.with_sharding_constraint(tree, replicated(mesh))
 
 
 def shard_step(step: Callable, mesh: Mesh) -> Callable:
