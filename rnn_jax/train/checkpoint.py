@@ -1,40 +1,21 @@
-"""Training checkpoints: one msgpack file (``flax.serialization``), checksummed, written atomically.
+"""Training checkpoints: one msgpack file (``flax.serialization``), checksummed, written atomically,
+and the run it records.
 
 On disk a checkpoint is a msgpack map of three entries: ``format`` ("rnn_jax.checkpoint/2"),
-``payload`` (the bytes of the state, below) and ``sha256`` (the SHA-256 of ``payload``, hex).
-``load`` recomputes the digest before it decodes anything, so a changed byte anywhere in the
-state (any array of the parameters, the optimizer state, the data order, the history) is
-refused with one line naming the file instead of loading silently; a checkpoint of the older
-format "rnn_jax.checkpoint/1", which carries no checksum, is refused saying so.
+``payload`` (the bytes of the state) and ``sha256`` (the SHA-256 of ``payload``, hex). ``load``
+recomputes the digest before it decodes anything, so a changed byte anywhere in the state is
+refused with one line naming the file instead of loading silently; the older format
+"rnn_jax.checkpoint/1", which has no checksum, is refused saying so. The file is written with
+rnn_jax.common.fileio.write_bytes (temporary file, fsync, rename), so a process killed at any
+moment leaves the previous checkpoint loadable.
 
-The state is a flat dict serialised with ``flax.serialization.msgpack_serialize`` after
-``to_state_dict`` (NamedTuples such as ``RNNParams`` and optax states become dicts keyed by
-field name or position; arrays are stored as raw bytes with shape and dtype, so float32 and
-float64 values come back bit for bit). rnn_jax.train writes, every epoch:
-
-    format          "rnn_jax.checkpoint/2"
-    config          JSON text of the TrainConfig (every setting)
-    n_models        0 for train.fit (no model axis), S for train.fit_many (leading axis S)
-    data            JSON text: shape, dtype and SHA-256 of the train and validation arrays
-    epoch           completed epochs (int)
-    params          RNNParams state dict, the parameters after ``epoch`` epochs
-    opt_state       the optax state after ``epoch`` epochs
-    best_params     RNNParams state dict with the lowest validation loss so far
-    best_epoch      [S] int, epoch of best_params (0: none yet)
-    best_val_loss   [S] float64 (inf: none yet)
-    wait            [S] int, epochs since the last improvement (early-stopping counter)
-    status          JSON text: per model "running" | "early_stop" | "nonfinite"
-    data_key        [S, 2] uint32, the key the per-epoch permutations are folded from
-    history         JSON text: per model, the list of per-epoch metric dicts
-    elapsed_s       training seconds so far
-
-(S = 1 for train.fit.) The file is written with rnn_jax.common.fileio.write_bytes (temporary file,
-fsync, rename), so a process killed at any moment leaves the previous checkpoint loadable.
-
-``record`` makes these fields from the state of a run (rnn_jax.train.loop.RunState) and
-``restore_run`` reads them back for ``--resume``, after checking that the checkpoint is of the same
-run: the same settings (all but MAY_CHANGE), number of models, data and seed, else an InputError
-naming the file and the difference.
+The state is a flat dict serialised with ``msgpack_serialize`` after ``to_state_dict``
+(NamedTuples such as ``RNNParams`` and optax states become dicts keyed by field name or
+position; arrays are stored as raw bytes with shape and dtype, so float32 and float64 values come
+back bit for bit). rnn_jax.train writes the fields of ``record`` after every epoch, and
+``restore_run`` reads them back for ``--resume`` after checking that the checkpoint is of the same
+run (the settings but MAY_CHANGE, the number of models, the data and the seed), else an
+InputError naming the file and the difference.
 """
 from __future__ import annotations
 
@@ -212,15 +193,25 @@ def check_writable(directory: str | os.PathLike, nbytes: int = 1 << 20) -> Path:
   return directory
 
 
-def record(st, *, cfg, n_models: int, fingerprint: dict, data_keys: np.ndarray) -> dict:
-  """The checkpoint fields of the run state ``st`` with settings ``cfg`` (a TrainConfig);
-  ``n_models`` is 0 for fit (no model axis), S for fit_many."""
-  return {"config": json.dumps(cfg.to_dict()), "n_models": n_models,
-          "data": json.dumps(fingerprint), "epoch": st.epoch, "params": st.params,
-          "opt_state": st.opt_state, "best_params": st.best_params,
-          "best_epoch": st.best_epoch, "best_val_loss": st.best_val, "wait": st.wait,
-          "status": json.dumps(list(st.status)), "data_key": data_keys,
-          "history": json.dumps([list(h) for h in st.history]), "elapsed_s": st.elapsed_s}
+def record(st, *, cfg, n_models: int, fingerprint: dict, data_keys) -> dict:
+  """The checkpoint of the run state ``st`` (rnn_jax.train.loop.RunState; S models, S = 1 for
+  fit) with settings ``cfg`` (a TrainConfig)."""
+  return {
+      "config": json.dumps(cfg.to_dict()),     # JSON text of the TrainConfig (every setting)
+      "n_models": n_models,                    # 0 for fit (no model axis), S for fit_many
+      "data": json.dumps(fingerprint),         # shape, dtype, SHA-256 of train and val arrays
+      "epoch": st.epoch,                       # completed epochs
+      "params": st.params,                     # RNNParams after ``epoch`` epochs
+      "opt_state": st.opt_state,               # the optax state after ``epoch`` epochs
+      "best_params": st.best_params,           # RNNParams with the lowest val loss so far
+      "best_epoch": st.best_epoch,             # [S] int, epoch of best_params (0: none yet)
+      "best_val_loss": st.best_val,            # [S] float64 (inf: none yet)
+      "wait": st.wait,                         # [S] int, epochs since the last improvement
+      "status": json.dumps(list(st.status)),   # per model "running"|"early_stop"|"nonfinite"
+      "data_key": data_keys,                   # [S, 2] uint32, the data order's key
+      "history": json.dumps([list(h) for h in st.history]),   # per model, the metric dicts
+      "elapsed_s": st.elapsed_s,               # training seconds so far
+  }
 
 
 def _check_same_run(path: Path, raw: dict, *, cfg, n_models: int, S: int,

@@ -591,12 +591,10 @@ def _message(run: _Run, st: RunState, interrupted: bool) -> str:
   """The result's message: the run's notes and faults, what was kept and how to go on, how
   the models stopped and their best epochs."""
   parts = [m[0].upper() + m[1:] + "." for m in run.messages]
-  if interrupted and run.ckpt is not None:
-    parts.append(f"Interrupted after epoch {st.epoch}; checkpoint saved in {run.ckpt}. Run the "
-                 "same command with --resume to continue from there.")
-  elif interrupted:
-    parts.append(f"Interrupted after epoch {st.epoch}; no output directory was given, so "
-                 "nothing was saved.")
+  if interrupted:
+    parts.append(f"Interrupted after epoch {st.epoch}; " + (
+        f"checkpoint saved in {run.ckpt}. Run the same command with --resume to continue from "
+        "there." if run.ckpt else "no output directory was given, so nothing was saved."))
   elif not run.many and st.status[0] == "nonfinite":
     kept = (f"the last good checkpoint (epoch {st.epoch}) in {run.ckpt} is kept"
             if run.ckpt is not None else f"the parameters after epoch {st.epoch} are kept")
@@ -660,22 +658,16 @@ def fit_many(cfg: TrainConfig, train: tuple, val: tuple, *,
              out_dir: str | os.PathLike | None = None, resume: bool = False,
              progress: bool = True,
              evaluate: Callable[[RNNParams], dict] | None = None) -> ManyFitResult:
-  """Trains ``cfg.seeds`` models at once: one compiled program, ``jax.vmap`` over parameters,
-  optimizer state and data order. Model i uses seed ``cfg.seed + i`` for both its
-  initialisation and its data order, so it equals ``fit(replace(cfg, seed=cfg.seed + i))`` up
-  to float rounding (vmap batches the matmuls differently).
+  """Trains ``cfg.seeds`` models at once in one compiled program (``jax.vmap`` over parameters,
+  optimizer state and data order): model i uses seed ``cfg.seed + i`` for its initialisation
+  and data order, so it equals ``fit(replace(cfg, seed=cfg.seed + i))`` up to float rounding.
 
-  Early stopping is per model, with fit's rule: a model whose validation loss has not improved
-  for ``patience`` epochs is frozen (its parameters and optimizer state stop changing, its
-  history ends) and keeps its best parameters; a model hitting a non-finite loss is frozen at
-  its last good epoch. The others go on; training ends when none is left running or after
-  ``epochs``. The frozen models still ride along in the vmapped program (vmap cannot skip
-  them), so the cost per epoch stays that of S models.
-
-  ``evaluate`` is called per model with its parameters; metrics.jsonl has one line per model
-  per epoch (with ``model`` and ``seed``). ``ManyFitResult.summary(key)`` gives the mean and
-  spread over models at their best epochs. Outputs, resume and faults as in ``fit``.
-  """
+  Early stopping and a non-finite loss freeze one model (parameters, optimizer state and history
+  stop changing; it keeps its best parameters) while the others go on, until none is running or
+  after ``epochs``; frozen models still ride along in the program (vmap cannot skip them).
+  ``evaluate`` is called per model; metrics.jsonl has a line per model per epoch (with ``model``
+  and ``seed``); ``ManyFitResult.summary(key)`` gives the spread over models at their best
+  epochs. Outputs, resume and Ctrl-C as in ``fit``."""
   run, st = _start(cfg, train, val, many=True, out_dir=out_dir, resume=resume,
                    evaluate=evaluate)
   bar, interrupted = _begin(run, st, progress), False

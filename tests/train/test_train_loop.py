@@ -150,6 +150,14 @@ def test_the_epoch_compiles_once_and_later_epochs_compile_nothing():
   assert names[counts[1]:] == [], names                                 # first commit; then none
 
 
+def test_fit_validates_the_settings_once(monkeypatch):
+  calls = []
+  real = train.TrainConfig.validate
+  monkeypatch.setattr(train.TrainConfig, "validate", lambda self: calls.append(1) or real(self))
+  train.fit(dataclasses.replace(BASE, epochs=1), TRAIN, VAL, progress=False)
+  assert len(calls) == 1
+
+
 def test_bad_arrays_are_input_errors():
   xs, ys = TRAIN
   cases = [((xs[0], ys), "train xs"), ((xs, ys[:10]), "train ys"),
