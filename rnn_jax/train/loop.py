@@ -127,7 +127,8 @@ class TrainConfig:
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-  """``sgd(lr)`` or ``adam(lr)``, after ``clip_by_global_norm(clip)`` when ``clip > 0``."""
+  """``sgd(lr)`` or ``adam(lr)``, after ``clip_by_global_norm(clip)`` when ``clip > 0``, for a
+  ``cfg`` that passed ``validate`` (fit validates once; the compiled programs call this)."""
   base = {"sgd": optax.sgd, "adam": optax.adam}[cfg.optimizer](cfg.lr)
   return optax.chain(optax.clip_by_global_norm(cfg.clip), base) if cfg.clip > 0 else base
 
