@@ -1,40 +1,27 @@
-"""Training checkpoints: one msgpack file (``flax.serialization``), checksummed, written atomically.
+"""Training checkpoints: one msgpack file (``flax.serialization``), checksummed, written atomically,
+and the run it records.
 
 On disk a checkpoint is a msgpack map of three entries: ``format`` ("rnn_jax.checkpoint/2"),
-``payload`` (the bytes of the state, below) and ``sha256`` (the SHA-256 of ``payload``, hex).
-``load`` recomputes the digest before it decodes anything, so a changed byte anywhere in the
-state (any array of the parameters, the optimizer state, the data order, the history) is
-refused with one line naming the file instead of loading silently; a checkpoint of the older
-format "rnn_jax.checkpoint/1", which carries no checksum, is refused saying so.
+``payload`` (the bytes of the state) and ``sha256`` (the SHA-256 of ``payload``, hex). ``load``
+recomputes the digest before it decodes anything, so a changed byte anywhere in the state is
+refused with one line naming the file instead of loading silently; the older format
+"rnn_jax.checkpoint/1", which has no checksum, is refused saying so. The file is written with
+rnn_jax.common.fileio.write_bytes (temporary file, fsync, rename), so a process killed at any
+moment leaves the previous checkpoint loadable.
 
-The state is a flat dict serialised with ``flax.serialization.msgpack_serialize`` after
-``to_state_dict`` (NamedTuples such as ``RNNParams`` and optax states become dicts keyed by
-field name or position; arrays are stored as raw bytes with shape and dtype, so float32 and
-float64 values come back bit for bit). rnn_jax.train writes, every epoch:
-
-    format          "rnn_jax.checkpoint/2"
-    config          JSON text of the TrainConfig (every setting)
-    n_models        0 for train.fit (no model axis), S for train.fit_many (leading axis S)
-    data            JSON text: shape, dtype and SHA-256 of the train and validation arrays
-    epoch           completed epochs (int)
-    params          RNNParams state dict, the parameters after ``epoch`` epochs
-    opt_state       the optax state after ``epoch`` epochs
-    best_params     RNNParams state dict with the lowest validation loss so far
-    best_epoch      [S] int, epoch of best_params (0: none yet)
-    best_val_loss   [S] float64 (inf: none yet)
-    wait            [S] int, epochs since the last improvement (early-stopping counter)
-    status          JSON text: per model "running" | "early_stop" | "nonfinite"
-    data_key        [S, 2] uint32, the key the per-epoch permutations are folded from
-    history         JSON text: per model, the list of per-epoch metric dicts
-    elapsed_s       training seconds so far
-
-(S = 1 for train.fit.) The file is written with rnn_jax.common.fileio.write_bytes (temporary file,
-fsync, rename), so a process killed at any moment leaves the previous checkpoint loadable.
+The state is a flat dict serialised with ``msgpack_serialize`` after ``to_state_dict``
+(NamedTuples such as ``RNNParams`` and optax states become dicts keyed by field name or
+position; arrays are stored as raw bytes with shape and dtype, so float32 and float64 values come
+back bit for bit). rnn_jax.train writes the fields of ``record`` after every epoch, and
+``restore_run`` reads them back for ``--resume`` after checking that the checkpoint is of the same
+run (the settings but MAY_CHANGE, the number of models, the data and the seed), else an
+InputError naming the file and the difference.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -50,6 +37,7 @@ from rnn_jax.core.model import RNNParams
 FORMAT = "rnn_jax.checkpoint/2"
 UNCHECKED_FORMATS = ("rnn_jax.checkpoint/1",)   # older formats, without a checksum: refused
 FILENAME = "checkpoint.msgpack"
+MAY_CHANGE = ("epochs", "devices")   # the settings a resumed run may change
 
 
 def to_host(tree: Any) -> Any:
@@ -203,3 +191,77 @@ def check_writable(directory: str | os.PathLike, nbytes: int = 1 << 20) -> Path:
     raise InputError(f"{directory}: cannot write the output directory ({reason}); "
                      "choose another --out or free some space") from None
   return directory
+
+
+def record(st, *, cfg, n_models: int, fingerprint: dict, data_keys) -> dict:
+  """The checkpoint of the run state ``st`` (rnn_jax.train.loop.RunState; S models, S = 1 for
+  fit) with settings ``cfg`` (a TrainConfig)."""
+  return {
+      "config": json.dumps(cfg.to_dict()),     # JSON text of the TrainConfig (every setting)
+      "n_models": n_models,                    # 0 for fit (no model axis), S for fit_many
+      "data": json.dumps(fingerprint),         # shape, dtype, SHA-256 of train and val arrays
+      "epoch": st.epoch,                       # completed epochs
+      "params": st.params,                     # RNNParams after ``epoch`` epochs
+      "opt_state": st.opt_state,               # the optax state after ``epoch`` epochs
+      "best_params": st.best_params,           # RNNParams with the lowest val loss so far
+      "best_epoch": st.best_epoch,             # [S] int, epoch of best_params (0: none yet)
+      "best_val_loss": st.best_val,            # [S] float64 (inf: none yet)
+      "wait": st.wait,                         # [S] int, epochs since the last improvement
+      "status": json.dumps(list(st.status)),   # per model "running"|"early_stop"|"nonfinite"
+      "data_key": data_keys,                   # [S, 2] uint32, the data order's key
+      "history": json.dumps([list(h) for h in st.history]),   # per model, the metric dicts
+      "elapsed_s": st.elapsed_s,               # training seconds so far
+  }
+
+
+def _check_same_run(path: Path, raw: dict, *, cfg, n_models: int, S: int,
+                    fingerprint: dict) -> dict:
+  """The checkpoint's JSON and scalar fields, after the check that its settings (but
+  MAY_CHANGE), number of models and data are this run's; else InputError."""
+  try:
+    fields = {"config": json.loads(raw["config"]), "n_models": int(raw["n_models"]),
+              "data": json.loads(raw["data"]), "status": tuple(json.loads(raw["status"])),
+              "history": tuple(tuple(h) for h in json.loads(raw["history"])),
+              "epoch": int(raw["epoch"]), "elapsed_s": float(raw["elapsed_s"])}
+  except (KeyError, TypeError, ValueError) as err:
+    raise InputError(f"{path}: checkpoint is missing or has a damaged field ({err})") from None
+  for k, mine in cfg.to_dict().items():
+    theirs = fields["config"].get(k, object())
+    if k not in MAY_CHANGE and theirs != mine:
+      raise InputError(f"{path}: the run was made with {k}={fields['config'].get(k)!r}, this "
+                       f"run asks for {k}={mine!r}; resume with the same settings (only --epochs "
+                       "and --devices may change) or start a new --out")
+  saved = fields["n_models"]
+  if saved != n_models:
+    raise InputError(f"{path}: checkpoint holds {saved or 1} model(s) "
+                     f"({'fit_many' if saved else 'fit'}); this run trains {S}")
+  if fields["data"] != fingerprint:
+    raise InputError(f"{path}: the run was trained on different data (shapes or contents "
+                     "differ); resume with the same data or start a new --out")
+  return fields
+
+
+def restore_run(path: str | os.PathLike, initial, *, cfg, n_models: int, fingerprint: dict,
+                data_keys: np.ndarray):
+  """The run state saved in ``path``, shaped like the run's ``initial`` state (host arrays),
+  after the checks that it is of the same run (settings, models, data), that its data key is the
+  seed's and that it holds S models; else InputError naming the file."""
+  path = Path(path)
+  raw = load(path)
+  S = len(initial.status)
+  fields = _check_same_run(path, raw, cfg=cfg, n_models=n_models, S=S, fingerprint=fingerprint)
+
+  def field(name, template):
+    return restore(template, raw.get(name), path=path, name=name)
+
+  if not np.array_equal(field("data_key", data_keys), data_keys):
+    raise InputError(f"{path}: checkpoint data_key does not match --seed {cfg.seed}")
+  if len(fields["status"]) != S or len(fields["history"]) != S:
+    raise InputError(f"{path}: checkpoint status/history do not hold {S} model(s)")
+  return initial._replace(
+      epoch=fields["epoch"], params=field("params", initial.params),
+      opt_state=field("opt_state", initial.opt_state),
+      best_params=field("best_params", initial.params),
+      best_epoch=field("best_epoch", initial.best_epoch),
+      best_val=field("best_val_loss", initial.best_val), wait=field("wait", initial.wait),
+      status=fields["status"], history=fields["history"], elapsed_s=fields["elapsed_s"])

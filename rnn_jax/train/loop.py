@@ -1,52 +1,526 @@
-"""The host loop of training: ``fit`` (one model) and ``fit_many`` (many seeds at once, vmap),
-the epochs of one run with its tqdm bar, ``metrics.jsonl`` and an atomic checkpoint each epoch,
-resume, Ctrl-C and non-finite faults.
+"""The training loop, top to bottom (the shape of the flax examples' ``train.py``): the settings
+(``TrainConfig``), the optimizer, the pure train step, one epoch as one ``lax.scan``, the state
+between epochs, and ``fit`` / ``fit_many``: the host loop with a tqdm bar, ``metrics.jsonl``, an
+atomic checkpoint each epoch (rnn_jax.train.checkpoint), resume, Ctrl-C and non-finite stops.
 
-Generic over arrays: ``train = (xs [N, T, D], ys [N, K])`` with ys in [0, 1], likewise ``val``;
-this module knows nothing about CSV files (rnn_jax.data makes the arrays). The compiled pieces
-are in rnn_jax.train.step (data order in its docstring), the rules between epochs (early
-stopping, Prechelt 1998) in rnn_jax.train.state.
+Data: ``train = (xs [N, T, D], ys [N, K])``, ys in [0, 1], likewise ``val``. Epoch e (1-based)
+visits the windows in the order ``permutation(fold_in(data_key, e), N)``, ``(init_key,
+data_key) = split(PRNGKey(seed))``; consecutive blocks of ``batch_size`` make the steps and the
+last ``N mod batch_size`` windows are dropped (another set each epoch; one batch shape for one
+compiled program, and an unweighted batch mean for the hand BPTT). A batch above N is all N
+windows, rounded down to a multiple of the device count.
 
-Metrics per epoch (history, metrics.jsonl): ``train_loss`` is the mean of the epoch's step
-losses (each at the parameters before its step), ``val_loss`` the loss on the whole validation
-set after the epoch, then whatever ``evaluate(params)`` returns, and ``elapsed_s`` the training
-wall-clock seconds so far (including epoch 1's compilation).
+Early stopping (Prechelt, "Early Stopping - But When?", 1998): after ``patience`` epochs without
+a lower loss on the whole validation set a model stops and keeps its best parameters (0: never).
+Metrics per epoch: ``train_loss`` (mean of the step losses, each before its step), ``val_loss``
+(after the epoch), what ``evaluate(params)`` returns, ``elapsed_s`` (training wall clock so far).
 
-Determinism and resume: everything a later epoch depends on (parameters, optimizer state, best
-parameters, early-stopping counters, the data key, history) is in the checkpoint, and the data
-order of epoch e depends only on (seed, e). On CPU XLA is deterministic, so a run resumed from
-the checkpoint after epoch k computes the same epochs k+1.. bit for bit as an uninterrupted run.
-An interrupted epoch is discarded and redone on resume. The only field of the history that
-differs is the wall clock ``elapsed_s``.
+Resume: everything a later epoch depends on is in the checkpoint and the data order of epoch e
+depends only on (seed, e); on CPU XLA is deterministic, so a resumed run computes the later
+epochs bit for bit as an uninterrupted one (only ``elapsed_s`` differs).
+
+``init_state``, ``train_epoch`` and ``commit`` are jitted here with the settings as static
+arguments: later runs of the same shapes and settings (other seeds, epochs or patience, a resumed
+run) reuse jit's compiled programs.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm.auto import tqdm
 
-from rnn_jax.common import fileio
+from rnn_jax.common import checks, cli, fileio
 from rnn_jax.common.errors import InputError
-from rnn_jax.core.model import RNNParams
-from rnn_jax.train import checkpoint, inputs, programs, results, snapshot, state
+from rnn_jax.core import gradients, model
+from rnn_jax.core.model import INIT_SCHEMES, RNNParams
+from rnn_jax.train import checkpoint, parallel
 from rnn_jax.train.checkpoint import to_host
-from rnn_jax.train.config import TrainConfig
-from rnn_jax.train.results import FitResult, ManyFitResult
-from rnn_jax.train.state import RUNNING, RunState
 
+OPTIMIZERS = ("sgd", "adam")
 METRICS = "metrics.jsonl"
+RUNNING = "running"
+STOPPED = ("completed", "early_stop", "interrupted", "nonfinite")
+CURES = ("lower the learning rate (--lr), clip gradients by global norm (--clip 1.0), "
+         "or start from the identity recurrence (--init irnn)")
 
 
-def _is_writer() -> bool:
-  return jax.process_index() == 0
+# ----------------------------------------------------------------------------- the settings
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Every training setting; field ``name`` is the command-line flag ``--name`` (``_`` -> ``-``).
+
+  Saved as JSON beside every run (checkpoint ``config``) and compared on ``--resume``.
+  """
+  hidden_size: int = cli.option(200, "H, hidden units (the notes use 200)")
+  init: str = cli.option("normal", '"normal" (N(0, 1/fan_in)) | "irnn" (U = I; Le et al. 2015)')
+  optimizer: str = cli.option("adam", '"sgd" (the notes\' plain SGD) | "adam"')
+  lr: float = cli.option(1e-3, "learning rate (a finite positive number)")
+  clip: float = cli.option(
+      1.0, "clip gradients to this global norm (Pascanu et al. 2013); 0 = off")
+  batch_size: int = cli.option(
+      64, "windows per step; the last partial batch of an epoch is dropped")
+  epochs: int = cli.option(50, "maximum passes over the training set")
+  patience: int = cli.option(
+      10, "stop after this many epochs without a better val loss; 0 = never")
+  grad: str = cli.option(
+      "autodiff", '"autodiff" (jax.grad through the scan) | "hand" (the hand BPTT)')
+  unroll: int = cli.option(1, "lax.scan unroll factor (autodiff only)")
+  remat: bool = cli.option(
+      False, "rematerialise the backward pass in chunks of sqrt(T) steps (jax.checkpoint; "
+      "autodiff only)")
+  seed: int = cli.option(0, "model i of fit_many uses seed + i (init and data order)")
+  seeds: int = cli.option(1, "models trained at once in one vmapped program (fit_many)")
+  devices: int | None = cli.option(
+      None, "None or 0: all devices; n: the first n; data-parallel when > 1")
+
+  def __post_init__(self):
+    for f in dataclasses.fields(self):            # numpy scalars -> Python (JSON-serialisable)
+      v = getattr(self, f.name)
+      if isinstance(v, np.generic):
+        object.__setattr__(self, f.name, v.item())
+
+  def validate(self) -> "TrainConfig":
+    """Raises InputError naming the flag of the first nonsensical value; returns self.
+    An integer setting given as a whole float (``12.0``, from JSON) is stored as int."""
+    for name, low in (("hidden_size", 1), ("batch_size", 1), ("epochs", 1), ("patience", 0),
+                      ("unroll", 1), ("seed", 0), ("seeds", 1)):
+      object.__setattr__(self, name, checks.integer(name, getattr(self, name), low))
+    for name, options in (("init", INIT_SCHEMES), ("optimizer", OPTIMIZERS),
+                          ("grad", gradients.METHODS)):
+      checks.choice(name, getattr(self, name), options)
+    checks.number("lr", self.lr)
+    checks.number("clip", self.clip, zero_is_off=True)
+    checks.boolean("remat", self.remat)
+    if self.seed + self.seeds > 2**31:
+      raise InputError(f"--seed: expected seed + seeds <= 2**31, got seed {self.seed} and "
+                       f"seeds {self.seeds}")
+    if self.devices is not None:
+      object.__setattr__(self, "devices", checks.integer("devices", self.devices, 0))
+    return self
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "TrainConfig":
+    """The inverse of ``to_dict``; unknown keys are an InputError. ``hidden``, the name of
+    ``hidden_size`` in runs written before the flag vocabulary was unified, is read too."""
+    if "hidden" in d and "hidden_size" not in d:
+      d = {("hidden_size" if k == "hidden" else k): v for k, v in d.items()}
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+      raise InputError(f"training config: unknown settings {sorted(unknown)}")
+    return cls(**d)
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+  """``sgd(lr)`` or ``adam(lr)``, after ``clip_by_global_norm(clip)`` when ``clip > 0``, for a
+  ``cfg`` that passed ``validate`` (fit validates once; the compiled programs call this)."""
+  base = {"sgd": optax.sgd, "adam": optax.adam}[cfg.optimizer](cfg.lr)
+  return optax.chain(optax.clip_by_global_norm(cfg.clip), base) if cfg.clip > 0 else base
+
+
+# ----------------------------------------------------------------------------- step and epoch
+
+def all_finite(tree) -> jax.Array:
+  """``True`` when every element of every leaf of ``tree`` is finite (a bool scalar)."""
+  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]).all()
+
+
+def make_train_step(optimizer: optax.GradientTransformation | TrainConfig,
+                    method: str = "autodiff", unroll: int | bool = 1,
+                    remat: bool = False) -> Callable:
+  """``step(params, opt_state, xs [B,T,D], ys [B,K]) -> (params, opt_state, loss, finite)``,
+  pure (jit it at the call site): ``loss`` at the incoming parameters, ``finite`` whether it and
+  every gradient element are finite (the update is applied regardless). ``method``: autodiff or
+  the hand BPTT (rnn_jax.core.gradients). A TrainConfig as ``optimizer`` gives all four."""
+  if isinstance(optimizer, TrainConfig):
+    optimizer, method, unroll, remat = (make_optimizer(optimizer), optimizer.grad,
+                                        optimizer.unroll, optimizer.remat)
+  value_and_grad = gradients.value_and_grad(method, unroll=unroll, remat=remat)
+
+  def step(params, opt_state, xs, ys):
+    loss, grads = value_and_grad(params, xs, ys)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, jnp.isfinite(loss) & all_finite(
+        grads)
+
+  return step
+
+
+def make_epoch_fn(optimizer: optax.GradientTransformation | TrainConfig, batch_size: int,
+                  method: str = "autodiff", unroll: int | bool = 1, remat: bool = False, *,
+                  mesh=None) -> Callable:
+  """``epoch(params, opt_state, xs [N,T,D], ys [N,K], perm [N] int) ->
+  (params, opt_state, losses [S], finite [S])``: one ``lax.scan`` over ``S = N // batch_size``
+  steps of ``make_train_step``, step s on ``xs[perm[s*B:(s+1)*B]]`` (the rest dropped). Pure; a
+  new ``perm`` each epoch does not recompile. After a False ``finite[s]`` the returned state is
+  not to be used (fit keeps the one from before the epoch: a select every step would cost a pass
+  over the state). ``mesh`` (parallel.data_mesh) shards every batch; ``jax.vmap`` it over
+  (params, opt_state, perm) to train many models."""
+  step = make_train_step(optimizer, method, unroll, remat)
+  if int(batch_size) != batch_size or batch_size < 1:
+    raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+
+  def epoch(params, opt_state, xs, ys, perm):
+    n_steps = perm.shape[0] // batch_size
+    if n_steps < 1:
+      raise ValueError(f"perm: {perm.shape[0]} windows make no batch of {batch_size}")
+
+    def body(carry, idx):
+      xb, yb = (parallel.constrain_batch(a[idx], mesh) for a in (xs, ys))
+      params, opt_state, loss, finite = step(*carry, xb, yb)
+      return (params, opt_state), (loss, finite)
+
+    batches = perm[:n_steps * batch_size].reshape(n_steps, batch_size)
+    (params, opt_state), (losses, finite) = jax.lax.scan(body, (params, opt_state), batches)
+    return params, opt_state, losses, finite
+
+  return epoch
+
+
+def effective_batch_size(batch_size: int, n: int, n_devices: int = 1) -> int:
+  """``batch_size``, or when it exceeds the ``n`` training windows, ``n`` rounded down to a
+  multiple of ``n_devices`` (one batch of everything per epoch)."""
+  return batch_size if batch_size <= n else n - n % n_devices
+
+
+@functools.partial(jax.jit, static_argnames="n")
+def permutation(data_key, epoch, n: int) -> jax.Array:
+  """The data order of ``epoch`` (1-based): ``permutation(fold_in(data_key, epoch), n)``."""
+  return jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
+
+
+def model_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """``(init_key, data_key) = split(PRNGKey(seed))``."""
+  init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
+  return init_key, data_key
+
+
+@functools.partial(jax.jit, static_argnames=("D", "H", "K", "scheme", "dtype"))
+def init_models(seeds, *, D: int, H: int, K: int, scheme: str = "normal",
+                dtype: str = "float32"):
+  """``seeds [S] int32 -> (params, data_keys [S, 2])``, every params field ``[S, ...]``: model i
+  is ``model.init_params(init_key, D, H, K, scheme=scheme)`` with ``(init_key, data_key) =
+  model_keys(seeds[i])``. One compiled program for all S models."""
+  def one(seed):
+    init_key, data_key = model_keys(seed)
+    return model.init_params(init_key, D, H, K, scheme=scheme, dtype=jnp.dtype(dtype)), data_key
+  return jax.vmap(one)(seeds)
+
+
+# The compiled programs of fit and fit_many; ``prog``: the run's TrainConfig with the batch and
+# device count it trains with, seed, seeds, epochs and patience at fixed values.
+
+@functools.partial(jax.jit, static_argnames=("prog", "many", "D", "K", "dtype"))
+def init_state(seeds, *, prog: TrainConfig, many: bool, D: int, K: int, dtype: str):
+  """``(params, opt_state, data_keys [S, 2])`` of the models ``seeds [S]`` (init_models); the
+  model axis of params and opt_state is dropped unless ``many``."""
+  params, data_keys = init_models(seeds, D=D, H=prog.hidden_size, K=K, scheme=prog.init,
+                                  dtype=dtype)
+  if not many:
+    params = jax.tree.map(lambda a: a[0], params)
+  opt_init = make_optimizer(prog).init
+  return params, (jax.vmap(opt_init) if many else opt_init)(params), data_keys
+
+
+@functools.partial(jax.jit, static_argnames=("prog", "many"))
+def train_epoch(params, opt_state, data, data_keys, epoch, *, prog: TrainConfig, many: bool):
+  """Epoch ``epoch`` of fit, or of fit_many (``many``: vmapped over the models' parameters,
+  optimizer states and data keys): its data order, its steps (make_epoch_fn) and the validation
+  loss after them. ``data = (xs, ys, val_xs, val_ys)``, ``data_keys [S, 2]``. Returns
+  ``(params, opt_state, losses [steps], finite [steps], val_loss)``, with a model axis when
+  ``many``; over ``prog.devices > 1`` devices each batch is split and the results replicated."""
+  xs, ys, vxs, vys = data
+  mesh = parallel.data_mesh(prog.devices) if prog.devices > 1 else None
+  steps = make_epoch_fn(prog, prog.batch_size, mesh=mesh)
+
+  def one(params, opt_state, data_key):
+    params, opt_state, losses, finite = steps(params, opt_state, xs, ys,
+                                              permutation(data_key, epoch, xs.shape[0]))
+    return params, opt_state, losses, finite, model.loss(params, vxs, vys)
+
+  out = jax.vmap(one)(params, opt_state, data_keys) if many else one(params, opt_state,
+                                                                     data_keys[0])
+  return parallel.replicate(out, mesh)
+
+
+@functools.partial(jax.jit, static_argnames="n_dev")
+def commit(advance, improved, new, old, best, *, n_dev: int = 1):
+  """``(params, opt_state, best_params)``: ``new = (params, opt_state)`` where ``advance``, else
+  ``old``; ``new``'s params where ``improved``, else ``best``. The masks are bool scalars (one
+  model) or ``[S]`` (a leading model axis)."""
+  def where(mask, a, b):
+    expand = lambda x: mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+    return jax.tree.map(lambda x, y: jnp.where(expand(x), x, y), a, b)
+  params, opt_state = where(advance, new, old)
+  out = params, opt_state, where(improved, new[0], best)
+  return parallel.replicate(out, parallel.data_mesh(n_dev) if n_dev > 1 else None)
+
+
+# ----------------------------------------------------------------------------- the train state
+
+class RunState(NamedTuple):
+  """Everything the next epoch depends on (S models; S = 1 for fit), replaced whole per epoch."""
+  epoch: int
+  params: Any                  # RNNParams, every field [S, ...] under fit_many
+  opt_state: Any               # the optax state of ``params``
+  best_params: Any             # RNNParams with the lowest validation loss so far
+  best_epoch: np.ndarray       # [S] int (0: none yet)
+  best_val: np.ndarray         # [S] float64 (inf: none yet)
+  wait: np.ndarray             # [S] int, epochs since the last improvement
+  status: tuple                # [S] "running" | "early_stop" | "nonfinite"
+  history: tuple               # [S] tuples of metric dicts
+  elapsed_s: float
+
+
+def initial_state(params, opt_state, n_models: int) -> RunState:
+  """Epoch 0: the initial parameters are the best so far, with no validation loss yet."""
+  S = n_models
+  return RunState(epoch=0, params=params, opt_state=opt_state, best_params=params,
+                  best_epoch=np.zeros(S, np.int64), best_val=np.full(S, np.inf),
+                  wait=np.zeros(S, np.int64), status=(RUNNING,) * S, history=((),) * S,
+                  elapsed_s=0.0)
+
+
+def judge_epoch(st: RunState, finite: np.ndarray, losses: np.ndarray, val: np.ndarray, *,
+                patience: int, labels: list[str]):
+  """The verdict on epoch ``st.epoch + 1`` of each running model from its steps' ``finite`` and
+  ``losses [S, steps]`` and its validation loss ``val [S]``: a non-finite one makes it
+  "nonfinite" with a fault message (prefixed ``labels[i]``) naming the epoch and first bad step;
+  else it advances, and improves on a lower loss than its best (wait 0) or waits one more epoch,
+  "early_stop" after ``patience`` (0: never). Returns ``(new, advance [S], improved [S],
+  faults)``, ``new`` the state with the new epoch, status and early-stopping fields."""
+  e, S, steps = st.epoch + 1, *finite.shape
+  status = list(st.status)
+  best_epoch, best_val, wait = st.best_epoch.copy(), st.best_val.copy(), st.wait.copy()
+  advance, improved, faults = np.zeros(S, bool), np.zeros(S, bool), []
+  for i in range(S):
+    if status[i] != RUNNING:
+      continue
+    if not finite[i].all():
+      s = int(np.argmin(finite[i]))
+      status[i] = "nonfinite"
+      faults.append(f"{labels[i]}the loss or gradient became non-finite at epoch {e}, step "
+                    f"{s + 1} of {steps} (loss {float(losses[i, s])})")
+    elif not math.isfinite(val[i]):
+      status[i] = "nonfinite"
+      faults.append(f"{labels[i]}the validation loss became non-finite after epoch {e}")
+    elif val[i] < best_val[i]:
+      advance[i] = improved[i] = True
+      best_val[i], best_epoch[i], wait[i] = val[i], e, 0
+    else:
+      advance[i], wait[i] = True, wait[i] + 1
+      if patience and wait[i] >= patience:
+        status[i] = "early_stop"
+  new = st._replace(epoch=e, best_epoch=best_epoch, best_val=best_val, wait=wait,
+                    status=tuple(status))
+  return new, advance, improved, faults
+
+
+# ----------------------------------------------------------------------------- the inputs
+
+def _check_pair(name: str, pair) -> tuple[np.ndarray, np.ndarray]:
+  """``pair = (xs [N,T,D], ys [N,K])`` as numpy arrays of finite numbers, else InputError."""
+  try:
+    xs, ys = pair
+  except (TypeError, ValueError):
+    raise InputError(f"{name}: expected a pair (xs, ys)") from None
+  xs, ys = np.asarray(xs), np.asarray(ys)
+  if xs.ndim != 3 or min(xs.shape) < 1:
+    raise InputError(f"{name} xs: expected shape [N, T, D] with N, T, D >= 1, "
+                     f"got {list(xs.shape)}")
+  if ys.ndim != 2 or ys.shape[0] != xs.shape[0] or ys.shape[1] < 1:
+    raise InputError(f"{name} ys: expected shape [{xs.shape[0]}, K], got {list(ys.shape)}")
+  for what, a in (("xs", xs), ("ys", ys)):
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+      raise InputError(f"{name} {what}: expected numbers, got dtype {a.dtype}")
+    if not np.all(np.isfinite(a)):
+      raise InputError(f"{name} {what}: contains NaN or infinite values")
+  return xs, ys
+
+
+def check_inputs(cfg: TrainConfig, train, val):
+  """Every InputError that ``fit``/``fit_many`` could raise in their setup, raised now, for a
+  ``cfg`` that passed ``validate``: the arrays (``train`` and ``val`` pairs, val with train's D
+  inputs and K outputs), the batch against the data and the devices. A caller that writes files
+  before training (a run directory's config.json) calls it first, so a refused run leaves
+  nothing. Returns ``((xs, ys, vxs, vys), n_devices, batch, notes)``: the batch of every step
+  (``effective_batch_size``), with a note when it is not ``cfg.batch_size``."""
+  (xs, ys), (vxs, vys) = _check_pair("train", train), _check_pair("val", val)
+  if vxs.shape[2] != xs.shape[2] or vys.shape[1] != ys.shape[1]:
+    raise InputError(f"val: expected D={xs.shape[2]} inputs and K={ys.shape[1]} outputs like "
+                     f"train, got D={vxs.shape[2]}, K={vys.shape[1]}")
+  n, n_dev = len(xs), parallel.device_count(cfg.devices)
+  if n < n_dev:
+    raise InputError(f"train: {n} windows cannot be split over {n_dev} devices")
+  if cfg.batch_size % n_dev:
+    raise InputError(f"--batch-size: {cfg.batch_size} is not a multiple of the {n_dev} "
+                     "devices (--devices)")
+  batch = effective_batch_size(cfg.batch_size, n, n_dev)
+  notes = [] if batch == cfg.batch_size else [
+      f"batch size {cfg.batch_size} exceeds the {n} training windows; used batches of {batch}"]
+  return (xs, ys, vxs, vys), n_dev, batch, notes
+
+
+def fingerprint(arrays) -> dict:
+  """Shape, dtype and SHA-256 of ``(xs, ys, vxs, vys)`` (checkpoint field ``data``)."""
+  names = ("train_xs", "train_ys", "val_xs", "val_ys")
+  return {k: {"shape": list(a.shape), "dtype": str(a.dtype),
+              "sha256": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()}
+          for k, a in zip(names, arrays)}
+
+
+# ----------------------------------------------------------------------------- what fit returns
+
+@dataclasses.dataclass
+class FitResult:
+  """What ``fit`` returns."""
+  params: RNNParams            # the best parameters (lowest validation loss; initial if none)
+  history: list[dict]          # one dict per completed epoch (see metrics.jsonl)
+  best_epoch: int              # epoch of ``params`` (0: no epoch completed)
+  best_val_loss: float         # validation loss of ``params`` (inf: no epoch completed)
+  stopped: str                 # "completed" | "early_stop" | "interrupted" | "nonfinite"
+  message: str                 # one paragraph for the user, e.g. how to resume
+  checkpoint: Path | None = None
+
+
+@dataclasses.dataclass
+class ManyFitResult:
+  """What ``fit_many`` returns: model i was initialised and shuffled with seed ``seeds[i]``."""
+  params: RNNParams            # best parameters per model, every field [S, ...]
+  histories: list[list[dict]]  # per model, one dict per epoch it trained
+  best_epochs: list[int]
+  best_val_losses: np.ndarray  # [S]
+  stopped: list[str]           # per model, as FitResult.stopped
+  message: str
+  seeds: list[int]
+  checkpoint: Path | None = None
+
+  def model(self, i: int) -> FitResult:
+    """Model i's result in the shape ``fit`` gives."""
+    return FitResult(params=jax.tree.map(lambda a: a[i], self.params),
+                     history=self.histories[i], best_epoch=self.best_epochs[i],
+                     best_val_loss=float(self.best_val_losses[i]), stopped=self.stopped[i],
+                     message=self.message, checkpoint=self.checkpoint)
+
+  def summary(self, key: str = "val_loss") -> dict:
+    """Mean, sample standard deviation, min and max over models of ``key`` at each model's best
+    epoch (any history key, e.g. a metric returned by ``evaluate``)."""
+    values = []
+    for hist, best in zip(self.histories, self.best_epochs):
+      row = next((h for h in hist if h["epoch"] == best), None)
+      if row is not None and row.get(key) is not None:
+        values.append(float(row[key]))
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+      return {"n": 0, "mean": None, "std": None, "min": None, "max": None, "values": []}
+    return {"n": int(v.size), "mean": float(v.mean()),
+            "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "values": values}
+
+
+# ----------------------------------------------------------------------------- fit, fit_many
+
+@dataclasses.dataclass
+class _Run:
+  """What stays fixed through one run of fit or fit_many, and the notes and faults so far."""
+  cfg: TrainConfig
+  prog: TrainConfig            # the settings of the compiled programs (their static argument)
+  many: bool
+  seeds: list[int]
+  data: tuple                  # (xs, ys, vxs, vys) on the device(s), in the training dtype
+  keys: Any                    # [S, 2] the models' data keys, on the device(s)
+  put: Callable                # host arrays -> the device(s) (replicated over the mesh)
+  fingerprint: dict
+  ckpt: Path | None            # the checkpoint file, None without out_dir
+  writes: bool                 # out_dir given and this is process 0
+  evaluate: Callable | None
+  messages: list[str]
+  t0: float = 0.0              # perf_counter() - elapsed_s of the state trained from
+
+
+def _open_out_dir(out_dir, resume: bool, n_bytes: int) -> Path | None:
+  """The checkpoint path in ``out_dir``, proven writable before any training (process 0)."""
+  if out_dir is None:
+    if resume:
+      raise InputError("--resume needs --out, the directory of the run to resume")
+    return None
+  ckpt = Path(out_dir) / checkpoint.FILENAME
+  if resume and not ckpt.exists():
+    raise InputError(f"{ckpt}: no checkpoint to resume from (run without --resume to start a "
+                     "new run)")
+  if jax.process_index() == 0:
+    checkpoint.check_writable(out_dir, n_bytes)
+  return ckpt
+
+
+def _start(cfg: TrainConfig, train, val, *, many: bool, out_dir, resume: bool,
+           evaluate) -> tuple[_Run, RunState]:
+  """The run and its state on the device(s), in the order of the checks: settings, arrays,
+  batch and devices, output directory, then the initial state (or the checkpoint's)."""
+  cfg.validate()
+  arrays, n_dev, batch, notes = check_inputs(cfg, train, val)
+  (N, _, D), K = arrays[0].shape, arrays[1].shape[1]
+  S, dtype = cfg.seeds if many else 1, arrays[0].dtype      # floating inputs keep their dtype
+  dtype = jax.dtypes.canonicalize_dtype(dtype if np.issubdtype(dtype, np.floating) else np.float32)
+  n_params = (cfg.hidden_size + D + 1) * cfg.hidden_size + (cfg.hidden_size + 1) * K
+  ckpt = _open_out_dir(out_dir, resume, 6 * n_params * dtype.itemsize * S + (1 << 20))
+  prog = dataclasses.replace(cfg, batch_size=batch, devices=n_dev, epochs=1, patience=0, seed=0,
+                             seeds=1)
+  seeds = [cfg.seed + i for i in range(S)]
+  params, opt_state, data_keys = to_host(init_state(np.asarray(seeds, np.int32), prog=prog,
+                                                    many=many, D=D, K=K, dtype=dtype.name))
+  st, prints = initial_state(params, opt_state, S), fingerprint(arrays)
+  if resume:
+    st = checkpoint.restore_run(ckpt, st, cfg=cfg, n_models=S if many else 0,
+                                fingerprint=prints, data_keys=data_keys)
+  put = jax.device_put if n_dev == 1 else functools.partial(
+      parallel.put, sharding=parallel.replicated(parallel.data_mesh(n_dev)))
+  st = st._replace(params=put(st.params), opt_state=put(st.opt_state),
+                   best_params=put(st.best_params))
+  run = _Run(cfg=cfg, prog=prog, many=many, seeds=seeds,
+             data=put(tuple(a.astype(dtype) for a in arrays)), keys=put(data_keys), put=put,
+             fingerprint=prints, ckpt=ckpt, writes=ckpt is not None and jax.process_index() == 0,
+             evaluate=evaluate, messages=list(notes))
+  return run, st
+
+
+def _save(run: _Run, st: RunState) -> None:
+  if run.writes:
+    checkpoint.save(run.ckpt, checkpoint.record(
+        st, cfg=run.cfg, n_models=len(run.seeds) if run.many else 0,
+        fingerprint=run.fingerprint, data_keys=run.keys))
+
+
+def _write_metrics(run: _Run, st: RunState) -> None:
+  """metrics.jsonl rewritten from the history of ``st`` (empty for a fresh run)."""
+  if run.writes:
+    rows = sorted((r for h in st.history for r in h), key=lambda r: (r["epoch"], r.get("model", 0)))
+    fileio.write_text(run.ckpt.parent / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _begin(run: _Run, st: RunState, progress: bool) -> tqdm:
+  """metrics.jsonl and, for a fresh run, the epoch-0 checkpoint; the clock; the progress bar."""
+  _write_metrics(run, st)
+  if st.epoch == 0:
+    _save(run, st)
+  run.t0 = time.perf_counter() - st.elapsed_s
+  return tqdm(total=run.cfg.epochs, initial=min(st.epoch, run.cfg.epochs), desc="train",
+              unit="epoch", disable=not progress, dynamic_ncols=True, leave=True)
 
 
 def _json_value(v):
@@ -54,269 +528,161 @@ def _json_value(v):
   return v if math.isfinite(v) else None
 
 
-class _Run:
-  """One training run of S models (``vmapped``) or of one model; shared by fit and fit_many.
+def _row(run: _Run, e: int, i: int, losses, val, params, elapsed: float) -> dict:
+  """Model i's metrics after epoch e (metrics.jsonl), ``evaluate`` called on its params."""
+  row = {"epoch": e, **({"model": i, "seed": run.seeds[i]} if run.many else {}),
+         "train_loss": _json_value(losses.mean()), "val_loss": _json_value(val)}
+  if run.evaluate is not None:
+    mine = jax.tree.map(lambda a: a[i], params) if run.many else params
+    row.update({k: _json_value(v) for k, v in dict(run.evaluate(mine)).items()})
+  return {**row, "elapsed_s": round(elapsed, 3)}
 
-  Built in the order its checks run: settings, arrays, batch and devices, output directory
-  (proven writable), then the compiled programs and the initial (or resumed) state, on device.
-  """
 
-  def __init__(self, cfg: TrainConfig, train, val, *, vmapped: bool, out_dir, resume: bool,
-               progress: bool, evaluate):
-    cfg.validate()
-    xs, ys, vxs, vys = inputs.check_data(train, val)
-    self.cfg, self.vmapped, self.progress, self.evaluate = cfg, vmapped, progress, evaluate
-    self.n_models = cfg.seeds if vmapped else 1
-    self.seeds = [cfg.seed + i for i in range(self.n_models)]
-    self.labels = [f"model {i} (seed {s}): " if vmapped else "" for i, s in enumerate(self.seeds)]
-    self.dtype = inputs.train_dtype(xs)
-    self.fingerprint = inputs.fingerprint(xs, ys, vxs, vys)
-    self.N, _, self.D = xs.shape
-    self.K = ys.shape[1]
-    n_dev, self.batch, self.notes = inputs.batch_plan(cfg, self.N)
-    self.steps = self.N // self.batch
-    self._open_out_dir(out_dir, resume)
-    self._start(n_dev, resume)
-    self._place(xs, ys, vxs, vys)
+def _end_epoch(run: _Run, st: RunState, out: tuple, bar: tqdm) -> RunState:
+  """The state after the epoch for which ``train_epoch`` returned ``out``: judged
+  (``judge_epoch``), the metrics of the models that advance, their new parameters committed;
+  saved, logged and shown. One model whose epoch is not finite stops where it was (its last
+  good checkpoint kept); under fit_many such a model is frozen and the others go on."""
+  params, opt_state, losses, finite, val = out
+  S = len(st.status)
+  losses, finite = (np.asarray(to_host(a)).reshape(S, -1) for a in (losses, finite))
+  val = np.asarray(to_host(val), np.float64).reshape(S)
+  elapsed = time.perf_counter() - run.t0
+  labels = [f"model {i} (seed {s}): " if run.many else "" for i, s in enumerate(run.seeds)]
+  new, advance, improved, faults = judge_epoch(st, finite, losses, val,
+                                               patience=run.cfg.patience, labels=labels)
+  run.messages.extend(faults)
+  if faults and not run.many:
+    return st._replace(status=new.status)
+  rows = {i: _row(run, new.epoch, i, losses[i], val[i], params, elapsed)
+          for i in range(S) if advance[i]}
+  masks = run.put((advance, improved) if run.many else (advance[0], improved[0]))
+  params, opt_state, best = commit(*masks, (params, opt_state), (st.params, st.opt_state),
+                                   st.best_params, n_dev=run.prog.devices)
+  new = new._replace(params=params, opt_state=opt_state, best_params=best, elapsed_s=elapsed,
+                     history=tuple(h + ((rows[i],) if i in rows else ())
+                                   for i, h in enumerate(st.history)))
+  _save(run, new)
+  for row in rows.values():
+    if run.writes:
+      fileio.append_line(run.ckpt.parent / METRICS, json.dumps(row))
+  if rows:
+    keys = [k for k in next(iter(rows.values())) if k not in ("epoch", "model", "seed",
+                                                              "elapsed_s")]
+    means = {k: [r[k] for r in rows.values() if r.get(k) is not None] for k in keys}
+    bar.set_postfix({k: f"{np.mean(v):.4g}" for k, v in means.items() if v}, refresh=False)
+  bar.update(1)
+  return new
 
-  def _open_out_dir(self, out_dir, resume: bool) -> None:
-    """The output directory: proven writable before any training."""
-    self.out_dir = self.ckpt_path = None
-    if out_dir is not None:
-      self.out_dir = Path(out_dir)
-      self.ckpt_path = self.out_dir / checkpoint.FILENAME
-      if resume:
-        if not self.ckpt_path.exists():
-          raise InputError(f"{self.ckpt_path}: no checkpoint to resume from (run without "
-                           "--resume to start a new run)")
-      if _is_writer():
-        H, D, K = self.cfg.hidden_size, self.D, self.K
-        n_bytes = (H * H + H * D + H + K * H + K) * self.dtype.itemsize * self.n_models
-        checkpoint.check_writable(self.out_dir, 6 * n_bytes + (1 << 20))   # 3 params + adam
-    elif resume:
-      raise InputError("--resume needs --out, the directory of the run to resume")
 
-  def _start(self, n_dev: int, resume: bool) -> None:
-    """The compiled programs and the initial state (host arrays, templates for the checkpoint);
-    the checkpoint's state when resuming."""
-    key = dataclasses.replace(self.cfg, epochs=1, patience=0, seed=0, seeds=1, devices=n_dev)
-    self.prog = prog = programs.build(key, self.batch, self.vmapped)
-    params, data_keys = prog.init(np.asarray(self.seeds, np.int32), D=self.D, K=self.K,
-                                  dtype=self.dtype.name)
-    params = to_host(params)
-    if not self.vmapped:
-      params = jax.tree.map(lambda a: a[0], params)
-    opt_state = to_host(prog.opt_init(params))
-    self.optimizer = prog.optimizer
-    self.data_keys = np.asarray(data_keys)            # [S, 2] uint32
-    self.initial = state.initial_state(params, opt_state, self.n_models)
-    self.state = self._load() if resume else self.initial
+def _interrupted(run: _Run, st: RunState) -> bool:
+  """Ctrl-C: the last complete epoch saved (an interrupted one is redone on resume)."""
+  _save(run, st)
+  _write_metrics(run, st)
+  return True
 
-  def _place(self, xs, ys, vxs, vys) -> None:
-    """The data set and the state on the device(s), in the training dtype."""
-    dtype = self.dtype
-    self.put = self.prog.put
-    self.xs, self.ys, self.vxs, self.vys = self.put(
-        (xs.astype(dtype), ys.astype(dtype), vxs.astype(dtype), vys.astype(dtype)))
-    self.state = self.state._replace(
-        params=self.put(self.state.params), opt_state=self.put(self.state.opt_state),
-        best_params=self.put(self.state.best_params))
 
-  # ---- checkpoint and metrics
+def _stopped(st: RunState, interrupted: bool) -> list[str]:
+  """Each model's ``stopped``: its status, or for one still running how the loop ended."""
+  return [("interrupted" if interrupted else "completed") if s == RUNNING else s
+          for s in st.status]
 
-  def _save(self, st: RunState) -> None:
-    if self.ckpt_path is None or not _is_writer():
-      return
-    checkpoint.save(self.ckpt_path, snapshot.record(
-        st, cfg=self.cfg, n_models=self.n_models if self.vmapped else 0,
-        fingerprint=self.fingerprint, data_keys=self.data_keys))
 
-  def _load(self) -> RunState:
-    return snapshot.restore(self.ckpt_path, self.initial, cfg=self.cfg,
-                          n_models=self.n_models if self.vmapped else 0,
-                          fingerprint=self.fingerprint, data_keys=self.data_keys)
-
-  def _write_metrics(self, st: RunState) -> None:
-    if self.out_dir is None or not _is_writer():
-      return
-    rows = sorted((r for h in st.history for r in h), key=lambda r: (r["epoch"],
-                                                                      r.get("model", 0)))
-    fileio.write_text(self.out_dir / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
-
-  def _append_metrics(self, rows: list[dict]) -> None:
-    if self.out_dir is None or not _is_writer():
-      return
-    for r in rows:
-      fileio.append_line(self.out_dir / METRICS, json.dumps(r))
-
-  # ---- one epoch
-
-  def _model(self, tree, i):
-    return jax.tree.map(lambda a: a[i], tree) if self.vmapped else tree
-
-  def _train(self, st: RunState, e: int):
-    """Epoch ``e`` on the device: ``(params, opt_state, losses [S, steps], finite [S, steps],
-    val [S] float64)``, the last three on the host."""
-    S = self.n_models
-    perm = self.prog.perm(self.data_keys, e, n=self.N)
-    perm = self.put(to_host(perm))
-    params, opt_state, losses, finite = self.prog.epoch(st.params, st.opt_state, self.xs,
-                                                        self.ys, perm)
-    val = to_host(self.prog.val_loss(params, self.vxs, self.vys)).astype(np.float64).reshape(S)
-    return params, opt_state, to_host(losses).reshape(S, -1), to_host(finite).reshape(S, -1), val
-
-  def _row(self, e: int, i: int, losses, val, params, elapsed: float) -> dict:
-    """Model i's metrics after epoch e (metrics.jsonl), ``evaluate`` called on its params."""
-    row = {"epoch": e}
-    if self.vmapped:
-      row.update(model=i, seed=self.seeds[i])
-    row.update(train_loss=_json_value(losses.mean()), val_loss=_json_value(val))
-    if self.evaluate is not None:
-      for k, v in dict(self.evaluate(self._model(params, i))).items():
-        row[k] = _json_value(v)
-    row["elapsed_s"] = round(elapsed, 3)
-    return row
-
-  def _epoch(self, st: RunState, started: float, base_elapsed: float):
-    """Runs epoch ``st.epoch + 1``; returns (new state, metric rows, fault messages)."""
-    e = st.epoch + 1
-    params, opt_state, losses, finite, val = self._train(st, e)
-    elapsed = base_elapsed + (time.perf_counter() - started)
-    status, advance, faults = state.check_finite(st.status, finite, losses, val, epoch=e,
-                                                 labels=self.labels)
-    history, rows = [list(h) for h in st.history], []
-    for i in range(self.n_models):
-      if advance[i]:
-        rows.append(self._row(e, i, losses[i], val[i], params, elapsed))
-        history[i].append(rows[-1])
-    best_epoch, best_val, wait, status, improved = state.early_stopping(
-        st, status, advance, val, epoch=e, patience=self.cfg.patience)
-    masks = self.put((advance, improved) if self.vmapped else (advance[0], improved[0]))
-    new_params, new_opt_state, new_best = self.prog.commit(*masks, (params, opt_state),
-                                                           (st.params, st.opt_state),
-                                                           st.best_params)
-    new = RunState(epoch=e, params=new_params, opt_state=new_opt_state, best_params=new_best,
-                   best_epoch=best_epoch, best_val=best_val, wait=wait, status=tuple(status),
-                   history=tuple(tuple(h) for h in history), elapsed_s=elapsed)
-    return new, rows, faults
-
-  # ---- the loop
-
-  def _bar(self, st: RunState):
-    return tqdm(total=self.cfg.epochs, initial=min(st.epoch, self.cfg.epochs), desc="train",
-                unit="epoch", disable=not self.progress, dynamic_ncols=True, leave=True)
-
-  @staticmethod
-  def _postfix(rows: list[dict]) -> dict:
-    keys = [k for k in rows[0] if k not in ("epoch", "model", "seed", "elapsed_s")]
-    out = {}
-    for k in keys:
-      vals = [r[k] for r in rows if r.get(k) is not None]
-      if vals:
-        out[k] = f"{np.mean(vals):.4g}"
-    return out
-
-  def run(self) -> tuple[RunState, str, list[str]]:
-    """Trains until every model stopped or ``epochs``; returns (state, outcome, messages)."""
-    st = self.state
-    if self.out_dir is not None:
-      self._write_metrics(st)   # a fresh run empties metrics.jsonl; a resumed one rewrites it
-      if st.epoch == 0:
-        self._save(st)
-    messages = list(self.notes)
-    outcome = "completed"
-    bar = self._bar(st)
-    started, base_elapsed = time.perf_counter(), st.elapsed_s
-    try:
-      while st.epoch < self.cfg.epochs and RUNNING in st.status:
-        new, rows, faults = self._epoch(st, started, base_elapsed)
-        if faults and not self.vmapped:
-          # One model: keep the last good checkpoint (not rewritten) and state.
-          st = st._replace(status=new.status)
-          messages.extend(faults)
-          outcome = "nonfinite"
-          break
-        st = new
-        self._save(st)
-        self._append_metrics(rows)
-        messages.extend(faults)
-        if rows:
-          bar.set_postfix(self._postfix(rows), refresh=False)
-        bar.update(1)
-    except KeyboardInterrupt:
-      outcome = "interrupted"
-      if self.out_dir is not None:
-        self._save(st)              # the last complete epoch; an interrupted one is redone
-        self._write_metrics(st)
-    finally:
-      bar.close()
-    return st, outcome, messages
-
-  def describe(self, st: RunState, outcome: str, messages: list[str]) -> str:
-    """The result's message (rnn_jax.train.results.describe)."""
-    return results.describe(st, outcome, messages, vmapped=self.vmapped,
-                            patience=self.cfg.patience, checkpoint=self.ckpt_path)
+def _message(run: _Run, st: RunState, interrupted: bool) -> str:
+  """The result's message: the run's notes and faults, what was kept and how to go on, how
+  the models stopped and their best epochs."""
+  parts = [m[0].upper() + m[1:] + "." for m in run.messages]
+  if interrupted:
+    parts.append(f"Interrupted after epoch {st.epoch}; " + (
+        f"checkpoint saved in {run.ckpt}. Run the same command with --resume to continue from "
+        "there." if run.ckpt else "no output directory was given, so nothing was saved."))
+  elif not run.many and st.status[0] == "nonfinite":
+    kept = (f"the last good checkpoint (epoch {st.epoch}) in {run.ckpt} is kept"
+            if run.ckpt is not None else f"the parameters after epoch {st.epoch} are kept")
+    parts.append(f"Training stopped; {kept} and the best parameters so far are returned. "
+                 f"Usual cures: {CURES}.")
+  elif "nonfinite" in st.status:
+    parts.append("Those models keep their last good parameters and their best ones; the "
+                 f"others trained on. Usual cures: {CURES}.")
+  n_early = st.status.count("early_stop")
+  if n_early and not interrupted:
+    parts.append(f"{n_early} of {len(st.status)} models stopped early (no better validation "
+                 f"loss for {run.cfg.patience} epochs)." if run.many else
+                 f"Stopped early after epoch {st.epoch}: no better validation loss for "
+                 f"{run.cfg.patience} epochs.")
+  if RUNNING in st.status and not interrupted:
+    parts.append(f"Completed {st.epoch} epochs.")
+  if (st.best_epoch > 0).any():
+    best = ", ".join(str(int(b)) for b in st.best_epoch)
+    parts.append(f"Best validation loss at epoch {best}" + (" (per model)." if run.many else "."))
+  else:
+    parts.append("No epoch completed; the initial parameters are returned.")
+  return " ".join(parts)
 
 
 def fit(cfg: TrainConfig, train: tuple, val: tuple, *, out_dir: str | os.PathLike | None = None,
         resume: bool = False, progress: bool = True,
         evaluate: Callable[[RNNParams], dict] | None = None) -> FitResult:
-  """Trains one model: ``train = (xs [N,T,D], ys [N,K])``, ``val`` likewise.
+  """Trains one model on ``train = (xs [N,T,D], ys [N,K])``, early-stopped on ``val`` (likewise),
+  and returns its best parameters. ``evaluate(params)`` (optional) gives extra metrics (e.g.
+  validation MAE) for the progress bar and the history.
 
-  Minibatches and data order as in rnn_jax.train.step; the validation loss after every
-  epoch drives early stopping and picks the returned (best) parameters. ``evaluate(params)``
-  (optional) returns extra metrics (e.g. validation MAE) shown in the progress bar and logged.
+  ``out_dir``: created and proven writable (a probe file) before any training, else InputError;
+  ``metrics.jsonl`` gets a JSON line per epoch and ``checkpoint.msgpack`` is rewritten atomically
+  after every epoch (a fresh run overwrites both; refusing to is the caller's decision); only
+  process 0 writes. ``resume=True`` continues from the checkpoint, bit-identically on CPU; the
+  settings must match except ``epochs`` and ``devices``. ``cfg.seeds`` is ignored (fit_many).
 
-  With ``out_dir``: the directory is created and proven writable (a probe file) before any
-  training, else InputError; ``metrics.jsonl`` gets one JSON line per epoch (epoch,
-  train_loss, val_loss, the evaluate() values, elapsed_s) and ``checkpoint.msgpack``
-  (rnn_jax.train.checkpoint) is rewritten atomically after every epoch. A fresh run overwrites both;
-  refusing to overwrite a previous run is the caller's decision. ``resume=True`` continues
-  from the checkpoint, bit-identically on CPU; the settings must match except ``epochs`` and
-  ``devices``. ``cfg.seeds`` is ignored here (see fit_many).
-
-  Faults: Ctrl-C (KeyboardInterrupt) saves the last complete epoch and returns
-  ``stopped="interrupted"``; a non-finite loss or gradient stops with ``stopped="nonfinite"``,
-  a message naming epoch and step, and the checkpoint of the last good epoch untouched.
+  Ctrl-C saves the last complete epoch and returns ``stopped="interrupted"``; a non-finite loss
+  or gradient stops with ``stopped="nonfinite"``, a message naming epoch and step, and the
+  checkpoint of the last good epoch untouched.
   """
-  run = _Run(cfg, train, val, vmapped=False, out_dir=out_dir, resume=resume, progress=progress,
-             evaluate=evaluate)
-  st, outcome, messages = run.run()
-  stopped = results.outcome_per_model(st, outcome)[0]
-  if outcome == "nonfinite":
-    stopped = "nonfinite"
+  run, st = _start(cfg, train, val, many=False, out_dir=out_dir, resume=resume,
+                   evaluate=evaluate)
+  bar, interrupted = _begin(run, st, progress), False
+  try:
+    while st.epoch < cfg.epochs and RUNNING in st.status:
+      out = train_epoch(st.params, st.opt_state, run.data, run.keys, st.epoch + 1,
+                        prog=run.prog, many=False)
+      st = _end_epoch(run, st, out, bar)
+  except KeyboardInterrupt:
+    interrupted = _interrupted(run, st)
+  finally:
+    bar.close()
   return FitResult(params=to_host(st.best_params), history=list(st.history[0]),
                    best_epoch=int(st.best_epoch[0]), best_val_loss=float(st.best_val[0]),
-                   stopped=stopped, message=run.describe(st, outcome, messages),
-                   checkpoint=run.ckpt_path)
+                   stopped=_stopped(st, interrupted)[0], message=_message(run, st, interrupted),
+                   checkpoint=run.ckpt)
 
 
 def fit_many(cfg: TrainConfig, train: tuple, val: tuple, *,
              out_dir: str | os.PathLike | None = None, resume: bool = False,
              progress: bool = True,
              evaluate: Callable[[RNNParams], dict] | None = None) -> ManyFitResult:
-  """Trains ``cfg.seeds`` models at once: one compiled program, ``jax.vmap`` over parameters,
-  optimizer state and data order. Model i uses seed ``cfg.seed + i`` for both its
-  initialisation and its data order, so it equals ``fit(replace(cfg, seed=cfg.seed + i))`` up
-  to float rounding (vmap batches the matmuls differently).
+  """Trains ``cfg.seeds`` models at once in one compiled program (``jax.vmap`` over parameters,
+  optimizer state and data order): model i uses seed ``cfg.seed + i`` for its initialisation
+  and data order, so it equals ``fit(replace(cfg, seed=cfg.seed + i))`` up to float rounding.
 
-  Early stopping is per model, with fit's rule: a model whose validation loss has not improved
-  for ``patience`` epochs is frozen (its parameters and optimizer state stop changing, its
-  history ends) and keeps its best parameters; a model hitting a non-finite loss is frozen at
-  its last good epoch. The others go on; training ends when none is left running or after
-  ``epochs``. The frozen models still ride along in the vmapped program (vmap cannot skip
-  them), so the cost per epoch stays that of S models.
-
-  ``evaluate`` is called per model with its parameters; metrics.jsonl has one line per model
-  per epoch (with ``model`` and ``seed``). ``ManyFitResult.summary(key)`` gives the mean and
-  spread over models at their best epochs. Outputs, resume and faults as in ``fit``.
-  """
-  run = _Run(cfg, train, val, vmapped=True, out_dir=out_dir, resume=resume, progress=progress,
-             evaluate=evaluate)
-  st, outcome, messages = run.run()
+  Early stopping and a non-finite loss freeze one model (parameters, optimizer state and history
+  stop changing; it keeps its best parameters) while the others go on, until none is running or
+  after ``epochs``; frozen models still ride along in the program (vmap cannot skip them).
+  ``evaluate`` is called per model; metrics.jsonl has a line per model per epoch (with ``model``
+  and ``seed``); ``ManyFitResult.summary(key)`` gives the spread over models at their best
+  epochs. Outputs, resume and Ctrl-C as in ``fit``."""
+  run, st = _start(cfg, train, val, many=True, out_dir=out_dir, resume=resume,
+                   evaluate=evaluate)
+  bar, interrupted = _begin(run, st, progress), False
+  try:
+    while st.epoch < cfg.epochs and RUNNING in st.status:
+      out = train_epoch(st.params, st.opt_state, run.data, run.keys, st.epoch + 1,
+                        prog=run.prog, many=True)
+      st = _end_epoch(run, st, out, bar)
+  except KeyboardInterrupt:
+    interrupted = _interrupted(run, st)
+  finally:
+    bar.close()
   return ManyFitResult(params=to_host(st.best_params), histories=[list(h) for h in st.history],
                        best_epochs=[int(b) for b in st.best_epoch],
-                       best_val_losses=np.asarray(st.best_val),
-                       stopped=results.outcome_per_model(st, outcome),
-                       message=run.describe(st, outcome, messages), seeds=run.seeds,
-                       checkpoint=run.ckpt_path)
+                       best_val_losses=np.asarray(st.best_val), stopped=_stopped(st, interrupted),
+                       message=_message(run, st, interrupted), seeds=run.seeds,
+                       checkpoint=run.ckpt)

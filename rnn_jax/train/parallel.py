@@ -2,33 +2,17 @@
 
 A 1-D ``Mesh`` over a ``'data'`` axis holds the devices. Parameters, optimizer state and the
 (device-resident) data set are replicated on every device; each step's batch ``[B, T, D]`` is
-split along B (``PartitionSpec('data')``), so every device runs the recurrence for B/n
-windows and XLA's SPMD partitioner inserts the all-reduce of the gradient (the batch-mean loss
-makes the mean of the per-device gradients equal the single-device gradient). The batches are
-the same as on one device, so the result is the same up to the order of the float additions.
+split along B (``PartitionSpec('data')``), so every device runs the recurrence for B/n windows
+and XLA's SPMD partitioner inserts the all-reduce of the gradient (the batch-mean loss makes the
+mean of the per-device gradients the single-device gradient). The batches are those of one
+device, so the result is the same up to the order of the float additions.
 
-Multi-host (several machines, each with its own devices): start every process with
-``jax.distributed.initialize`` BEFORE any other JAX call, then run the same program with the same
-data and flags; ``jax.devices()`` then lists the devices of every host and ``data_mesh`` spans
-them all. A worked command for two hosts, the first at 10.0.0.1::
-
-    # on host 0 (and on host 1 with process_id=1); same code, same data, same arguments
-    python -c "
-    import jax
-    jax.distributed.initialize(coordinator_address='10.0.0.1:1234', num_processes=2,
-                               process_id=0)
-    import numpy as np
-    from rnn_jax import data, train
-    ...                                       # build (xs, ys) exactly as on one host
-    train.fit(train.TrainConfig(devices=0), (xs, ys), (vxs, vys), out_dir='run')
-    "
-
-(``JAX_COORDINATOR_ADDRESS`` may replace the first argument; on SLURM, Open MPI or Cloud TPU
-``jax.distributed.initialize()`` with no arguments finds everything by itself.) Arrays are placed
-with ``jax.make_array_from_callback``, which works when some devices belong to other processes.
-Only process 0 writes checkpoints and metrics (rnn_jax.train). tests/train/test_parallel.py
-simulates 4 devices in one process (``XLA_FLAGS=--xla_force_host_platform_device_count=4``);
-tests/train/test_multiprocess.py runs two real processes on localhost (gloo collectives).
+Multi-host: every process calls ``jax.distributed.initialize`` before any other JAX call and
+runs the same program on the same data and flags (README, "Several processes"); ``jax.devices()``
+then lists every host's devices and ``data_mesh`` spans them all. Arrays are placed with
+``jax.make_array_from_callback``, which works when some devices belong to other processes; only
+process 0 writes checkpoints and metrics. tests/train/test_parallel.py simulates 4 devices in one
+process, tests/train/test_multiprocess.py runs two real processes (gloo collectives).
 """
 from __future__ import annotations
 
@@ -85,14 +69,12 @@ def constrain_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
   return jax.lax.with_sharding_constraint(x, batch_sharding(mesh))
 
 
-def jit_replicated(fn: Callable, mesh: Mesh, static_argnames=()) -> Callable:
-  """``jax.jit(fn)`` with every input and output replicated over ``mesh``.
-
-  For rnn_jax.train.make_epoch_fn(..., mesh=mesh): the data set and the permutation are
-  replicated, and the epoch splits each batch over the devices itself (``constrain_batch``).
-  """
-  rep = replicated(mesh)
-  return jax.jit(fn, static_argnames=static_argnames, in_shardings=rep, out_shardings=rep)
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+  """Inside jit: asks for every leaf of ``tree`` whole on every device of ``mesh`` (identity
+  when ``mesh`` is None), so any one device holds the results (checkpoint.to_host reads it)."""
+  if mesh is None:
+    return tree
+  return jax.lax.with_sharding_constraint(tree, replicated(mesh))
 
 
 def shard_step(step: Callable, mesh: Mesh) -> Callable:

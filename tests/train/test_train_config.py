@@ -1,4 +1,4 @@
-"""rnn_jax.train.config: TrainConfig's checks name the flag, its JSON round trip, the optimizer."""
+"""rnn_jax.train.TrainConfig: its checks name the flag, its JSON round trip, the optimizer."""
 from __future__ import annotations
 
 import dataclasses

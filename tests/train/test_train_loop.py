@@ -12,7 +12,7 @@ import pytest
 
 from rnn_jax import train
 from rnn_jax.common.errors import InputError
-from rnn_jax.train import checkpoint, programs
+from rnn_jax.train import checkpoint, loop
 
 from train_helpers import (B, BASE, D, H, K, N, TRAIN, VAL, assert_trees_equal, evaluate,
                            make_data, read_metrics, strip_time)
@@ -138,16 +138,24 @@ def test_the_epoch_compiles_once_and_later_epochs_compile_nothing():
     if event == "/jax/core/compile/backend_compile_duration":
       names.append(kwargs.get("fun_name"))
 
-  programs.build.cache_clear()                        # compile this run's epoch afresh
+  jax.clear_caches()                                  # compile this run's epoch afresh
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
     train.fit(dataclasses.replace(BASE, epochs=4), TRAIN, VAL, progress=False,
               evaluate=lambda params: counts.append(len(names)) or {})
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-  assert names.count("jit(epoch)") == 1, names
+  assert names.count("jit(train_epoch)") == 1, names
   assert set(names[counts[0]:counts[1]]) <= {"jit(commit)"}, names   # epoch 2: only the
   assert names[counts[1]:] == [], names                                 # first commit; then none
+
+
+def test_fit_validates_the_settings_once(monkeypatch):
+  calls = []
+  real = train.TrainConfig.validate
+  monkeypatch.setattr(train.TrainConfig, "validate", lambda self: calls.append(1) or real(self))
+  train.fit(dataclasses.replace(BASE, epochs=1), TRAIN, VAL, progress=False)
+  assert len(calls) == 1
 
 
 def test_bad_arrays_are_input_errors():
@@ -168,7 +176,8 @@ def test_bad_arrays_are_input_errors():
 def test_unwritable_or_full_out_dir_fails_before_training(tmp_path, monkeypatch):
   def no_training(*args, **kwargs):
     raise AssertionError("training started")
-  monkeypatch.setattr(programs, "build", no_training)
+  monkeypatch.setattr(loop, "init_state", no_training)
+  monkeypatch.setattr(loop, "train_epoch", no_training)
   blocker = tmp_path / "file"
   blocker.write_text("x")
   with pytest.raises(InputError, match="cannot write the output directory"):

@@ -1,5 +1,5 @@
-"""rnn_jax.train.step: the optimizer step, the fused epoch, the batch size; JAX's failure modes
-(one step changes every parameter, dtypes survive under x64, the epoch compiles once)."""
+"""rnn_jax.train's optimizer step, the fused epoch, the batch size; JAX's failure modes (one step
+changes every parameter, dtypes survive under x64, the epoch compiles once)."""
 from __future__ import annotations
 
 import chex
