@@ -1,19 +1,13 @@
 """The letters data: the UCI letter-recognition file, the built-in default, the preprocessing.
 
-What the notes' letters network (rnn_jax.core.mlp, trained by rnn_jax.letters) learns from.
-Pure NumPy; nothing here knows about JAX, command lines or output directories.
-
-Reading
-  * ``read_letters(path)``: the UCI Letter Recognition file (Frey and Slate 1991,
-    https://archive.ics.uci.edu/dataset/59/letter+recognition): 20,000 rows of a capital letter
-    and 16 integer features 0..15. The original file has no header; a copy with a header line
-    (``Letter,1,...,16``, as ``../shared/data/letter_recognition.csv``) is read as well.
-  * ``default_dataset()``: what runs when no file is given, scikit-learn's bundled digits.
-
-Preprocessing (``prepare``): a seeded random split into train / validation / test (80/10/10,
-which is 16,000 / 2,000 / 2,000 on the UCI file, ``split_sizes``), features standardised with
-the training split's mean and standard deviation only (``standardize``), targets one-hot
-(``one_hot``: the notes' K sigmoid outputs).
+What the notes' letters network (rnn_jax.core.mlp, trained by rnn_jax.letters) learns from; pure
+NumPy. ``read_letters`` reads the UCI Letter Recognition file (Frey and Slate 1991,
+https://archive.ics.uci.edu/dataset/59/letter+recognition): 20,000 rows of a capital letter and
+16 integer features 0..15, without a header (a copy with one, as
+``../shared/data/letter_recognition.csv``, is read as well). ``default_dataset`` is what runs
+without a file. ``prepare``: a seeded split (80/10/10, ``split_sizes``: 16,000 / 2,000 / 2,000
+on the UCI file), features standardised with the training split's statistics only
+(``standardize``), one-hot targets (``one_hot``: the notes' K sigmoid outputs).
 """
 from __future__ import annotations
 

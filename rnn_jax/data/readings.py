@@ -119,17 +119,16 @@ def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
   path = Path(path)
   raw, text = _read_text(path)
   header, rows, lines = _records(path, text)
-  cols = _choose_columns(path, header, time_column, value_column, capacity_column)
-  cells = _cells(path, rows, lines, cols)
-  lines = cells.lines
-  stamps, problems = parse_timestamps(path, cells.times, lines, cols.time)
-  people, found = _parse_numbers(path, cells.values, lines, cols.value, "reading")
+  cols = _columns(path, header, rows, lines, time_column, value_column, capacity_column)
+  lines = cols.lines
+  stamps, problems = parse_timestamps(path, cols.times, lines, cols.time)
+  people, found = _parse_numbers(path, cols.values, lines, cols.value, "reading")
   row_capacity = None
-  if cells.capacities is not None:
-    row_capacity, more = _parse_numbers(path, cells.capacities, lines, cols.capacity, "capacity",
+  if cols.capacities is not None:
+    row_capacity, more = _parse_numbers(path, cols.capacities, lines, cols.capacity, "capacity",
                                         allow_zero=False)
     found += more
-  _first_problem(cells.problems + problems + found)
+  _first_problem(cols.problems + problems + found)
   limit = row_capacity if row_capacity is not None else capacity
   if limit is not None and (people > limit).any():
     i = int(np.argmax(people > limit))
@@ -146,7 +145,7 @@ def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
       value=people[order].astype(np.float64), capacity=capacity, timezone=timezone,
       local_offset_minutes=local_offset[order], sha256=hashlib.sha256(raw).hexdigest(),
       line=lines[order], format="campus_gym" if cols.gym else "csv",
-      n_skipped_empty=cells.n_skipped, n_offsets_repaired=int(n_repaired),
+      n_skipped_empty=cols.n_skipped, n_offsets_repaired=int(n_repaired),
       n_out_of_order=int((np.diff(utc_ns) < 0).sum()))
 
 
@@ -234,18 +233,23 @@ def _column(path, header, name: str, argument: str) -> int:
 
 
 class _Columns(NamedTuple):
-  time: str             # names (time and value stripped) ...
+  """The chosen columns and their stripped cells in the R rows that have a reading."""
+  time: str                        # column names (time and value stripped)
   value: str
-  capacity: str | None  # capacity_column as given (messages quote it so)
-  t: int                # ... and their indices in the header
-  v: int
-  c: int | None
-  gym: bool             # the campus gym format: its own columns, capacity fitted later
+  capacity: str | None             # capacity_column as given (messages quote it so)
+  gym: bool                        # the campus gym format: its own columns, capacity fitted later
+  times: pd.Series                 # [R] object
+  values: np.ndarray               # [R] object
+  capacities: np.ndarray | None    # [R] object, from capacity_column; None without it
+  lines: np.ndarray                # [R] int64 line of each row
+  n_skipped: int                   # rows skipped for an empty reading
+  problems: list[tuple[int, str]]  # an empty timestamp beside a reading, as (line, message)
 
 
-def _choose_columns(path, header: list[str], time_column, value_column,
-                    capacity_column) -> _Columns:
-  """The time, value and capacity columns: given, or the campus gym format's own."""
+def _columns(path, header: list[str], rows: list[list[str]], lines: np.ndarray, time_column,
+             value_column, capacity_column) -> _Columns:
+  """The time, value and capacity columns (given, or the campus gym format's own) and their
+  cells; rows with an empty reading are skipped and counted."""
   gym = GYM_TIME_COLUMN in header and GYM_VALUE_COLUMN in header
   if time_column is None and value_column is None and not gym:
     fail(path, f"not the campus gym format (no columns {GYM_VALUE_COLUMN!r} and "
@@ -263,38 +267,24 @@ def _choose_columns(path, header: list[str], time_column, value_column,
        if capacity_column is not None else None)
   if t == v:
     raise InputError("time_column and value_column: name two different columns")
-  return _Columns(time_column, value_column, capacity_column, t, v, c,
-                  gym and time_column == GYM_TIME_COLUMN and value_column == GYM_VALUE_COLUMN)
-
-
-class _Cells(NamedTuple):
-  """The stripped cells of the R rows with a reading, as strings."""
-  times: pd.Series                 # [R] object
-  values: np.ndarray               # [R] object
-  capacities: np.ndarray | None    # [R] object, from capacity_column; None without it
-  lines: np.ndarray                # [R] int64 line of each row
-  n_skipped: int                   # rows skipped for an empty reading
-  problems: list[tuple[int, str]]  # an empty timestamp beside a reading, as (line, message)
-
-
-def _cells(path, rows: list[list[str]], lines: np.ndarray, cols: _Columns) -> _Cells:
-  """The cells of the chosen columns; rows with an empty reading are skipped and counted."""
-  times = pd.Series([r[cols.t].strip() for r in rows], dtype=object)
-  values = np.array([r[cols.v].strip() for r in rows], dtype=object)
+  times = pd.Series([r[t].strip() for r in rows], dtype=object)
+  values = np.array([r[v].strip() for r in rows], dtype=object)
   keep = values != ""
   problems = []
   empty_time = (times == "").to_numpy(bool) & keep
   if empty_time.any():
     i = int(np.argmax(empty_time))
     problems.append((lines[i], f"{path}: line {lines[i]}: empty timestamp in column "
-                     f"{cols.time!r}; expected a date and time"))
+                     f"{time_column!r}; expected a date and time"))
   if not keep.any():
     _first_problem(problems)
-    fail(path, f"no readings: all {len(rows)} data rows have an empty {cols.value!r}")
-  capacities = (np.array([r[cols.c].strip() for r in rows], dtype=object)[keep]
-                if cols.c is not None else None)
-  return _Cells(times[keep].reset_index(drop=True), values[keep], capacities, lines[keep],
-                int((~keep).sum()), problems)
+    fail(path, f"no readings: all {len(rows)} data rows have an empty {value_column!r}")
+  capacities = (np.array([r[c].strip() for r in rows], dtype=object)[keep]
+                if c is not None else None)
+  return _Columns(time_column, value_column, capacity_column,
+                  gym and time_column == GYM_TIME_COLUMN and value_column == GYM_VALUE_COLUMN,
+                  times[keep].reset_index(drop=True), values[keep], capacities, lines[keep],
+                  int((~keep).sum()), problems)
 
 
 def _first_problem(problems: list[tuple[int, str]]):
