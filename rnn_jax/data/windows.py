@@ -42,8 +42,7 @@ class WindowSpec:
       "for task levels: steps ahead (none = the last of horizons)")
   splits: tuple[float, ...] = cli.option((0.7, 0.15, 0.15),
       "chronological train,val,test fractions of the grid")
-  step_minutes: int = cli.option(10,
-      "grid step in minutes (a divisor of 1440)")
+  step_minutes: int = cli.option(10, "grid step in minutes (a divisor of 1440)")
   max_gap: int = cli.option(2,
       "longest run of empty bins that is interpolated; longer runs are gaps")
 
@@ -153,23 +152,18 @@ class Dataset:
 
   def summary(self) -> dict:
     """JSON-ready facts about the data (for config.json and the README)."""
-    grid = self.grid
-    step = np.timedelta64(grid.step_minutes, "m")
-    out = {
+    times, step = self.grid.times, np.timedelta64(self.grid.step_minutes, "m")
+    return {
         "path": self.path, "sha256": self.sha256, "capacity": self.capacity,
         "capacity_fitted": self.capacity_fitted,
         "tertiles": list(self.tertiles) if self.tertiles is not None else None,
-        "horizons": list(self.horizons), "grid_bins": len(grid),
-        "grid_valid_bins": int(grid.valid.sum()),
-        "grid_interpolated_bins": int(grid.interpolated.sum()),
-        "grid_start_utc": str(grid.times[0]), "grid_end_utc": str(grid.times[-1] + step),
-        "splits": {}}
-    for name in SPLITS:
-      s = self[name]
-      lo, hi = s.bounds
-      out["splits"][name] = {"n_windows": len(s), "start_utc": str(grid.times[lo]),
-                             "end_utc": str(grid.times[hi - 1] + step)}
-    return out
+        "horizons": list(self.horizons), "grid_bins": len(self.grid),
+        "grid_valid_bins": int(self.grid.valid.sum()),
+        "grid_interpolated_bins": int(self.grid.interpolated.sum()),
+        "grid_start_utc": str(times[0]), "grid_end_utc": str(times[-1] + step),
+        "splits": {s.name: {"n_windows": len(s), "start_utc": str(times[s.bounds[0]]),
+                            "end_utc": str(times[s.bounds[1] - 1] + step)}
+                   for s in (self.train, self.val, self.test)}}
 
 
 def levels_of(people, tertiles: tuple[float, float]) -> np.ndarray:
@@ -212,8 +206,7 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
 
   Splits are chronological fractions of the grid's bins (``spec.splits``, 70/15/15 by default).
   A window (its T inputs, and every bin up to its furthest target) lies inside one split and
-  contains no gap bin. Inputs per step: reading / capacity, and with calendar features also
-  ``Grid.calendar()`` (D = 5).
+  contains no gap bin.
 
   Fitted on the training split only:
   * capacity, when ``readings.capacity`` is None (the gym file): the maximum training reading
