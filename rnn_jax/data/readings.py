@@ -209,12 +209,10 @@ def _records(path: Path, text: str) -> tuple[list[str], list[list[str]], np.ndar
     fail(path, f"is empty (expected {_WHAT})")
   if not rows:
     fail(path, f"has a header (columns {_names(header)}) but no data rows")
-  seen: dict[str, int] = {}
   for i, name in enumerate(header):
-    if name and name in seen:
+    if name and header.index(name) < i:
       fail(path, f"line {header_line}: column {name!r} appears twice in the header (columns "
-            f"{seen[name] + 1} and {i + 1}); expected unique column names")
-    seen.setdefault(name, i)
+            f"{header.index(name) + 1} and {i + 1}); expected unique column names")
   return header, rows, np.asarray(lines, np.int64)
 
 
