@@ -21,7 +21,7 @@ NS_PER_MINUTE = 60 * 10**9
 # A trailing UTC offset: ``Z``, ``UTC``, ``GMT``, ``+HH``, ``+HHMM`` or ``+HH:MM`` after a time of
 # day (so that the ``-14`` of a date such as ``2015-08-14`` is never taken for an offset).
 _OFFSET_RE = (r"^(?P<wall>.*?\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*"
-              r"(?P<off>[Zz]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$")
+              r"(?P<off>[Zz]|UTC|GMT|(?P<sign>[+-])(?P<hh>\d{2})(?::?(?P<mm>\d{2}))?)$")
 
 
 def check_timezone(timezone: str | None) -> str | None:
@@ -56,7 +56,10 @@ def parse_timestamps(path, times: pd.Series, lines: np.ndarray,
   aware = parts["off"].notna().to_numpy(bool)
   wall_strings = pd.Series(np.where(aware, parts["wall"].fillna(""), times.astype(str)),
                            dtype=object).astype(str)
-  stamps = Timestamps(wall=_parse_wall(wall_strings), offsets=_offset_minutes(parts["off"]),
+  hours, minutes = (pd.to_numeric(parts[g]).to_numpy(np.float64) for g in ("hh", "mm"))
+  offsets = (np.where(parts["sign"] == "-", -1.0, 1.0)
+             * (np.nan_to_num(hours) * 60 + np.nan_to_num(minutes)))   # Z, UTC, GMT: 0
+  stamps = Timestamps(wall=_parse_wall(wall_strings), offsets=np.where(aware, offsets, np.nan),
                       aware=aware)
 
   def at(i: int) -> str:
@@ -124,19 +127,6 @@ def _parse_wall(strings: pd.Series) -> pd.Series:
       if best is not None:
         wall[retry] = best
   return wall
-
-
-def _offset_minutes(strings: pd.Series) -> np.ndarray:
-  """Offsets ``Z``/``UTC``/``GMT``/``+HH[[:]MM]`` in minutes (float, NaN where absent)."""
-  absent = strings.isna().to_numpy(bool)
-  text = strings.fillna("").astype(str).str.upper()
-  sign = np.where(text.str[0] == "-", -1.0, 1.0)
-  digits = text.str.replace(":", "", regex=False).str[1:]
-  hours = pd.to_numeric(digits.str[:2], errors="coerce").to_numpy(np.float64)
-  minutes = pd.to_numeric(digits.str[2:4].replace("", "0"), errors="coerce").to_numpy(np.float64)
-  out = sign * (hours * 60 + np.nan_to_num(minutes))
-  out = np.where(text.isin(["Z", "UTC", "GMT"]).to_numpy(bool), 0.0, out)
-  return np.where(absent, np.nan, out)
 
 
 def _repair_early_fall_back(wall_ns: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, int]:
