@@ -241,15 +241,16 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
     if not capacity > 0:
       raise InputError(f"{readings.path}: cannot fit the capacity: every reading in the training "
                        "split is 0; give a capacity")
+  capacity = float(capacity)
   tertiles = None
   if spec.task == "levels":
     t1, t2 = np.quantile(grid.values[ends["train"] + horizons[0]], [1 / 3, 2 / 3])
     tertiles = (float(t1), float(t2))
   calendar = grid.calendar()
   splits = {name: _split(name, grid, calendar, ends[name], bounds[name], spec, horizons,
-                         float(capacity), tertiles)
+                         capacity, tertiles)
             for name in SPLITS}
-  return Dataset(spec=spec, grid=grid, capacity=float(capacity),
+  return Dataset(spec=spec, grid=grid, capacity=capacity,
                  capacity_fitted=readings.capacity is None, tertiles=tertiles,
                  horizons=tuple(int(h) for h in horizons), path=readings.path,
                  sha256=readings.sha256, **splits)
