@@ -7,17 +7,10 @@ The pipeline, each step a pure function of the one before::
     make_dataset(readings, WindowSpec())    ->  Dataset    (train / val / test windows)
     newest_window(readings, spec, capacity) ->  the newest complete window, for forecasting
 
-Modules:
-
-* ``readings``: ``Readings`` and ``read_csv`` (CSV text, records, columns, numbers); its
-  docstring describes the campus gym file's quirks and what is done about them.
-* ``timestamps``: wall clock and UTC offset parsed apart, the early fall-back repair,
-  localisation to UTC, local time, ``check_timezone``.
-* ``synthetic``: ``synthetic_readings``, the built-in gym (the default without a CSV).
-* ``grid``: ``Grid``, ``to_grid`` and ``calendar_features``.
-* ``windows``: ``WindowSpec``, ``Split``, ``Dataset``, ``make_dataset``, ``levels_of``,
-  ``NewestWindow`` and ``newest_window``; its docstring states the axis convention.
-* ``checks``: argument checks shared by the modules above.
+Modules: ``readings`` (its docstring lists the campus gym file's quirks and what is done about
+them), ``timestamps`` (offsets, the fall-back repair, time zones), ``synthetic``, ``grid``,
+``windows`` (its docstring states the axis convention), and ``letter_recognition``, the letters
+data (not re-exported here). Argument checks live in rnn_jax.common.checks.
 """
 from rnn_jax.data.grid import N_CALENDAR, Grid, calendar_features, to_grid
 from rnn_jax.data.readings import GYM_TIME_COLUMN, GYM_VALUE_COLUMN, Readings, read_csv

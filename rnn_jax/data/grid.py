@@ -1,11 +1,4 @@
-"""The regular grid: readings binned on a UTC grid, short gaps interpolated, local calendar.
-
-``to_grid`` puts ``Readings`` on bins of ``step_minutes`` aligned to the UTC epoch (the mean of
-the readings in each bin), fills runs of at most ``max_gap`` empty bins by linear
-interpolation and leaves longer runs as gaps (NaN). ``Grid.calendar`` / ``calendar_features``
-give the calendar inputs (sin/cos of local time of day and of week); how local time is found:
-see rnn_jax.data.timestamps.
-"""
+"""The regular grid: readings binned on a UTC grid, short gaps interpolated, local calendar."""
 from __future__ import annotations
 
 import dataclasses
@@ -41,34 +34,38 @@ class Grid:
     return ~np.isnan(self.values)
 
   def calendar(self) -> np.ndarray:
-    """[M, 4] float64: sin, cos of local time of day; sin, cos of local time of week.
-
-    The week phase is (day of week + fraction of day) / 7 with Monday 00:00 = 0, so both
-    features are continuous across midnight.
-    """
+    """[M, 4] ``calendar_features`` of the bins' local times."""
     return calendar_features(self.local_times)
 
 
 def calendar_features(local_times: np.ndarray) -> np.ndarray:
-  """[..., 4] sin/cos of the time of day and of the time of week of naive local datetimes."""
+  """[..., 4] float64: sin, cos of the time of day; sin, cos of the time of week.
+
+  Of naive local datetimes. The week phase is (day of week + fraction of day) / 7 with Monday
+  00:00 = 0, so both features are continuous across midnight.
+  """
   ns = np.asarray(local_times, "datetime64[ns]").astype(np.int64)
   day_ns = 1440 * NS_PER_MINUTE
   days = np.floor_divide(ns, day_ns)
   frac_day = (ns - days * day_ns) / day_ns
   weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-  frac_week = (weekday + frac_day) / 7.0
-  angle_d, angle_w = 2 * np.pi * frac_day, 2 * np.pi * frac_week
+  angle_d, angle_w = 2 * np.pi * frac_day, 2 * np.pi * ((weekday + frac_day) / 7.0)
   return np.stack([np.sin(angle_d), np.cos(angle_d), np.sin(angle_w), np.cos(angle_w)], -1)
 
 
 def to_grid(readings: Readings, step_minutes: int = 10, max_gap: int = 2) -> Grid:
   """Puts readings on a regular grid of ``step_minutes`` bins aligned to the UTC epoch.
 
-  Each bin's value is the mean of the readings inside it (the gym's 30-second bursts become one
-  value). Runs of at most ``max_gap`` empty bins between two filled ones are filled by linear
-  interpolation between them; longer runs stay NaN (gaps). The grid spans the bin of the first
-  reading to the bin of the last. Local time per bin: converted with ``readings.timezone`` when
-  set, otherwise UTC plus the offset of the newest reading before the bin's end.
+  The grid spans the bin of the first reading to the bin of the last. Each bin's value is the
+  mean of the readings inside it (the gym's 30-second bursts become one value). Runs of at most
+  ``max_gap`` empty bins between two filled ones are filled by linear interpolation; longer runs
+  stay NaN (gaps).
+
+  Local time of each bin (for the calendar features): with ``readings.timezone`` the UTC time
+  converted with zoneinfo, right at every instant. Without it, UTC plus the (repaired) offset of
+  the newest reading before the bin's end: for the gym file that is Pacific time except within
+  the hour after a transition that has no reading. Naive timestamps without a timezone were
+  taken as UTC, and their local time equals them.
   """
   step = check_step(step_minutes)
   max_gap = check_int("max_gap", max_gap, 0)
@@ -87,8 +84,7 @@ def to_grid(readings: Readings, step_minutes: int = 10, max_gap: int = 2) -> Gri
   idx = np.arange(m)
   prev = np.maximum.accumulate(np.where(filled, idx, -1))
   nxt = np.minimum.accumulate(np.where(filled, idx, m)[::-1])[::-1]
-  gap_len = nxt - prev - 1
-  fill = ~filled & (gap_len <= max_gap)
+  fill = ~filled & (nxt - prev - 1 <= max_gap)
   if fill.any():
     values[fill] = np.interp(idx[fill], idx[filled], values[filled])
   times = origin + idx.astype(np.int64) * step_ns

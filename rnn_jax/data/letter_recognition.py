@@ -1,22 +1,13 @@
 """The letters data: the UCI letter-recognition file, the built-in default, the preprocessing.
 
-What the notes' letters network (rnn_jax.core.mlp, trained by rnn_jax.letters) learns from.
-Pure NumPy; nothing here knows about JAX, command lines or output directories.
-
-Reading
-  * ``read_letters(path)``: the UCI Letter Recognition file (Frey and Slate 1991,
-    https://archive.ics.uci.edu/dataset/59/letter+recognition): 20,000 rows of a capital letter
-    and 16 integer features 0..15. The original file has no header; a copy with a header line
-    (``Letter,1,...,16``, as ``../shared/data/letter_recognition.csv``) is read as well.
-  * ``default_dataset()``: what runs when no file is given. scikit-learn ships the UCI optical
-    digits test set (``sklearn.datasets.load_digits``: 1,797 handwritten digits, 8x8 pixels of
-    counts 0..16, 10 classes) inside the package, so it is real data with no download. The
-    network is the same; only d (64 instead of 16) and K (10 instead of 26) follow the data.
-
-Preprocessing (``prepare``): a seeded random split into train / validation / test (80/10/10,
-which is 16,000 / 2,000 / 2,000 on the UCI file, ``split_sizes``), features standardised with
-the training split's mean and standard deviation only (``standardize``), targets one-hot
-(``one_hot``: the notes' K sigmoid outputs).
+What the notes' letters network (rnn_jax.core.mlp, trained by rnn_jax.letters) learns from; pure
+NumPy. ``read_letters`` reads the UCI Letter Recognition file (Frey and Slate 1991,
+https://archive.ics.uci.edu/dataset/59/letter+recognition): 20,000 rows of a capital letter and
+16 integer features 0..15, without a header (a copy with one, as
+``../shared/data/letter_recognition.csv``, is read as well). ``default_dataset`` is what runs
+without a file. ``prepare``: a seeded split (80/10/10, ``split_sizes``: 16,000 / 2,000 / 2,000
+on the UCI file), features standardised with the training split's statistics only
+(``standardize``), one-hot targets (``one_hot``: the notes' K sigmoid outputs).
 """
 from __future__ import annotations
 
@@ -34,24 +25,19 @@ from rnn_jax.common.errors import InputError
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 NUM_FEATURES = 16          # UCI letter-recognition: 16 integer attributes per row
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)   # train / val / test: 16000 / 2000 / 2000 on UCI letters
+_LABEL_NAMES = ("letter", "lettr", "label", "class", "target", "y")
 
 
-# --------------------------------------------------------------------------------------------
-# Reading
-
-
-def _check_file(path: Path) -> bytes:
+def _text(path: Path) -> str:
+  """The file's UTF-8 text; InputError for a missing, unreadable or non-UTF-8 file."""
   if not path.exists():
     raise InputError(f"{path}: no such file (expected a letter-recognition CSV)")
   if path.is_dir():
     raise InputError(f"{path}: is a directory, expected a letter-recognition CSV file")
   try:
-    return path.read_bytes()
+    data = path.read_bytes()
   except OSError as err:
     raise InputError(f"{path}: cannot be read ({err.strerror or err})") from None
-
-
-def _decode(path: Path, data: bytes) -> str:
   try:
     return data.decode("utf-8-sig")
   except UnicodeDecodeError as err:
@@ -61,15 +47,12 @@ def _decode(path: Path, data: bytes) -> str:
                      "file); expected a CSV of a letter and 16 numbers per line") from None
 
 
-_LABEL_NAMES = ("letter", "lettr", "label", "class", "target", "y")
-
-
-def _is_number(text: str) -> bool:
+def _float(text: str) -> float | None:
+  """``float(text)``, or None when it is not a number."""
   try:
-    float(text)
+    return float(text)
   except ValueError:
-    return False
-  return True
+    return None
 
 
 def _is_header(row: list[str]) -> bool:
@@ -80,7 +63,7 @@ def _is_header(row: list[str]) -> bool:
   if first.lower() in _LABEL_NAMES:
     return True
   return (len(first) > 1 and first.replace("_", "").isalpha()
-          and not all(_is_number(field) for field in row[1:]))
+          and any(_float(field) is None for field in row[1:]))
 
 
 def read_letters(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +77,7 @@ def read_letters(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
   fields, a label that is not one capital letter A-Z, a feature that is not a finite number.
   """
   path = Path(path)
-  text = _decode(path, _check_file(path))
+  text = _text(path)
   reader = csv.reader(io.StringIO(text, newline=""))
   labels: list[int] = []
   rows: list[list[float]] = []
@@ -118,19 +101,11 @@ def read_letters(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
       if len(letter) != 1 or letter not in LETTERS:
         raise InputError(f"{path}: line {line}, column 1: label {letter[:20]!r} is not a capital "
                          "letter A-Z")
-      values = []
-      for column, field in enumerate(row[1:], start=2):
-        try:
-          value = float(field)
-        except ValueError:
-          value = math.nan
-          bad = True
-        else:
-          bad = not math.isfinite(value)
-        if bad:
+      values = [_float(field) for field in row[1:]]
+      for column, (field, value) in enumerate(zip(row[1:], values), start=2):
+        if value is None or not math.isfinite(value):
           raise InputError(f"{path}: line {line}, column {column}: feature {field.strip()[:20]!r} "
                            "is not a finite number")
-        values.append(value)
       labels.append(LETTERS.index(letter))
       rows.append(values)
   except csv.Error as err:
@@ -149,15 +124,12 @@ def default_dataset() -> tuple[np.ndarray, np.ndarray]:
 
   ``sklearn.datasets.load_digits``: the test part of the UCI "Optical Recognition of
   Handwritten Digits" data, 8x8 images of pixel counts 0..16, classes 0..9. It ships inside
-  scikit-learn, so a fresh machine trains the notes' network on real data without a download.
+  scikit-learn, so a fresh machine trains the notes' network on real data without a download;
+  the network is the same, only d (64 instead of 16) and K (10 instead of 26) follow the data.
   """
   from sklearn.datasets import load_digits   # imported here: only the default run needs it
   digits = load_digits()
   return digits.data.astype(np.float32), digits.target.astype(np.int32)
-
-
-# --------------------------------------------------------------------------------------------
-# Preprocessing
 
 
 class Splits(NamedTuple):

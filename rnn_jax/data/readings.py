@@ -1,13 +1,8 @@
 """Occupancy readings from a CSV file: ``read_csv`` and the ``Readings`` it returns.
 
-``read_csv`` goes in named steps: check the arguments, read the file's text (``_read_text``)
-and records (``_records``), choose the columns (``_choose_columns``), take the cells
-(``_cells``), parse timestamps (rnn_jax.data.timestamps) and numbers (``_numbers``), report
-the earliest problem, check readings against the capacity, convert to UTC and sort.
-
 The campus gym file (``../shared/data/campus_gym.csv``, Kaggle "Crowdedness at the Campus Gym")
-and what the data modules do about its quirks (every number here is asserted by
-tests/data/test_gym_data.py on the file):
+and what the data modules do about its quirks (tests/data/test_gym_data.py asserts every number
+here on the file):
 
 * 62,184 rows, 2015-08-14 17:00 to 2017-03-18 19:22 local time, a reading about every 10
   minutes (median step 602 s; the clock drifts, 58% of the steps are 601-603 s, so now and then
@@ -17,11 +12,11 @@ tests/data/test_gym_data.py on the file):
   -07:00 to -08:00 at 01:01:48 wall-clock time, although the clock itself is turned back only
   after 01:51:52 (the next reading says 01:01:52 again). Read at face value the six readings
   01:01:48..01:51:52 land an hour late in UTC: a doubled 09:00 UTC hour, an empty 08:00 UTC hour
-  and a -50 minute step back (the file's only backwards step, row 51178 / line 51180). See
-  ``timestamps._repair_early_fall_back`` for the rule that fixes it (6 readings get -07:00
-  back). On 2015-11-01 the label also switches at 01:00:13, but the next reading comes 4 h 20
-  min later, so the file gives no evidence of which pass through the repeated hour that one
-  reading belongs to; it keeps its label (no backwards step or doubled hour results either way).
+  and a -50 minute step back (the file's only backwards step, row 51178 / line 51180).
+  ``timestamps._repair_early_fall_back`` gives these 6 readings -07:00 back. On 2015-11-01 the
+  label also switches at 01:00:13, but the next reading comes 4 h 20 min later, so nothing says
+  which pass through the repeated hour that one reading belongs to; it keeps its label (no
+  backwards step or doubled hour results either way).
 * Spring-forward nights are labelled correctly (every label is America/Los_Angeles's offset at
   its instant); both fall in outages (2016-03-13: none from 01:00 to 05:20 local, 3 h 20 min;
   2017-03-12: a 42-hour one).
@@ -64,15 +59,13 @@ from rnn_jax.data.timestamps import check_timezone, parse_timestamps, to_utc
 
 GYM_TIME_COLUMN = "date"
 GYM_VALUE_COLUMN = "number_people"
+_WHAT = "a CSV file of occupancy readings"
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Readings:
-  """Occupancy readings as read from a file (or generated), sorted by UTC time.
-
-  Arrays have one entry per reading, R readings in all.
-  """
+  """R occupancy readings as read from a file (or generated), sorted by UTC time."""
   path: str                        # the file, or "<synthetic>"
   time_utc: np.ndarray             # [R] datetime64[ns], UTC, ascending (ties kept in file order)
   value: np.ndarray                # [R] float64, people (finite, >= 0)
@@ -82,8 +75,6 @@ class Readings:
   sha256: str | None               # of the file's bytes; None for synthetic data
   line: np.ndarray                 # [R] int64: the line in the file (1 = header); 0 synthetic
   format: str = "csv"              # "campus_gym", "csv" or "synthetic"
-  time_column: str | None = None
-  value_column: str | None = None
   n_skipped_empty: int = 0         # rows whose reading was empty (skipped, not an error)
   n_offsets_repaired: int = 0      # readings moved back to the old offset on a fall-back night
   n_out_of_order: int = 0          # backwards steps in the file's order (after repair), sorted
@@ -92,42 +83,107 @@ class Readings:
     return int(self.value.shape[0])
 
 
-def _read_text(path: Path, what: str) -> tuple[bytes, str]:
+def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
+             value_column: str | None = None, capacity: float | None = None,
+             capacity_column: str | None = None, timezone: str | None = None) -> Readings:
+  """Reads occupancy readings from a CSV file.
+
+  The campus gym format (columns ``number_people`` and ``date``, e.g. ``2015-08-14
+  17:00:11-07:00``) is recognised by itself; any other CSV needs ``time_column`` and
+  ``value_column``. The capacity is ``capacity`` (people) or the largest value of
+  ``capacity_column`` (every reading must be at most its own row's capacity); with neither it is
+  fitted on the training split (``windows.make_dataset``), as for the gym file.
+
+  Timestamps (rnn_jax.data.timestamps): ISO 8601, or one format for all rows that pandas
+  guesses. Either every timestamp has a UTC offset or none has; offsets are converted to UTC
+  after the fall-back repair, naive timestamps are local time in ``timezone`` when given, else
+  UTC. ``timezone`` also sets the local time of the calendar features (by default the file's
+  own offsets). Rows are sorted by UTC time (``n_out_of_order`` counts backwards steps).
+
+  Rows with an empty reading are skipped and counted (``n_skipped_empty``): exports often leave
+  a cell empty when a sensor was down, and the grid then treats the time as missing. Blank lines
+  are skipped. Anything else wrong raises ``InputError``, one line naming the file and the line
+  (as an editor counts them, the header is line 1), column or argument, and what was expected.
+  """
+  timezone = check_timezone(timezone)
+  if capacity is not None and capacity_column is not None:
+    raise InputError("capacity and capacity_column: give one of them, not both")
+  if capacity is not None:
+    capacity = check_capacity(capacity)
+  for name, value in (("time_column", time_column), ("value_column", value_column),
+                      ("capacity_column", capacity_column)):
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+      raise InputError(f"{flag(name)}: expected a column name, got {value!r}")
+  if path is None:
+    raise InputError("--csv: expected a path to a CSV file, got None")
+  path = Path(path)
+  raw, text = _read_text(path)
+  header, rows, lines = _records(path, text)
+  cols = _columns(path, header, rows, lines, time_column, value_column, capacity_column)
+  lines = cols.lines
+  stamps, problems = parse_timestamps(path, cols.times, lines, cols.time)
+  people, found = _parse_numbers(path, cols.values, lines, cols.value, "reading")
+  row_capacity = None
+  if cols.capacities is not None:
+    row_capacity, more = _parse_numbers(path, cols.capacities, lines, cols.capacity, "capacity",
+                                        allow_zero=False)
+    found += more
+  _first_problem(cols.problems + problems + found)
+  limit = row_capacity if row_capacity is not None else capacity
+  if limit is not None and (people > limit).any():
+    i = int(np.argmax(people > limit))
+    source = (f"the row's {cols.capacity!r} {limit[i]:g}" if row_capacity is not None
+              else f"the given capacity {limit:g}")
+    fail(path, f"line {lines[i]}: reading {people[i]:g} in column {cols.value!r} is above "
+         f"{source}; expected readings <= capacity")
+  if row_capacity is not None:
+    capacity = float(row_capacity.max())
+  utc_ns, local_offset, n_repaired = to_utc(path, stamps, lines, timezone)
+  order = np.argsort(utc_ns, kind="stable")
+  return Readings(
+      path=str(path), time_utc=utc_ns[order].astype("datetime64[ns]"),
+      value=people[order].astype(np.float64), capacity=capacity, timezone=timezone,
+      local_offset_minutes=local_offset[order], sha256=hashlib.sha256(raw).hexdigest(),
+      line=lines[order], format="campus_gym" if cols.gym else "csv",
+      n_skipped_empty=cols.n_skipped, n_offsets_repaired=int(n_repaired),
+      n_out_of_order=int((np.diff(utc_ns) < 0).sum()))
+
+
+def _read_text(path: Path) -> tuple[bytes, str]:
   """The file's bytes and its UTF-8 text, or InputError for a missing/unreadable/binary file."""
   if not path.exists():
-    fail(path, f"no such file (expected {what})")
+    fail(path, f"no such file (expected {_WHAT})")
   if path.is_dir():
-    fail(path, f"is a directory, expected {what}")
+    fail(path, f"is a directory, expected {_WHAT}")
   try:
     data = path.read_bytes()
   except OSError as err:
     fail(path, f"cannot be read ({err.strerror or err})")
   if not data.strip():
-    fail(path, f"is empty (expected {what})")
+    fail(path, f"is empty (expected {_WHAT})")
   if b"\x00" in data:
     line = data[:data.index(b"\x00")].count(b"\n") + 1
     fail(path, f"line {line}: contains NUL bytes, so this looks like a binary file; "
-          f"expected {what}")
+          f"expected {_WHAT}")
   try:
     text = data.decode("utf-8-sig")
   except UnicodeDecodeError as err:
     line = data[:err.start].count(b"\n") + 1
     fail(path, f"line {line}: is not UTF-8 text (byte 0x{data[err.start]:02x} at byte offset "
-          f"{err.start}); expected {what} saved as UTF-8")
+          f"{err.start}); expected {_WHAT} saved as UTF-8")
   bad = _CONTROL_RE.search(text)
   if bad:
     line = text[:bad.start()].count("\n") + 1
     fail(path, f"line {line}: contains the control character 0x{ord(bad.group()):02x}, so this "
-          f"looks like a binary file; expected {what}")
+          f"looks like a binary file; expected {_WHAT}")
   return data, text
 
 
-def _records(path: Path, text: str, what: str) -> tuple[list[str], list[list[str]], np.ndarray]:
+def _records(path: Path, text: str) -> tuple[list[str], list[list[str]], np.ndarray]:
   """Header, data records and each record's first line number (1-based; blank lines dropped).
 
   The stdlib csv module tokenizes, because it reports where each record starts (quoted fields
-  may span lines); pandas parses the values afterwards. Every record must have as many fields
-  as the header.
+  may span lines); pandas parses the values afterwards.
   """
   reader = csv.reader(io.StringIO(text, newline=""))
   header: list[str] | None = None
@@ -140,8 +196,7 @@ def _records(path: Path, text: str, what: str) -> tuple[list[str], list[list[str
       if not record or all(not f.strip() for f in record):
         continue
       if header is None:
-        header = [f.strip() for f in record]
-        header_line = start
+        header, header_line = [f.strip() for f in record], start
         continue
       if len(record) != len(header):
         fail(path, f"line {start}: {len(record)} fields, but the header (line {header_line}) "
@@ -151,15 +206,13 @@ def _records(path: Path, text: str, what: str) -> tuple[list[str], list[list[str
   except csv.Error as err:
     fail(path, f"line {reader.line_num}: not readable as CSV ({err})")
   if header is None:
-    fail(path, f"is empty (expected {what})")
+    fail(path, f"is empty (expected {_WHAT})")
   if not rows:
     fail(path, f"has a header (columns {_names(header)}) but no data rows")
-  seen: dict[str, int] = {}
   for i, name in enumerate(header):
-    if name and name in seen:
+    if name and header.index(name) < i:
       fail(path, f"line {header_line}: column {name!r} appears twice in the header (columns "
-            f"{seen[name] + 1} and {i + 1}); expected unique column names")
-    seen.setdefault(name, i)
+            f"{header.index(name) + 1} and {i + 1}); expected unique column names")
   return header, rows, np.asarray(lines, np.int64)
 
 
@@ -175,6 +228,61 @@ def _column(path, header, name: str, argument: str) -> int:
       hint = " (the file seems to be separated by something other than commas)"
     fail(path, f"no column {name!r} ({argument}); found columns {_names(header)}{hint}")
   return header.index(name)
+
+
+class _Columns(NamedTuple):
+  """The chosen columns and their stripped cells in the R rows that have a reading."""
+  time: str                        # column names (time and value stripped)
+  value: str
+  capacity: str | None             # capacity_column as given (messages quote it so)
+  gym: bool                        # the campus gym format: its own columns, capacity fitted later
+  times: pd.Series                 # [R] object
+  values: np.ndarray               # [R] object
+  capacities: np.ndarray | None    # [R] object, from capacity_column; None without it
+  lines: np.ndarray                # [R] int64 line of each row
+  n_skipped: int                   # rows skipped for an empty reading
+  problems: list[tuple[int, str]]  # an empty timestamp beside a reading, as (line, message)
+
+
+def _columns(path, header: list[str], rows: list[list[str]], lines: np.ndarray, time_column,
+             value_column, capacity_column) -> _Columns:
+  """The time, value and capacity columns (given, or the campus gym format's own) and their
+  cells; rows with an empty reading are skipped and counted."""
+  gym = GYM_TIME_COLUMN in header and GYM_VALUE_COLUMN in header
+  if time_column is None and value_column is None and not gym:
+    fail(path, f"not the campus gym format (no columns {GYM_VALUE_COLUMN!r} and "
+         f"{GYM_TIME_COLUMN!r}); found columns {_names(header)}; name the time and value "
+         "columns (time_column, value_column)")
+  for name, value in (("time_column", time_column), ("value_column", value_column)):
+    if value is None and not gym:
+      fail(path, f"{name} is missing: the file is not in the campus gym format, so both "
+           "time_column and value_column are needed")
+  time_column = (time_column or GYM_TIME_COLUMN).strip()
+  value_column = (value_column or GYM_VALUE_COLUMN).strip()
+  t = _column(path, header, time_column, "time_column")
+  v = _column(path, header, value_column, "value_column")
+  c = (_column(path, header, capacity_column.strip(), "capacity_column")
+       if capacity_column is not None else None)
+  if t == v:
+    raise InputError("time_column and value_column: name two different columns")
+  times = pd.Series([r[t].strip() for r in rows], dtype=object)
+  values = np.array([r[v].strip() for r in rows], dtype=object)
+  keep = values != ""
+  problems = []
+  empty_time = (times == "").to_numpy(bool) & keep
+  if empty_time.any():
+    i = int(np.argmax(empty_time))
+    problems.append((lines[i], f"{path}: line {lines[i]}: empty timestamp in column "
+                     f"{time_column!r}; expected a date and time"))
+  if not keep.any():
+    _first_problem(problems)
+    fail(path, f"no readings: all {len(rows)} data rows have an empty {value_column!r}")
+  capacities = (np.array([r[c].strip() for r in rows], dtype=object)[keep]
+                if c is not None else None)
+  return _Columns(time_column, value_column, capacity_column,
+                  gym and time_column == GYM_TIME_COLUMN and value_column == GYM_VALUE_COLUMN,
+                  times[keep].reset_index(drop=True), values[keep], capacities, lines[keep],
+                  int((~keep).sum()), problems)
 
 
 def _first_problem(problems: list[tuple[int, str]]):
@@ -208,171 +316,3 @@ def _parse_numbers(path, strings: np.ndarray, lines: np.ndarray, column: str, wh
                      f"column {column!r} is {sign}; expected a number "
                      f"{'>= 0' if allow_zero else '> 0'}"))
   return values, problems
-
-
-def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
-             value_column: str | None = None, capacity: float | None = None,
-             capacity_column: str | None = None, timezone: str | None = None) -> Readings:
-  """Reads occupancy readings from a CSV file.
-
-  The campus gym format (columns ``number_people`` and ``date``, e.g. ``2015-08-14
-  17:00:11-07:00``) is recognised by itself. Any other CSV needs ``time_column`` and
-  ``value_column``. The capacity is ``capacity`` (people) or the largest value of
-  ``capacity_column`` (every reading must be at most its own row's capacity); with neither
-  (``capacity=None``), it is fitted on the training split (``windows.make_dataset``: the
-  largest training reading), as for the gym file.
-
-  Timestamps: ISO 8601 is preferred; other rows must share one format, which pandas guesses
-  (see ``timestamps._parse_wall`` for how day and month order is settled). Either every
-  timestamp has a UTC offset or none has. Offsets are converted to UTC, after repairing
-  fall-back nights whose offsets switch an hour early (see
-  ``timestamps._repair_early_fall_back``). Naive timestamps are local time in ``timezone``
-  when given, otherwise UTC. ``timezone`` also sets the local time of the calendar features
-  (by default the file's own offsets). Rows are sorted by UTC time (``n_out_of_order`` counts
-  backwards steps).
-
-  Rows with an empty reading are skipped and counted (``n_skipped_empty``): exports often
-  leave a cell empty when a sensor was down, and the grid then treats the time as missing.
-  Blank lines are skipped. Everything else that is wrong raises ``InputError`` with one line
-  naming the file and the line (``line N`` counts lines as an editor does, the header is line
-  1), column or argument and what was expected.
-  """
-  timezone = check_timezone(timezone)
-  capacity = _check_arguments(path, time_column, value_column, capacity, capacity_column)
-  path = Path(path)
-  what = "a CSV file of occupancy readings"
-  raw, text = _read_text(path, what)
-  header, rows, lines = _records(path, text, what)
-  columns = _choose_columns(path, header, time_column, value_column, capacity, capacity_column)
-  cells = _cells(path, rows, lines, columns)
-  stamps, time_problems = parse_timestamps(path, cells.times, cells.lines, columns.time)
-  people, row_capacity, number_problems = _numbers(path, cells, columns)
-  _first_problem(cells.problems + time_problems + number_problems)
-  capacity = _check_below_capacity(path, people, row_capacity, capacity, columns, cells.lines)
-  utc_ns, local_offset, n_repaired = to_utc(path, stamps, cells.lines, timezone)
-
-  n_back = int((np.diff(utc_ns) < 0).sum())
-  order = np.argsort(utc_ns, kind="stable")
-  return Readings(
-      path=str(path), time_utc=utc_ns[order].astype("datetime64[ns]"),
-      value=people[order].astype(np.float64), capacity=capacity, timezone=timezone,
-      local_offset_minutes=local_offset[order],
-      sha256=hashlib.sha256(raw).hexdigest(), line=cells.lines[order],
-      format="campus_gym" if columns.gym else "csv", time_column=columns.time,
-      value_column=columns.value, n_skipped_empty=cells.n_skipped,
-      n_offsets_repaired=int(n_repaired), n_out_of_order=n_back)
-
-
-def _check_arguments(path, time_column, value_column, capacity, capacity_column) -> float | None:
-  """The checked capacity (or None); InputError naming a bad argument."""
-  if capacity is not None and capacity_column is not None:
-    raise InputError("capacity and capacity_column: give one of them, not both")
-  if capacity is not None:
-    capacity = check_capacity(capacity)
-  for name, value in (("time_column", time_column), ("value_column", value_column),
-                      ("capacity_column", capacity_column)):
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-      raise InputError(f"{flag(name)}: expected a column name, got {value!r}")
-  if path is None:
-    raise InputError("--csv: expected a path to a CSV file, got None")
-  return capacity
-
-
-class _Columns(NamedTuple):
-  """The columns ``read_csv`` reads: names (time and value stripped) and indices in the header."""
-  time: str
-  value: str
-  capacity: str | None  # capacity_column as given (messages quote it so)
-  t: int
-  v: int
-  c: int | None
-  gym: bool             # the campus gym format: its own columns, capacity fitted later
-
-
-def _choose_columns(path, header: list[str], time_column, value_column, capacity,
-                    capacity_column) -> _Columns:
-  """The time, value and capacity columns: given, or the campus gym format's own."""
-  gym = GYM_TIME_COLUMN in header and GYM_VALUE_COLUMN in header
-  if time_column is None and value_column is None and not gym:
-    fail(path, f"not the campus gym format (no columns {GYM_VALUE_COLUMN!r} and "
-         f"{GYM_TIME_COLUMN!r}); found columns {_names(header)}; name the time and value "
-         "columns (time_column, value_column)")
-  for name, value in (("time_column", time_column), ("value_column", value_column)):
-    if value is None and not gym:
-      fail(path, f"{name} is missing: the file is not in the campus gym format, so both "
-           "time_column and value_column are needed")
-  time_column = (time_column or GYM_TIME_COLUMN).strip()
-  value_column = (value_column or GYM_VALUE_COLUMN).strip()
-  is_gym_format = gym and time_column == GYM_TIME_COLUMN and value_column == GYM_VALUE_COLUMN
-  t_col = _column(path, header, time_column, "time_column")
-  v_col = _column(path, header, value_column, "value_column")
-  c_col = (_column(path, header, capacity_column.strip(), "capacity_column")
-           if capacity_column is not None else None)
-  if t_col == v_col:
-    raise InputError("time_column and value_column: name two different columns")
-  return _Columns(time=time_column, value=value_column, capacity=capacity_column, t=t_col,
-                  v=v_col, c=c_col, gym=is_gym_format)
-
-
-class _Cells(NamedTuple):
-  """The stripped cells of the rows with a reading (R of them), as strings."""
-  times: pd.Series                 # [R] object
-  values: np.ndarray               # [R] object
-  capacities: np.ndarray | None    # [R] object, from capacity_column; None without it
-  lines: np.ndarray                # [R] int64 line of each row
-  n_skipped: int                   # rows skipped for an empty reading
-  problems: list[tuple[int, str]]  # an empty timestamp beside a reading, as (line, message)
-
-
-def _cells(path, rows: list[list[str]], lines: np.ndarray, columns: _Columns) -> _Cells:
-  """The cells of the chosen columns; rows with an empty reading are skipped and counted."""
-  times = pd.Series([r[columns.t].strip() for r in rows], dtype=object)
-  values = np.array([r[columns.v].strip() for r in rows], dtype=object)
-  empty_value = values == ""
-  empty_time = (times == "").to_numpy(bool)
-  problems = []
-  if (empty_time & ~empty_value).any():
-    i = int(np.argmax(empty_time & ~empty_value))
-    problems.append((lines[i], f"{path}: line {lines[i]}: empty timestamp in column "
-                     f"{columns.time!r}; expected a date and time"))
-  keep = ~empty_value
-  if not keep.any():
-    _first_problem(problems)
-    fail(path, f"no readings: all {len(rows)} data rows have an empty {columns.value!r}")
-  capacities = (np.array([r[columns.c].strip() for r in rows], dtype=object)[keep]
-                if columns.c is not None else None)
-  return _Cells(times=times[keep].reset_index(drop=True), values=values[keep],
-                capacities=capacities, lines=lines[keep], n_skipped=int(empty_value.sum()),
-                problems=problems)
-
-
-def _numbers(path, cells: _Cells,
-             columns: _Columns) -> tuple[np.ndarray, np.ndarray | None, list[tuple[int, str]]]:
-  """Readings [R] and row capacities [R] (or None) as float64, and their first problems."""
-  people, problems = _parse_numbers(path, cells.values, cells.lines, columns.value, "reading")
-  row_capacity = None
-  if cells.capacities is not None:
-    row_capacity, found = _parse_numbers(path, cells.capacities, cells.lines, columns.capacity,
-                                         "capacity", allow_zero=False)
-    problems += found
-  return people, row_capacity, problems
-
-
-def _check_below_capacity(path, people: np.ndarray, row_capacity: np.ndarray | None,
-                          capacity: float | None, columns: _Columns,
-                          lines: np.ndarray) -> float | None:
-  """The capacity (the largest row capacity with capacity_column); InputError for a reading
-  above its capacity."""
-  limit = row_capacity if row_capacity is not None else capacity
-  if limit is not None:
-    above = people > limit
-    if above.any():
-      i = int(np.argmax(above))
-      source = (f"the row's {columns.capacity!r}" if row_capacity is not None
-                else "the given capacity")
-      cap_i = limit[i] if row_capacity is not None else limit
-      fail(path, f"line {lines[i]}: reading {people[i]:g} in column {columns.value!r} is above "
-           f"{source} {cap_i:g}; expected readings <= capacity")
-    if row_capacity is not None:
-      capacity = float(row_capacity.max())
-  return capacity

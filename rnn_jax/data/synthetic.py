@@ -1,10 +1,4 @@
-"""The built-in synthetic gym: the default readings when no CSV is given.
-
-``synthetic_readings`` draws, in this order from one ``numpy`` generator (so a seed gives the
-same series every time): the occupancy probability of every nominal reading
-(``_occupancy_probability``), the counts, which readings are kept (``_kept``: dropped readings
-and outages), the timestamp jitter and the bursts of extra readings (``_bursts``).
-"""
+"""The built-in synthetic gym: the default readings when no CSV is given."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,32 +29,10 @@ def synthetic_readings(seed: int = 0, days: int = 120, step_minutes: int = 10) -
   * outages (no readings at all): about one per 20 days, 2-30 hours long, and one of 3 days.
 
   120 days at 10 minutes are about 16,000 readings: ~11,000 training windows of 24 steps, which
-  a 200-unit RNN trains on in about a minute on a CPU, and a rhythm worth learning.
+  a 200-unit RNN trains on in about a minute on a CPU, and a rhythm worth learning. One numpy
+  generator draws, in this order: the occupancy probabilities, the counts, the kept readings,
+  the jitter and the bursts; changing the order changes every series.
   """
-  _check_arguments(seed, days, step_minutes)
-  rng = np.random.default_rng(int(seed))
-  step_ns = int(step_minutes) * NS_PER_MINUTE
-  n = int(days) * 1440 // int(step_minutes)
-  n_days = int(days)
-  start = np.datetime64("2024-01-01T00:00", "ns").astype(np.int64)
-  nominal = start + np.arange(n, dtype=np.int64) * step_ns
-  p = _occupancy_probability(rng, nominal - start, n_days)
-  counts = rng.binomial(_CAPACITY, p).astype(np.float64)
-  keep = _kept(rng, n, n_days, int(step_minutes))
-  jitter = rng.integers(0, 90 * 10**9, n)
-  times = nominal + jitter
-  extra_t, extra_v = _bursts(rng, times, keep, p, n_days)
-  times = np.concatenate([times[keep], *extra_t])
-  values = np.concatenate([counts[keep], *extra_v])
-  order = np.argsort(times, kind="stable")
-  r = len(order)
-  return Readings(path="<synthetic>", time_utc=times[order].astype("datetime64[ns]"),
-                  value=values[order], capacity=float(_CAPACITY), timezone=None,
-                  local_offset_minutes=np.zeros(r, np.int64), sha256=None,
-                  line=np.zeros(r, np.int64), format="synthetic", n_skipped_empty=0)
-
-
-def _check_arguments(seed, days, step_minutes):
   for name, value in (("seed", seed), ("days", days), ("step_minutes", step_minutes)):
     if isinstance(value, bool) or int(value) != value:
       raise InputError(f"{name}: expected an integer, got {value!r}")
@@ -68,6 +40,23 @@ def _check_arguments(seed, days, step_minutes):
     raise InputError(f"days: expected an integer >= 1, got {days!r}")
   if step_minutes < 1 or step_minutes > 720:
     raise InputError(f"step_minutes: expected an integer from 1 to 720, got {step_minutes!r}")
+  rng = np.random.default_rng(int(seed))
+  n_days, step = int(days), int(step_minutes)
+  n = n_days * 1440 // step
+  since_start = np.arange(n, dtype=np.int64) * (step * NS_PER_MINUTE)
+  p = _occupancy_probability(rng, since_start, n_days)
+  counts = rng.binomial(_CAPACITY, p).astype(np.float64)
+  keep = _kept(rng, n, n_days, step)
+  times = (np.datetime64("2024-01-01T00:00", "ns").astype(np.int64) + since_start
+           + rng.integers(0, 90 * 10**9, n))
+  extra_t, extra_v = _bursts(rng, times, keep, p, n_days)
+  times = np.concatenate([times[keep], *extra_t])
+  values = np.concatenate([counts[keep], *extra_v])
+  order = np.argsort(times, kind="stable")
+  zeros = np.zeros(len(order), np.int64)
+  return Readings(path="<synthetic>", time_utc=times[order].astype("datetime64[ns]"),
+                  value=values[order], capacity=float(_CAPACITY), timezone=None,
+                  local_offset_minutes=zeros, sha256=None, line=zeros.copy(), format="synthetic")
 
 
 def _occupancy_probability(rng: np.random.Generator, since_start: np.ndarray,

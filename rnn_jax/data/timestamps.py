@@ -1,16 +1,8 @@
 """Timestamps: wall clock and UTC offset parsed apart, the early fall-back repair, UTC, local time.
 
-``read_csv`` hands the timestamp column to ``parse_timestamps`` (wall-clock datetimes and
-offsets, with the first problem of each kind) and then to ``to_utc`` (UTC times and the local
-offset of each reading). How day and month order is settled for non-ISO timestamps: see
-``_parse_wall``; the fall-back nights whose offsets switch an hour early (as in the campus gym
-file, see rnn_jax.data.readings): see ``_repair_early_fall_back``.
-
-Local time. The calendar features need local time. With ``timezone`` (an IANA name) local time
-is the UTC time converted with zoneinfo, so it is right at every instant. Without it, local time
-is UTC plus the (repaired) offset of the newest reading at or before the grid bin's end: for the
-gym file that is Pacific time except within the hour after a transition that has no reading.
-Naive timestamps without ``timezone`` are taken as UTC and local time equals them.
+``read_csv`` (rnn_jax.data.readings) hands the timestamp column to ``parse_timestamps`` (wall
+clock and offset of each reading, with the first problem of each kind), then to ``to_utc``
+(UTC times and each reading's local offset, after ``_repair_early_fall_back``).
 """
 from __future__ import annotations
 
@@ -26,10 +18,10 @@ from rnn_jax.common.errors import InputError
 from rnn_jax.common.checks import fail
 
 NS_PER_MINUTE = 60 * 10**9
-# A timestamp's trailing UTC offset: ``Z``, ``UTC``, ``+HH``, ``+HHMM`` or ``+HH:MM`` after a time
-# of day (so that the ``-14`` of a date such as ``2015-08-14`` is never taken for an offset).
+# A trailing UTC offset: ``Z``, ``UTC``, ``GMT``, ``+HH``, ``+HHMM`` or ``+HH:MM`` after a time of
+# day (so that the ``-14`` of a date such as ``2015-08-14`` is never taken for an offset).
 _OFFSET_RE = (r"^(?P<wall>.*?\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*"
-              r"(?P<off>[Zz]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$")
+              r"(?P<off>[Zz]|UTC|GMT|(?P<sign>[+-])(?P<hh>\d{2})(?::?(?P<mm>\d{2}))?)$")
 
 
 def check_timezone(timezone: str | None) -> str | None:
@@ -47,6 +39,52 @@ def check_timezone(timezone: str | None) -> str | None:
   return timezone.strip()
 
 
+class Timestamps(NamedTuple):
+  """A timestamp column parsed apart into wall clock and UTC offset, R readings in file order."""
+  wall: pd.Series      # [R] datetime64[ns] naive wall-clock time; NaT where unreadable
+  offsets: np.ndarray  # [R] float64 UTC offset in minutes; NaN where the timestamp has none
+  aware: np.ndarray    # [R] bool: the timestamp has a UTC offset
+
+
+def parse_timestamps(path, times: pd.Series, lines: np.ndarray,
+                     column: str) -> tuple[Timestamps, list[tuple[int, str]]]:
+  """Parses non-empty timestamp strings [R], keeping wall clock and offset apart (so that
+  ``to_utc`` can repair offsets). Returns the parts and, as ``(line, message)``, the first
+  unreadable timestamp, offset beyond +-18:00, and mix of timestamps with and without offsets.
+  """
+  parts = times.astype(str).str.extract(_OFFSET_RE)
+  aware = parts["off"].notna().to_numpy(bool)
+  wall_strings = pd.Series(np.where(aware, parts["wall"].fillna(""), times.astype(str)),
+                           dtype=object).astype(str)
+  hours, minutes = (pd.to_numeric(parts[g]).to_numpy(np.float64) for g in ("hh", "mm"))
+  offsets = (np.where(parts["sign"] == "-", -1.0, 1.0)
+             * (np.nan_to_num(hours) * 60 + np.nan_to_num(minutes)))   # Z, UTC, GMT: 0
+  stamps = Timestamps(wall=_parse_wall(wall_strings), offsets=np.where(aware, offsets, np.nan),
+                      aware=aware)
+
+  def at(i: int) -> str:
+    return f"{path}: line {lines[i]}: timestamp {times.iloc[i][:40]!r}"
+
+  problems = []
+  bad_time = stamps.wall.isna().to_numpy(bool)
+  if bad_time.any():
+    i = int(np.argmax(bad_time))
+    problems.append((lines[i], f"{at(i)} in column {column!r} is not a date and time between "
+                     "1678 and 2261 (expected e.g. 2015-08-14 17:00:11-07:00)"))
+  bad_offset = aware & ~(np.abs(np.nan_to_num(stamps.offsets)) <= 18 * 60)
+  if bad_offset.any():
+    i = int(np.argmax(bad_offset))
+    problems.append((lines[i], f"{at(i)} has a UTC offset beyond +-18:00"))
+  if aware.any() and not aware.all():
+    minority = ~aware if aware.sum() >= (~aware).sum() else aware
+    i, j = int(np.argmax(minority)), int(np.argmax(~minority))
+    problems.append((lines[i], f"{at(i)} {'has a UTC offset' if aware[i] else 'has no UTC offset'} "
+                     f"but line {lines[j]} ({times.iloc[j][:40]!r}) "
+                     f"{'has one' if aware[j] else 'has none'}; expected all timestamps with "
+                     "offsets or all without"))
+  return stamps, problems
+
+
 def _parse_wall(strings: pd.Series) -> pd.Series:
   """Naive wall-clock datetimes (datetime64[ns]); NaT where unparseable or out of range.
 
@@ -57,64 +95,38 @@ def _parse_wall(strings: pd.Series) -> pd.Series:
   settles the order. A row that the chosen format cannot read is unparseable: rows are never
   read with different formats, which could silently swap day and month.
   """
-  def to_ns(parsed: pd.Series) -> pd.Series:
-    out = pd.Series(pd.NaT, index=parsed.index, dtype="datetime64[ns]")
-    ok = parsed.notna()
-    if ok.any():
-      years = parsed[ok].dt.year
-      inside = ok.copy()
-      inside[ok] = (years > 1677) & (years < 2262)
-      out[inside] = parsed[inside].astype("datetime64[ns]")
-    return out
-
-  def parse(fmt: str) -> pd.Series | None:
+  def parse(texts: pd.Series, fmt: str) -> pd.Series | None:
     try:
-      parsed = pd.to_datetime(strings[retry], format=fmt, errors="coerce")
+      parsed = pd.to_datetime(texts, format=fmt, errors="coerce")
     except (ValueError, TypeError, OverflowError):
       return None
-    if not (pd.api.types.is_datetime64_dtype(parsed.dtype)
-            and getattr(parsed.dtype, "tz", None) is None):
+    if not pd.api.types.is_datetime64_dtype(parsed.dtype):   # False for tz-aware dtypes too
       return None
-    return to_ns(parsed)
+    years = parsed.dt.year
+    return parsed.where((years > 1677) & (years < 2262)).astype("datetime64[ns]")
 
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    retry = pd.Series(True, index=strings.index)  # the rows ``parse`` reads: all, for ISO
-    wall = parse("ISO8601")
+    wall = parse(strings, "ISO8601")
     if wall is None:
       wall = pd.Series(pd.NaT, index=strings.index, dtype="datetime64[ns]")
     retry = wall.isna() & (strings.str.len() > 0)
     if retry.any():
-      first = strings[retry].iloc[0]
-      formats = {guess_datetime_format(first, dayfirst=d) for d in (False, True)} - {None}
+      texts = strings[retry]
+      formats = {guess_datetime_format(texts.iloc[0], dayfirst=d) for d in (False, True)}
       best, best_key = None, None
-      for fmt in sorted(formats):
-        parsed = parse(fmt)
+      for fmt in sorted(formats - {None}):
+        parsed = parse(texts, fmt)
         if parsed is None:
           continue
         t = parsed.dropna().to_numpy().astype(np.int64)
-        key = (-len(t), int((np.diff(t) < 0).sum()) if len(t) else 0,
-               int(t.max() - t.min()) if len(t) else 0, fmt.find("%d") > fmt.find("%m"))
+        key = (-len(t), int((np.diff(t) < 0).sum()), int(t.max() - t.min()) if len(t) else 0,
+               fmt.find("%d") > fmt.find("%m"))
         if best_key is None or key < best_key:
           best, best_key = parsed, key
       if best is not None:
         wall[retry] = best
   return wall
-
-
-def _offset_minutes(strings: pd.Series) -> np.ndarray:
-  """Offsets ``Z``/``UTC``/``GMT``/``+HH[[:]MM]`` in minutes (float, NaN where absent)."""
-  absent = strings.isna().to_numpy(bool)
-  text = strings.fillna("").astype(str).str.upper()
-  zero = text.isin(["Z", "UTC", "GMT"])
-  sign = np.where(text.str[0] == "-", -1.0, 1.0)
-  digits = text.str.replace(":", "", regex=False).str[1:]
-  hours = pd.to_numeric(digits.str[:2], errors="coerce").to_numpy(np.float64)
-  minutes = pd.to_numeric(digits.str[2:4].replace("", "0"), errors="coerce").to_numpy(np.float64)
-  minutes = np.where(np.isnan(minutes), 0.0, minutes)
-  out = sign * (hours * 60 + minutes)
-  out = np.where(zero.to_numpy(bool), 0.0, out)
-  return np.where(absent, np.nan, out)
 
 
 def _repair_early_fall_back(wall_ns: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, int]:
@@ -132,12 +144,10 @@ def _repair_early_fall_back(wall_ns: np.ndarray, offsets: np.ndarray) -> tuple[n
   """
   offsets = offsets.copy()
   changed = 0
-  switches = np.flatnonzero(offsets[1:] < offsets[:-1]) + 1
-  for i in switches:
-    delta = int(offsets[i - 1] - offsets[i])
+  for i in np.flatnonzero(offsets[1:] < offsets[:-1]) + 1:
     if wall_ns[i] < wall_ns[i - 1]:
       continue  # the clock was turned back together with the label: consistent
-    limit = wall_ns[i] + delta * NS_PER_MINUTE
+    limit = wall_ns[i] + int(offsets[i - 1] - offsets[i]) * NS_PER_MINUTE
     k = i + 1
     while k < len(offsets) and offsets[k] == offsets[i] and wall_ns[k - 1] < limit:
       if wall_ns[k] < wall_ns[k - 1]:
@@ -167,74 +177,11 @@ def _localize(path, wall: pd.Series, lines: np.ndarray, timezone: str) -> np.nda
   a = first.tz_convert("UTC").tz_localize(None).to_numpy().astype(np.int64)
   b = second.tz_convert("UTC").tz_localize(None).to_numpy().astype(np.int64)
   ambiguous = a != b
-  use_second = np.zeros(n, bool)
   w = index.to_numpy().astype(np.int64)
-  i = 0
-  while i < n:
-    if not ambiguous[i]:
-      i += 1
-      continue
-    j = i
-    stepped = False
-    while j < n and ambiguous[j]:
-      if j > i and w[j] < w[j - 1]:
-        stepped = True
-      use_second[j] = stepped
-      j += 1
-    i = j
+  use_second = np.zeros(n, bool)
+  for j in range(1, n):
+    use_second[j] = ambiguous[j] and (use_second[j - 1] or (ambiguous[j - 1] and w[j] < w[j - 1]))
   return np.where(use_second, b, a)
-
-
-class Timestamps(NamedTuple):
-  """A timestamp column parsed apart into wall clock and UTC offset, R readings in file order."""
-  wall: pd.Series      # [R] datetime64[ns] naive wall-clock time; NaT where unreadable
-  offsets: np.ndarray  # [R] float64 UTC offset in minutes; NaN where the timestamp has none
-  aware: np.ndarray    # [R] bool: the timestamp has a UTC offset
-
-
-def parse_timestamps(path, times: pd.Series, lines: np.ndarray,
-                     column: str) -> tuple[Timestamps, list[tuple[int, str]]]:
-  """Parses non-empty timestamp strings [R], keeping wall clock and offset apart.
-
-  Parsed apart so that offsets can be checked and repaired (``to_utc``). Returns the parts and
-  the first problem of each kind as ``(line, message)``: an unreadable timestamp, an offset
-  beyond +-18:00, and a mix of timestamps with and without offsets.
-  """
-  parts = times.astype(str).str.extract(_OFFSET_RE)
-  aware = parts["off"].notna().to_numpy(bool)
-  wall_strings = pd.Series(np.where(aware, parts["wall"].fillna(""), times.astype(str)),
-                           dtype=object).astype(str)
-  stamps = Timestamps(wall=_parse_wall(wall_strings), offsets=_offset_minutes(parts["off"]),
-                      aware=aware)
-  return stamps, _timestamp_problems(path, times, lines, column, stamps)
-
-
-def _timestamp_problems(path, times: pd.Series, lines: np.ndarray, column: str,
-                        stamps: Timestamps) -> list[tuple[int, str]]:
-  """The first unreadable timestamp, offset out of range and naive/aware mix, as (line, message)."""
-  aware = stamps.aware
-  problems = []
-  bad_time = stamps.wall.isna().to_numpy(bool)
-  if bad_time.any():
-    i = int(np.argmax(bad_time))
-    problems.append((lines[i], f"{path}: line {lines[i]}: timestamp {times.iloc[i][:40]!r} "
-                     f"in column {column!r} is not a date and time between 1678 and 2261 "
-                     "(expected e.g. 2015-08-14 17:00:11-07:00)"))
-  bad_offset = aware & ~(np.abs(np.nan_to_num(stamps.offsets)) <= 18 * 60)
-  if bad_offset.any():
-    i = int(np.argmax(bad_offset))
-    problems.append((lines[i], f"{path}: line {lines[i]}: timestamp {times.iloc[i][:40]!r} "
-                     "has a UTC offset beyond +-18:00"))
-  if aware.any() and not aware.all():
-    minority = ~aware if aware.sum() >= (~aware).sum() else aware
-    i = int(np.argmax(minority))
-    j = int(np.argmax(~minority))
-    kind = "has no UTC offset" if not aware[i] else "has a UTC offset"
-    problems.append((lines[i], f"{path}: line {lines[i]}: timestamp {times.iloc[i][:40]!r} "
-                     f"{kind} but line {lines[j]} ({times.iloc[j][:40]!r}) "
-                     f"{'has one' if aware[j] else 'has none'}; expected all timestamps with "
-                     "offsets or all without"))
-  return problems
 
 
 def local_wall_ns(utc_ns: np.ndarray, timezone: str) -> np.ndarray:
@@ -245,29 +192,23 @@ def local_wall_ns(utc_ns: np.ndarray, timezone: str) -> np.ndarray:
 
 def to_utc(path, stamps: Timestamps, lines: np.ndarray,
            timezone: str | None) -> tuple[np.ndarray, np.ndarray, int]:
-  """UTC times and local offsets of timestamps that ``parse_timestamps`` found no problem with.
+  """UTC ns [R] int64, local offset minutes [R] int64 (local = UTC + offset) and the number of
+  repaired offsets, for timestamps that ``parse_timestamps`` found no problem with.
 
-  With offsets (all or none have one: checked before): UTC after ``_repair_early_fall_back``.
-  Naive: local time in ``timezone`` (``_localize``), or UTC without it. The local offset is
-  from ``timezone`` when given, else the (repaired) offsets, else 0.
-
-  Returns UTC ns [R] int64, local offset minutes [R] int64 (local = UTC + offset), and how many
-  offsets were repaired.
+  With offsets: UTC after ``_repair_early_fall_back``. Naive: local time in ``timezone``
+  (``_localize``), or UTC without it. The local offset is from ``timezone`` when given, else the
+  (repaired) offsets, else 0.
   """
   wall_ns = stamps.wall.to_numpy("datetime64[ns]").astype(np.int64)
-  aware = stamps.aware.all()
+  local_offset = np.zeros(len(wall_ns), np.int64)
   n_repaired = 0
-  if aware:
-    off, n_repaired = _repair_early_fall_back(wall_ns, stamps.offsets.astype(np.int64))
-    utc_ns = wall_ns - off * NS_PER_MINUTE
+  if stamps.aware.all():
+    local_offset, n_repaired = _repair_early_fall_back(wall_ns, stamps.offsets.astype(np.int64))
+    utc_ns = wall_ns - local_offset * NS_PER_MINUTE
   elif timezone is not None:
     utc_ns = _localize(path, stamps.wall, lines, timezone)
   else:
     utc_ns = wall_ns
   if timezone is not None:
     local_offset = (local_wall_ns(utc_ns, timezone) - utc_ns) // NS_PER_MINUTE
-  elif aware:
-    local_offset = off
-  else:
-    local_offset = np.zeros(len(utc_ns), np.int64)
   return utc_ns, np.asarray(local_offset, np.int64), n_repaired

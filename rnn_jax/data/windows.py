@@ -5,11 +5,6 @@ per step, ``ys [N, K]`` targets in [0, 1]. ``D = 1`` (occupancy fraction, the de
 notes' ``x in R^24``: 4 hours of readings every 10 minutes) or ``D = 5`` with calendar
 features (``Grid.calendar``). ``K = len(horizons)`` for the task ``horizons`` (the notes' 3
 sigmoid outputs), ``K = 3`` (low / medium / high) for ``levels``.
-
-``make_dataset`` goes in named steps: the grid (rnn_jax.data.grid), the split bounds
-(``_split_bounds``), the usable window ends of each split (``_usable_ends``, which says why
-when a split has none), the capacity and tertiles fitted on the training split only
-(``_fit_capacity``, ``_fit_tertiles``), and each split's arrays (``_split``).
 """
 from __future__ import annotations
 
@@ -19,9 +14,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from rnn_jax.common import checks, cli
+from rnn_jax.common import cli
 from rnn_jax.common.errors import InputError
-from rnn_jax.common.checks import check_capacity, check_int, check_step
+from rnn_jax.common.checks import check_capacity, check_int, check_step, choice
 from rnn_jax.data.grid import N_CALENDAR, Grid, to_grid
 from rnn_jax.data.readings import Readings
 
@@ -29,7 +24,6 @@ FEATURES = ("occupancy", "calendar")
 TASKS = ("horizons", "levels")
 SPLITS = ("train", "val", "test")
 LEVELS = ("low", "medium", "high")
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +42,7 @@ class WindowSpec:
       "for task levels: steps ahead (none = the last of horizons)")
   splits: tuple[float, ...] = cli.option((0.7, 0.15, 0.15),
       "chronological train,val,test fractions of the grid")
-  step_minutes: int = cli.option(10,
-      "grid step in minutes (a divisor of 1440)")
+  step_minutes: int = cli.option(10, "grid step in minutes (a divisor of 1440)")
   max_gap: int = cli.option(2,
       "longest run of empty bins that is interpolated; longer runs are gaps")
 
@@ -75,7 +68,7 @@ class WindowSpec:
       raise InputError(f"--features: expected 'occupancy' among them (the notes' input), got "
                        f"{','.join(features)}")
     set_("features", tuple(f for f in FEATURES if f in features))
-    checks.choice("task", self.task, TASKS)
+    choice("task", self.task, TASKS)
     if self.level_horizon is not None:
       set_("level_horizon", check_int("level_horizon", self.level_horizon, 1))
     splits = self.splits
@@ -110,7 +103,6 @@ class WindowSpec:
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
-
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -158,31 +150,20 @@ class Dataset:
     """Occupancy fractions (e.g. the model's sigmoid outputs [N, H]) to people."""
     return np.asarray(fractions, np.float64) * self.capacity
 
-  def level_of(self, people) -> np.ndarray:
-    """Level 0 (low: <= t1), 1 (medium: <= t2) or 2 (high) of readings in people."""
-    if self.tertiles is None:
-      raise ValueError("level_of: this dataset has no tertiles (task horizons)")
-    return levels_of(people, self.tertiles)
-
   def summary(self) -> dict:
     """JSON-ready facts about the data (for config.json and the README)."""
-    grid = self.grid
-    step = np.timedelta64(grid.step_minutes, "m")
-    out = {
+    times, step = self.grid.times, np.timedelta64(self.grid.step_minutes, "m")
+    return {
         "path": self.path, "sha256": self.sha256, "capacity": self.capacity,
         "capacity_fitted": self.capacity_fitted,
         "tertiles": list(self.tertiles) if self.tertiles is not None else None,
-        "horizons": list(self.horizons), "grid_bins": len(grid),
-        "grid_valid_bins": int(grid.valid.sum()),
-        "grid_interpolated_bins": int(grid.interpolated.sum()),
-        "grid_start_utc": str(grid.times[0]), "grid_end_utc": str(grid.times[-1] + step),
-        "splits": {}}
-    for name in SPLITS:
-      s = self[name]
-      lo, hi = s.bounds
-      out["splits"][name] = {"n_windows": len(s), "start_utc": str(grid.times[lo]),
-                             "end_utc": str(grid.times[hi - 1] + step)}
-    return out
+        "horizons": list(self.horizons), "grid_bins": len(self.grid),
+        "grid_valid_bins": int(self.grid.valid.sum()),
+        "grid_interpolated_bins": int(self.grid.interpolated.sum()),
+        "grid_start_utc": str(times[0]), "grid_end_utc": str(times[-1] + step),
+        "splits": {s.name: {"n_windows": len(s), "start_utc": str(times[s.bounds[0]]),
+                            "end_utc": str(times[s.bounds[1] - 1] + step)}
+                   for s in (self.train, self.val, self.test)}}
 
 
 def levels_of(people, tertiles: tuple[float, float]) -> np.ndarray:
@@ -220,14 +201,12 @@ def _inputs(grid: Grid, calendar: np.ndarray | None, ends: np.ndarray, window: i
   return np.concatenate(parts, -1).astype(np.float32), people
 
 
-
 def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
   """Windows for every split, with targets and what the baselines need.
 
   Splits are chronological fractions of the grid's bins (``spec.splits``, 70/15/15 by default).
   A window (its T inputs, and every bin up to its furthest target) lies inside one split and
-  contains no gap bin. Inputs per step: reading / capacity, and with calendar features also
-  ``Grid.calendar()`` (D = 5).
+  contains no gap bin.
 
   Fitted on the training split only:
   * capacity, when ``readings.capacity`` is None (the gym file): the maximum training reading
@@ -250,30 +229,31 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
   spec = spec if spec is not None else WindowSpec()
   grid = to_grid(readings, spec.step_minutes, spec.max_gap)
   horizons = np.asarray(spec.target_horizons, np.int64)
-  bounds = _split_bounds(len(grid), spec.splits)
+  m, f = len(grid), spec.splits
+  b1, b2 = int(round(m * f[0])), int(round(m * (f[0] + f[1])))
+  bounds = {"train": (0, b1), "val": (b1, b2), "test": (b2, m)}
   ends = _usable_ends(readings.path, grid.valid, bounds, spec, int(horizons.max()))
-  capacity_fitted = readings.capacity is None
-  if capacity_fitted:
-    capacity = _fit_capacity(readings, grid, bounds["train"][1], spec.step_minutes)
-  else:
-    capacity = float(readings.capacity)
-  calendar = grid.calendar()
+  capacity = readings.capacity
+  if capacity is None:
+    train_end = grid.times[0] + np.timedelta64(b1 * spec.step_minutes, "m")
+    train_values = readings.value[readings.time_utc < train_end]
+    capacity = float(train_values.max()) if train_values.size else 0.0
+    if not capacity > 0:
+      raise InputError(f"{readings.path}: cannot fit the capacity: every reading in the training "
+                       "split is 0; give a capacity")
+  capacity = float(capacity)
   tertiles = None
   if spec.task == "levels":
-    tertiles = _fit_tertiles(grid.values[ends["train"] + horizons[0]])
+    t1, t2 = np.quantile(grid.values[ends["train"] + horizons[0]], [1 / 3, 2 / 3])
+    tertiles = (float(t1), float(t2))
+  calendar = grid.calendar()
   splits = {name: _split(name, grid, calendar, ends[name], bounds[name], spec, horizons,
                          capacity, tertiles)
             for name in SPLITS}
-  return Dataset(spec=spec, grid=grid, capacity=capacity, capacity_fitted=capacity_fitted,
-                 tertiles=tertiles, horizons=tuple(int(h) for h in horizons), path=readings.path,
+  return Dataset(spec=spec, grid=grid, capacity=capacity,
+                 capacity_fitted=readings.capacity is None, tertiles=tertiles,
+                 horizons=tuple(int(h) for h in horizons), path=readings.path,
                  sha256=readings.sha256, **splits)
-
-
-def _split_bounds(m: int, fractions: tuple[float, ...]) -> dict[str, tuple[int, int]]:
-  """[start, stop) grid bins of each split: chronological fractions of the M bins."""
-  b1 = int(round(m * fractions[0]))
-  b2 = int(round(m * (fractions[0] + fractions[1])))
-  return {"train": (0, b1), "val": (b1, b2), "test": (b2, m)}
 
 
 def _usable_ends(path: str, valid: np.ndarray, bounds: dict[str, tuple[int, int]],
@@ -301,23 +281,6 @@ def _usable_ends(path: str, valid: np.ndarray, bounds: dict[str, tuple[int, int]
   return ends
 
 
-def _fit_capacity(readings: Readings, grid: Grid, train_stop: int, step_minutes: int) -> float:
-  """The largest reading before the end of the training split (see ``make_dataset``)."""
-  t_end = grid.times[0] + np.timedelta64(train_stop * step_minutes, "m")
-  train_values = readings.value[readings.time_utc < t_end]
-  capacity = float(train_values.max()) if train_values.size else 0.0
-  if not capacity > 0:
-    raise InputError(f"{readings.path}: cannot fit the capacity: every reading in the training "
-                     "split is 0; give a capacity")
-  return capacity
-
-
-def _fit_tertiles(train_targets: np.ndarray) -> tuple[float, float]:
-  """The 1/3 and 2/3 quantiles of the training targets at the level horizon, in people."""
-  t1, t2 = np.quantile(train_targets, [1 / 3, 2 / 3])
-  return float(t1), float(t2)
-
-
 def _seasonal(grid: Grid, e: np.ndarray, horizons: np.ndarray, lag: int) -> np.ndarray:
   """[N, H] the grid's value ``lag`` bins before each target; NaN where not known at the end."""
   src = e[:, None] + horizons[None, :] - lag
@@ -331,10 +294,9 @@ def _split(name: str, grid: Grid, calendar: np.ndarray, e: np.ndarray, bounds: t
            spec: WindowSpec, horizons: np.ndarray, capacity: float,
            tertiles: tuple[float, float] | None) -> Split:
   """The arrays of one split's windows, ending at grid bins ``e`` [N]."""
-  use_calendar = "calendar" in spec.features
   day_bins = 1440 // spec.step_minutes
-  xs, window_people = _inputs(grid, calendar if use_calendar else None, e, spec.window,
-                              capacity)
+  xs, window_people = _inputs(grid, calendar if "calendar" in spec.features else None, e,
+                              spec.window, capacity)
   target_idx = e[:, None] + horizons[None, :]
   target_people = grid.values[target_idx]
   if spec.task == "levels":

@@ -16,15 +16,13 @@ Everything is in people (the original units) and in % of the capacity. Baselines
   ``random_state=0``, 100 iterations, no early stopping (so it is deterministic and needs no
   held-out part of the training data), one OpenMP thread.
 
-Ridge and gbm are fitted on the training split and predict occupancy fractions; predictions
-are clipped to [0, capacity] people, the range the model's sigmoid outputs can express.
-For task ``levels``: accuracy and macro-F1 (``sklearn.metrics``) for the model,
+Ridge and gbm predict occupancy fractions, clipped to [0, capacity] people, the range the
+model's sigmoid outputs can express. Task ``levels``: accuracy and macro-F1 for the model,
 ``persistence`` (the level of the window's last reading) and ``ridge_threshold`` (the ridge
 forecast at the level horizon, cut at the training tertiles).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Mapping, NamedTuple
 
@@ -38,7 +36,6 @@ from rnn_jax.data import LEVELS, Dataset, Split, levels_of
 
 HORIZON_METHODS = ("model", "persistence", "seasonal_naive_day", "seasonal_naive_week", "ridge",
                    "gbm")
-LEVEL_METHODS = ("model", "persistence", "ridge_threshold")
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-4, 3, 15))
 GBM_MAX_ITER = 100
 
@@ -78,8 +75,7 @@ def features(dataset: Dataset, split: Split) -> np.ndarray:
   return np.concatenate(parts, axis=1)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class FittedBaselines:
+class FittedBaselines(NamedTuple):
   """Ridge and gradient boosting fitted on a dataset's training split."""
   ridge: RidgeCV
   gbm: tuple[HistGradientBoostingRegressor, ...] | None  # one per horizon; None for task levels
@@ -105,6 +101,7 @@ def fit_baselines(dataset: Dataset, *, gbm: bool = True,
 
 
 def _clip(dataset: Dataset, fractions: np.ndarray) -> np.ndarray:
+  """Fractions [N] or [N, H] to people [N, H], clipped to [0, capacity]."""
   return np.clip(np.asarray(fractions, np.float64).reshape(len(fractions), -1), 0.0,
                  1.0) * dataset.capacity
 
@@ -119,15 +116,14 @@ def baselines(dataset: Dataset, split: str,
   """
   s = dataset[split]
   if fitted is None:
-    fitted = fit_baselines(dataset, gbm=dataset.spec.task == "horizons")
+    fitted = fit_baselines(dataset)
   x = features(dataset, s)
   ridge = _clip(dataset, fitted.ridge.predict(x))
   last = s.window_people[:, -1]
   if dataset.spec.task == "levels":
     return {"persistence": levels_of(last, dataset.tertiles),
             "ridge_threshold": levels_of(ridge[:, 0], dataset.tertiles)}
-  h = len(dataset.horizons)
-  out = {"persistence": np.repeat(last[:, None], h, axis=1),
+  out = {"persistence": np.repeat(last[:, None], len(dataset.horizons), axis=1),
          "seasonal_naive_day": s.naive_day.copy(),
          "seasonal_naive_week": s.naive_week.copy(),
          "ridge": ridge}
@@ -142,36 +138,26 @@ def _floats(values) -> list[float | None]:
   return [None if not math.isfinite(v) else float(v) for v in np.asarray(values, np.float64)]
 
 
-def _model_levels(pred, n: int) -> np.ndarray:
-  pred = np.asarray(pred)
-  if pred.ndim == 2 and pred.shape[1] == len(LEVELS):
-    pred = pred.argmax(axis=1)
-  if pred.shape != (n,):
-    raise ValueError(f"report: model predictions for task levels must be [N, 3] scores or [N] "
-                     f"levels with N = {n}, got shape {np.shape(pred)}")
-  return pred.astype(np.int64)
-
-
 def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None = None, *,
            fitted: FittedBaselines | None = None,
            baseline_predictions: Mapping[str, dict] | None = None) -> dict:
   """The results dictionary (``results.json``) for the validation and test splits.
 
-  ``model_predictions``: split name -> the model's forecasts in people ``[N, H]`` (task
-  horizons; use ``dataset.to_people(sigmoid outputs)``) or its scores ``[N, 3]`` / levels ``[N]``
-  (task levels). Splits or the whole argument may be left out; the model is then absent.
+  ``model_predictions``: split -> the model's forecasts in people ``[N, H]`` (task horizons; use
+  ``dataset.to_people(sigmoid outputs)``) or its scores ``[N, 3]`` / levels ``[N]`` (task
+  levels); a split without one, or no argument, leaves the model out. ``baseline_predictions``:
+  split -> ``baselines(dataset, split, fitted)`` when the caller has them (a report per model
+  of an ensemble); otherwise they are computed here.
 
-  Task horizons: ``{"splits": {split: {method: {"mae": [H], "mae_pct": [H], "n_windows": N}}}}``
-  (seasonal methods add ``model_mae_same_windows`` when the model is given). Task levels:
-  ``{method: {"accuracy", "macro_f1", "n_windows"}}``. Top-level keys also give the task,
-  horizons (steps and minutes), capacity and tertiles. NaN is written as None.
-  ``baseline_predictions``: split -> ``baselines(dataset, split, fitted)``, when the caller has
-  them already (a report per model of an ensemble); otherwise they are computed here.
+  ``out["splits"][split][method]`` is ``{"mae": [H], "mae_pct": [H], "n_windows": N}``
+  (seasonal methods add ``model_mae_same_windows`` when the model is given), or for task levels
+  ``{"accuracy", "macro_f1", "n_windows"}``. Top-level keys also give the task, horizons (steps
+  and minutes), capacity and tertiles. NaN is written as None.
   """
   model_predictions = dict(model_predictions or {})
   if baseline_predictions is None:
     if fitted is None:
-      fitted = fit_baselines(dataset, gbm=dataset.spec.task == "horizons")
+      fitted = fit_baselines(dataset)
     baseline_predictions = {split: baselines(dataset, split, fitted) for split in ("val", "test")}
   step = dataset.spec.step_minutes
   out = {"task": dataset.spec.task, "horizons": list(dataset.horizons),
@@ -181,15 +167,20 @@ def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None 
   for split in ("val", "test"):
     s = dataset[split]
     preds = baseline_predictions[split]
-    entries = {}
+    entries = out["splits"][split] = {}
     if dataset.spec.task == "levels":
-      truth = s.levels
       if split in model_predictions:
-        preds = {"model": _model_levels(model_predictions[split], len(s)), **preds}
+        model = np.asarray(model_predictions[split])
+        if model.ndim == 2 and model.shape[1] == len(LEVELS):
+          model = model.argmax(axis=1)
+        if model.shape != (len(s),):
+          raise ValueError(f"report: model predictions for task levels must be [N, 3] scores or "
+                           f"[N] levels with N = {len(s)}, got shape {model.shape}")
+        preds = {"model": model.astype(np.int64), **preds}
       for name, p in preds.items():
         entries[name] = {
-            "accuracy": float(accuracy_score(truth, p)),
-            "macro_f1": float(f1_score(truth, p, labels=list(range(len(LEVELS))),
+            "accuracy": float(accuracy_score(s.levels, p)),
+            "macro_f1": float(f1_score(s.levels, p, labels=list(range(len(LEVELS))),
                                        average="macro", zero_division=0)),
             "n_windows": len(s)}
     else:
@@ -208,12 +199,7 @@ def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None 
           rows = ~np.isnan(p).any(axis=1)
           entry["model_mae_same_windows"] = _floats(mae(model[rows], s.target_people[rows]).mae)
         entries[name] = entry
-    out["splits"][split] = entries
   return out
-
-
-def _cell(value, width: int, fmt: str) -> str:
-  return ("-" if value is None else format(value, fmt)).rjust(width)
 
 
 def format_table(results: dict) -> str:
@@ -224,58 +210,39 @@ def format_table(results: dict) -> str:
   levels: accuracy and macro-F1.
   """
   splits = [s for s in ("val", "test") if s in results.get("splits", {})]
-  methods = []
-  for s in splits:
-    methods += [m for m in results["splits"][s] if m not in methods]
+  methods = list(dict.fromkeys(m for s in splits for m in results["splits"][s]))
   name_w = max([len(m) for m in methods] + [6])
-  lines = []
-  if results.get("task") == "levels":
-    header = "method".ljust(name_w) + "".join(
-        f"{s + ' acc':>10}{s + ' F1':>10}{'n':>7}" for s in splits)
-    lines += [f"levels at +{results['horizon_minutes'][0]} min", header]
-    for m in methods:
-      row = m.ljust(name_w)
-      for s in splits:
-        e = results["splits"][s].get(m)
-        row += (_cell(e and e["accuracy"], 10, ".3f") + _cell(e and e["macro_f1"], 10, ".3f")
-                + _cell(e and e["n_windows"], 7, "d"))
-      lines.append(row)
-    return "\n".join(lines)
+  levels = results.get("task") == "levels"
   minutes = results.get("horizon_minutes") or results.get("horizons")
-  col = 17
-  cols = "".join(f"+{m} min".rjust(col) for m in minutes)
-  width = col * len(minutes) + 7
-  unit = results.get("unit", "people")
-  lines.append(f"MAE in {unit} (% of capacity {results.get('capacity', float('nan')):g})")
-  lines.append(" " * name_w + "".join(f"  {s.upper()}".ljust(width) for s in splits))
-  lines.append("method".ljust(name_w) + "".join(cols + f"{'n':>7}" for _ in splits))
-  for m in methods:
-    row = m.ljust(name_w)
-    for s in splits:
-      e = results["splits"][s].get(m)
-      if e is None:
-        row += "-".rjust(col) * len(minutes) + "-".rjust(7)
-        continue
-      for v, p in zip(e["mae"], e["mae_pct"]):
-        row += ("-" if v is None else f"{v:.2f} ({p:.1f}%)").rjust(col)
-      row += f"{e['n_windows']:>7d}"
-    lines.append(row)
-  lines += _interval_lines(results, splits, unit, name_w, col)
+  unit, col = results.get("unit", "people"), 17
+
+  def cells(e: dict | None) -> str:
+    """One method's cells on one split."""
+    if levels:
+      return "".join(("-" if e is None or e[key] is None else format(e[key], fmt)).rjust(width)
+                     for key, fmt, width in (("accuracy", ".3f", 10), ("macro_f1", ".3f", 10),
+                                             ("n_windows", "d", 7)))
+    if e is None:
+      return "-".rjust(col) * len(minutes) + "-".rjust(7)
+    return "".join(("-" if v is None else f"{v:.2f} ({p:.1f}%)").rjust(col)
+                   for v, p in zip(e["mae"], e["mae_pct"])) + f"{e['n_windows']:>7d}"
+
+  if levels:
+    lines = [f"levels at +{results['horizon_minutes'][0]} min", "method".ljust(name_w) + "".join(
+        f"{s + ' acc':>10}{s + ' F1':>10}{'n':>7}" for s in splits)]
+  else:
+    header = "".join(f"+{m} min".rjust(col) for m in minutes) + f"{'n':>7}"
+    lines = [f"MAE in {unit} (% of capacity {results.get('capacity', float('nan')):g})",
+             " " * name_w + "".join(f"  {s.upper()}".ljust(col * len(minutes) + 7)
+                                    for s in splits),
+             "method".ljust(name_w) + header * len(splits)]
+  lines += [m.ljust(name_w) + "".join(cells(results["splits"][s].get(m)) for s in splits)
+            for m in methods]
+  intervals = [results["splits"][s].get("model", {}).get("interval") for s in splits]
+  if not levels and intervals and all(intervals):
+    lines.append(f"model's {100 * intervals[0]['level']:g}% interval (split-conformal, "
+                 f"calibrated on val): coverage, mean width in {unit}")
+    for key, fmt in (("coverage", ".3f"), ("mean_width", ".2f")):
+      row = "".join("".join(format(v, fmt).rjust(col) for v in e[key]) + " " * 7 for e in intervals)
+      lines.append((key.ljust(name_w) + row).rstrip())
   return "\n".join(lines)
-
-
-def _interval_lines(results: dict, splits: list[str], unit: str, name_w: int,
-                    col: int) -> list[str]:
-  """Coverage and mean width of the model's interval (``model.interval``), when present."""
-  entries = [results["splits"][s].get("model", {}).get("interval") for s in splits]
-  if not all(entries):
-    return []
-  level = entries[0]["level"]
-  lines = [f"model's {100 * level:g}% interval (split-conformal, calibrated on val): coverage, "
-           f"mean width in {unit}"]
-  for key, fmt in (("coverage", ".3f"), ("mean_width", ".2f")):
-    row = key.ljust(name_w)
-    for e in entries:
-      row += "".join(format(v, fmt).rjust(col) for v in e[key]) + " " * 7
-    lines.append(row.rstrip())
-  return lines

@@ -18,8 +18,7 @@ import numpy as np
 
 def check_level(level) -> float:
   """``level`` as a float in (0, 1); ValueError otherwise."""
-  if isinstance(level, bool) or not isinstance(level, (int, float, np.number)) or not (
-      0 < level < 1):
+  if isinstance(level, bool) or not isinstance(level, (int, float, np.number)) or not 0 < level < 1:
     raise ValueError(f"level: expected a number strictly between 0 and 1, got {level!r}")
   return float(level)
 

@@ -1,4 +1,5 @@
-"""rnn_jax.evaluate: MAE, baselines and the results table on series small enough to check by hand."""
+"""rnn_jax.evaluation.baselines: MAE, baselines and the results table, on series small enough to
+check by hand."""
 from __future__ import annotations
 
 import json
