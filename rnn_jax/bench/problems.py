@@ -1,7 +1,7 @@
 """The data and parameters a cell trains on, placed on the device before anything is timed:
 one batch (``problem``), 16 independently initialised models (``many_models``), and the windows,
 permutation and optimizer state of one fused call (``fused_inputs``). The draws themselves are
-the gradient checks' (rnn_jax.verify.problems.rnn_problem): one set of random-problem
+the gradient checks' (rnn_jax.testing.rnn_problem): one set of random-problem
 generators for the tests and the benchmark.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from rnn_jax.bench.config import MODELS, BenchConfig, fused_steps, make_optimizer
-from rnn_jax.verify.problems import rnn_problem
+from rnn_jax.testing import rnn_problem
 
 
 def problem(cfg: BenchConfig, batch: int, T: int, H: int, n: int | None = None,
