@@ -450,7 +450,7 @@ def main(argv=None) -> int:
   for dtype in DTYPES:
     try:
       reports.append(check_rnn(dtype, T=T, H=H, D=D, K=K, B=B, seed=args.seed,
-                                         scheme=args.scheme))
+                               scheme=args.scheme))
     except NoGuardedPoint as err:
       raise InputError(f"{err}; try a smaller --window, --batch-size or --hidden-size") from None
     reports.append(check_mlp(dtype, H=H, B=B, seed=args.seed))
