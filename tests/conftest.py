@@ -52,7 +52,7 @@ def letters_csv() -> Path:
 
 
 ROBUSTNESS_DOC = REPO / "docs" / "robustness.md"
-ROBUSTNESS_STALE = "docs/robustness.md is stale: run `python experiments/robustness_report.py`"
+ROBUSTNESS_STALE = "docs/robustness.md is stale: run `python tests/robustness/write_doc.py`"
 
 
 @pytest.fixture(scope="module")

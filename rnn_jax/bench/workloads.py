@@ -18,7 +18,7 @@ from rnn_jax import train
 from rnn_jax.bench.config import MODELS, BenchConfig, fused_steps, make_optimizer
 from rnn_jax.bench.timing import Workload, compile_timed
 from rnn_jax.core import model
-from rnn_jax.verify.problems import rnn_problem
+from rnn_jax.testing import rnn_problem
 
 
 # --------------------------------------------------------------------------- the data

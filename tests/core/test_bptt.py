@@ -1,8 +1,8 @@
 """The hand BPTT (rnn_jax.bptt) against autodiff, the hidden-state VJP, finite differences with a
-kink guard, hard cases, and the gradient-check library and script (rnn_jax.gradcheck).
+kink guard, hard cases, and the gradient-check script (experiments/gradcheck.py).
 
 Relative error throughout: ``max |hand - ref| / max |ref|`` per parameter, or the absolute error
-when the reference is all zero (rnn_jax.gradcheck.errors). Tolerances: rnn_jax.gradcheck.
+when the reference is all zero (rnn_jax.testing.errors). Tolerances: rnn_jax.testing.
 Loss values are compared with the NumPy float64 reference (tests/core/bptt_reference.py), not
 with rnn_jax.loss, which computes the hand BPTT's loss through the same code. Each step of the
 BPTT on its own scale: test_bptt_per_step.py; forward mode: test_forward_mode.py; the hand BPTT
@@ -27,11 +27,13 @@ from jax.test_util import check_grads
 import rnn_jax
 from rnn_jax.common import cli
 from rnn_jax.core import bptt, model
-from rnn_jax.verify import gradcheck
-from rnn_jax.verify.gradcheck import TOLERANCES, errors, step_errors, tree_errors
+from rnn_jax import testing
+from rnn_jax.testing import TOLERANCES, errors, step_errors, tree_errors
 
 import bptt_reference as ref_bptt
 from conftest import load_script
+
+gradcheck = load_script("gradcheck.py")   # finite differences, the kink guard, check_rnn
 
 TOL64 = TOLERANCES["float64"].autodiff   # 1e-10
 TOL32 = TOLERANCES["float32"].autodiff   # 1e-4, against a float64 reference
@@ -39,7 +41,7 @@ TOL32 = TOLERANCES["float32"].autodiff   # 1e-4, against a float64 reference
 
 def draw(T, H, D, K, B, scheme="normal", targets="soft", seed=0, dtype=np.float64):
   """``(params, xs, ys)`` drawn with NumPy as rnn_jax.init_params would draw them."""
-  return gradcheck.rnn_problem(seed, T=T, H=H, D=D, K=K, B=B, scheme=scheme, targets=targets,
+  return testing.rnn_problem(seed, T=T, H=H, D=D, K=K, B=B, scheme=scheme, targets=targets,
                                dtype=dtype)
 
 
@@ -117,16 +119,16 @@ def test_hand_bptt_matches_autodiff_float64(x64, case):
 
 
 # float32 against a float64 reference, TOLERANCES["float32"] (1e-4; the derivation is in
-# rnn_jax/gradcheck.py: rounding of ~T*B*H accumulated terms at u = 6e-8). autodiff in float32
+# rnn_jax/testing.py: rounding of ~T*B*H accumulated terms at u = 6e-8). autodiff in float32
 # is held to the same bound, so the tolerance measures float32, not the hand code.
 @pytest.mark.parametrize("case", [(100, 200, 3, 3, 64, "irnn", "onehot")], ids=_grid_id)
 def test_hand_bptt_float32_against_float64_reference(x64, case):
   T, H, D, K, B, scheme, targets = case
   p32, xs32, ys32 = draw(T, H, D, K, B, scheme, targets, seed=3, dtype=np.float32)
-  p64, xs64, ys64 = gradcheck.to_dtype((p32, xs32, ys32), jnp.float64)   # the same point
+  p64, xs64, ys64 = testing.to_dtype((p32, xs32, ys32), jnp.float64)   # the same point
   # Both dtypes must sit on the same piece of the piecewise-linear recurrence.
   assert bool(gradcheck.same_relu_pattern(p32, xs32, p64, xs64))
-  with gradcheck.full_float32_matmuls():   # IEEE float32 on every backend (not TF32 on GPUs)
+  with testing.full_float32_matmuls():   # IEEE float32 on every backend (not TF32 on GPUs)
     (_, hand32), (_, auto32) = hand_and_autodiff(p32, xs32, ys32)
   (_, _), (_, ref64) = hand_and_autodiff(p64, xs64, ys64)
   assert all(g.dtype == jnp.float32 for g in hand32)
@@ -145,8 +147,8 @@ PROPERTY_SHAPES = [(1, 1, 1, 1, 1), (12, 9, 3, 4, 6), (1, 9, 3, 4, 1), (12, 1, 1
 
 @jax.jit
 def _property_outputs(params, xs, ys, h0):
-  """``(hand result, hand delta_t)`` (gradcheck.hand_steps) and ``(loss, grads)`` by jax.grad."""
-  return (gradcheck.hand_steps(params, xs, ys, h0),
+  """``(hand result, hand delta_t)`` (testing.hand_steps) and ``(loss, grads)`` by jax.grad."""
+  return (testing.hand_steps(params, xs, ys, h0),
           jax.value_and_grad(model.loss)(params, xs, ys, h0))
 
 
@@ -322,7 +324,7 @@ def test_logits_of_1000_and_hard_targets(x64, dtype):
   params = params._replace(c=jnp.asarray([1000.0, -1000.0, 1000.0], dtype))
   ys = jnp.asarray([[1, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1], [1, 0, 1]], dtype)
   # float32 in IEEE float32 on every backend (float64 is unaffected: keep its compiled code)
-  precision = (gradcheck.full_float32_matmuls() if dtype == "float32" else
+  precision = (testing.full_float32_matmuls() if dtype == "float32" else
                contextlib.nullcontext())
   with precision:
     logits = np.asarray(model.forward(params, xs), np.float64)
@@ -515,7 +517,7 @@ def test_check_rnn_needs_float64():
 def test_gradcheck_script(x64, capsys, monkeypatch):
   """check_rnn and check_mlp in both dtypes through the script: every parameter, every error
   within its tolerance, exit status 0; 1 past a tolerance; 2 for a bad argument."""
-  script = load_script("gradcheck.py")
+  script = gradcheck
   argv = ["--window", "6", "--hidden-size", "8", "--batch-size", "4", "--seed", "1"]
   assert script.main(argv + ["--input-size", "2"]) == 0
   out = capsys.readouterr().out

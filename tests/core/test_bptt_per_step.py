@@ -5,9 +5,9 @@ Why per step: the per-parameter relative error ``max |hand - ref| / max |ref|`` 
 last steps. With the normal init at T = 100, H = 200, ||dL/dh_1|| / ||dL/dh_T|| is ~1e-15
 (``test_early_steps_are_invisible_per_parameter`` measures it), so a BPTT wrong by any factor
 in its first steps passes every per-parameter check. Here each step is compared with its own
-``max |ref_t|`` (rnn_jax.verify.gradcheck.step_errors).
+``max |ref_t|`` (rnn_jax.testing.step_errors).
 
-The hand code's per-step deltas come out of its own outputs (rnn_jax.verify.gradcheck.hand_steps):
+The hand code's per-step deltas come out of its own outputs (rnn_jax.testing.hand_steps):
 on the same network with H more inputs, all zero, each wired to one unit (``V' = [V, I]``,
 ``xs' = [xs, 0]``; nothing in the forward pass changes), ``dL/dx'_t`` is ``delta_t [V, I]``, so
 its last H columns are the hand's ``delta_t = dL/dA_t`` at every step. The references: autodiff (``jax.vjp`` of
@@ -31,8 +31,8 @@ import pytest
 
 import rnn_jax
 from rnn_jax.core import bptt, model
-from rnn_jax.verify import gradcheck
-from rnn_jax.verify.gradcheck import TOLERANCES, augment, errors, hand_steps, step_errors
+from rnn_jax import testing
+from rnn_jax.testing import TOLERANCES, augment, errors, hand_steps, step_errors
 
 import bptt_reference as ref_bptt
 
@@ -53,7 +53,7 @@ def autodiff_steps(params, xs, ys, h0, anchor=False):
 
 @partial(jax.jit, static_argnames=("anchor", "sums"))
 def both_steps(params, xs, ys, h0, anchor=False, sums=None):
-  """One compilation for both: ``(gradcheck.hand_steps(...), autodiff_steps(...))``."""
+  """One compilation for both: ``(testing.hand_steps(...), autodiff_steps(...))``."""
   return (hand_steps(params, xs, ys, h0, anchor=anchor, sums=sums),
           autodiff_steps(params, xs, ys, h0, anchor))
 
@@ -79,7 +79,7 @@ def assert_steps_close(x, ref, what, axis=1, tol=TOL64):
 def problem(T, H, D, K, B, scheme="normal", seed=0, h0=False, readings=False):
   """A gradcheck problem in float64; ``readings``: feature 0 a fraction in [0, 1] (the anchor's
   input, most readings inside its clip); ``h0``: a positive initial state (else None)."""
-  params, xs, ys = gradcheck.rnn_problem(seed, T=T, H=H, D=D, K=K, B=B, scheme=scheme)
+  params, xs, ys = testing.rnn_problem(seed, T=T, H=H, D=D, K=K, B=B, scheme=scheme)
   rng = np.random.default_rng(seed + 1)
   if readings:
     xs = xs.at[:, :, 0].set(rng.uniform(size=(B, T)))

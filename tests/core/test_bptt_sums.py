@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rnn_jax import testing
 from rnn_jax.core import bptt, model
-from rnn_jax.verify import gradcheck
-from rnn_jax.verify.gradcheck import errors, step_errors, tree_errors
+from rnn_jax.testing import errors, step_errors, tree_errors
 
 TOL = 1e-12   # float64: the two orders of summation and autodiff's agree to a few ulp
 
@@ -37,7 +37,7 @@ def _case_id(case):
 
 def _problem(case):
   T, H, D, K, B, with_h0, anchor = case
-  params, xs, ys = gradcheck.rnn_problem(sum(case[:5]), T=T, H=H, D=D, K=K, B=B,
+  params, xs, ys = testing.rnn_problem(sum(case[:5]), T=T, H=H, D=D, K=K, B=B,
                                          scheme="normal", targets="soft", dtype=np.float64)
   params = params._replace(b=jnp.linspace(-0.2, 0.2, H))      # a bias, so its path counts
   if anchor:   # readings in (0, 1) as the anchor expects, with one clipped at each end
@@ -125,7 +125,7 @@ def _reverse_scan_carry_shapes(fn, *args):
 def test_default_sums_follow_the_shape(monkeypatch):
   """sums=None runs what sums_for picks: the carry holds [H,H] (grad_U) only for "carry"."""
   T, H, B = 6, 5, 4
-  params, xs, ys = gradcheck.rnn_problem(0, T=T, H=H, D=1, K=3, B=B, dtype=np.float32)
+  params, xs, ys = testing.rnn_problem(0, T=T, H=H, D=1, K=3, B=B, dtype=np.float32)
   assert bptt.sums_for(T, B, H) == "stacked"
   assert (H, H) not in _reverse_scan_carry_shapes(bptt.loss_and_grads, params, xs, ys)
   monkeypatch.setattr(bptt, "STACKED_MAX_ELEMENTS", T * B * H - 1)
@@ -141,7 +141,7 @@ def test_sums_for_the_benchmark_shapes():
 
 
 def test_unknown_sums_is_refused():
-  params, xs, ys = gradcheck.rnn_problem(0, T=3, H=4, D=1, K=3, B=2, dtype=np.float32)
+  params, xs, ys = testing.rnn_problem(0, T=3, H=4, D=1, K=3, B=2, dtype=np.float32)
   for call in (lambda: bptt.loss_and_grads(params, xs, ys, sums="gemm"),
                lambda: bptt.loss(params, xs, ys, sums="gemm"),
                lambda: bptt.hidden_states_vjp(params, xs, jnp.zeros((2, 3, 4)), sums="gemm")):
@@ -175,6 +175,6 @@ def _scan_unrolls(fn, *args):
 
 def test_inference_and_the_loss_scan_rolled_by_default(x64):
   """forward (so predict) and the loss run the notes' rolled scan unless told otherwise."""
-  params, xs, ys = gradcheck.rnn_problem(0, T=6, H=5, D=2, K=3, B=4, dtype=np.float64)
+  params, xs, ys = testing.rnn_problem(0, T=6, H=5, D=2, K=3, B=4, dtype=np.float64)
   assert _scan_unrolls(model.forward, params, xs) == [1]
   assert _scan_unrolls(model.loss, params, xs, ys) == [1]

@@ -21,7 +21,7 @@ from rnn_jax import data, train
 from rnn_jax.core import bptt, model
 from rnn_jax.forecasting import occupancy
 from rnn_jax.train import TrainConfig
-from rnn_jax.verify.gradcheck import TOLERANCES, errors, hand_steps, step_errors
+from rnn_jax.testing import TOLERANCES, errors, hand_steps, step_errors
 
 import bptt_reference as ref_bptt
 

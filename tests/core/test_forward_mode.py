@@ -7,7 +7,7 @@ Three checks, with the anchor off and on:
 * the full gradient by ``jax.jacfwd`` (one forward pass per parameter entry and input entry, so
   tiny sizes only) against the hand gradient and dL/dxs, per parameter at 1e-10;
 * the per-step ``delta_t = dL/dA_t`` by ``jax.jacfwd`` in the extra inputs of
-  rnn_jax.verify.gradcheck.augment, against the hand BPTT's own (gradcheck.hand_steps), each
+  rnn_jax.testing.augment, against the hand BPTT's own (testing.hand_steps), each
   step at 1e-10 of its own size;
 * directional derivatives ``jax.jvp`` along random tangents of every parameter and of the inputs
   at a larger size, against ``<hand gradient, tangent>``, at 1e-10 of ``sum |g * v|``
@@ -24,15 +24,15 @@ import pytest
 
 from rnn_jax.core import bptt, model
 from rnn_jax.core.model import RNNParams
-from rnn_jax.verify import gradcheck
-from rnn_jax.verify.gradcheck import TOLERANCES, errors, step_errors
+from rnn_jax import testing
+from rnn_jax.testing import TOLERANCES, errors, step_errors
 
 TOL64 = TOLERANCES["float64"].autodiff   # 1e-10
 
 
 def problem(T, H, D, K, B, scheme="normal", seed=0):
   """float64, a small bias (some units dead, some alive), feature 0 a reading in [0, 1]."""
-  params, xs, ys = gradcheck.rnn_problem(seed, T=T, H=H, D=D, K=K, B=B, scheme=scheme)
+  params, xs, ys = testing.rnn_problem(seed, T=T, H=H, D=D, K=K, B=B, scheme=scheme)
   rng = np.random.default_rng(seed + 1)
   params = params._replace(b=jnp.asarray(0.1 * rng.standard_normal(H)))
   return params, xs.at[:, :, 0].set(jnp.asarray(rng.uniform(size=(B, T)))), ys
@@ -43,12 +43,12 @@ def forward_mode(params, xs, ys, anchor):
   """``(dL/dparams, dL/dxs, delta [B,T,H])`` by ``jax.jacfwd`` only."""
   loss = partial(model.loss, anchor=anchor)
   grads, dxs = jax.jacfwd(loss, argnums=(0, 1))(params, xs, ys)
-  p_aug, xs_aug = gradcheck.augment(params, xs)
+  p_aug, xs_aug = testing.augment(params, xs)
   delta = jax.jacfwd(loss, argnums=1)(p_aug, xs_aug, ys)[..., xs.shape[-1]:]
   return grads, dxs, delta
 
 
-_hand_steps = jax.jit(gradcheck.hand_steps, static_argnames="anchor")
+_hand_steps = jax.jit(testing.hand_steps, static_argnames="anchor")
 
 
 JACFWD_CASES = [((6, 4, 2, 3, 3, "normal"), False), ((6, 4, 2, 3, 3, "normal"), True),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnn_jax.core import mlp
-from rnn_jax.verify.gradcheck import TOLERANCES, errors, tree_errors
+from rnn_jax.testing import TOLERANCES, errors, tree_errors
 from rnn_jax.core.mlp import MLPParams
 from rnn_jax.core.model import ShapeError
 

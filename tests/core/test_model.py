@@ -12,7 +12,7 @@ Implementations of the same network (all float64, compared step by step):
   flax           flax.linen nn.RNN(nn.SimpleCell(relu)) + nn.Dense, given the same weights
 each with and without jax.jit. Values are compared with a NumPy loop (no JAX at all); gradients
 with jax.grad of the Python-loop reference (the loop itself with the plain scan's). float32 runs
-in IEEE float32 (rnn_jax.verify.gradcheck.full_float32_matmuls) on every backend.
+in IEEE float32 (rnn_jax.testing.full_float32_matmuls) on every backend.
 rnn_jax.value_and_grad("hand") and scan(remat=True) are compared with autodiff in test_bptt.py.
 """
 from __future__ import annotations
@@ -25,12 +25,12 @@ import pytest
 
 import rnn_jax
 from rnn_jax.core import bptt, model
-from rnn_jax.verify import gradcheck
-from rnn_jax.verify.gradcheck import errors, tree_errors
+from rnn_jax import testing
+from rnn_jax.testing import errors, tree_errors
 from rnn_jax.core.model import RNNParams, ShapeError
 
 VALUE_TOL = 1e-12   # float64 forward values: a few ulp grown over T = 9 steps
-GRAD_TOL = 1e-10    # float64 gradients, relative (rnn_jax.gradcheck.TOLERANCES)
+GRAD_TOL = 1e-10    # float64 gradients, relative (rnn_jax.testing.TOLERANCES)
 
 B, T, D, H, K = 3, 9, 2, 6, 3
 
@@ -219,7 +219,7 @@ def test_predict_is_sigmoid_of_forward():
   normal = lambda *shape: jnp.asarray(rng.standard_normal(shape), jnp.float32)
   p = RNNParams(U=normal(8, 8) / 3, V=normal(8, 1), b=normal(8), W=normal(3, 8), c=normal(3))
   xs = normal(5, 24, 1)
-  with gradcheck.full_float32_matmuls():   # IEEE float32 on every backend (not TF32 on GPUs)
+  with testing.full_float32_matmuls():   # IEEE float32 on every backend (not TF32 on GPUs)
     z, logits = jax.jit(lambda p, xs: (model.predict(p, xs), model.forward(p, xs)))(p, xs)
   np.testing.assert_allclose(z, jax.nn.sigmoid(logits), rtol=1e-6)
   _, logits_ref, _ = numpy_forward(p, xs, np.zeros((5, 8)), np.zeros((5, 3)))

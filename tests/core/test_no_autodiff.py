@@ -19,7 +19,7 @@ import pytest
 from jax._src.interpreters import ad
 
 from rnn_jax.core import bptt, model
-from rnn_jax.verify import gradcheck
+from rnn_jax import testing
 
 ENTRY_POINTS = ("grad", "value_and_grad", "vjp", "jvp", "linearize", "jacobian", "jacfwd",
                 "jacrev", "hessian", "linear_transpose")
@@ -57,7 +57,7 @@ def no_autodiff(monkeypatch):
 
 
 def _problem(anchor):
-  params, xs, ys = gradcheck.rnn_problem(0, T=6, H=5, D=2, K=3, B=4)
+  params, xs, ys = testing.rnn_problem(0, T=6, H=5, D=2, K=3, B=4)
   if anchor:
     xs = xs.at[:, :, 0].set(jnp.linspace(0.0, 1.0, 6))
   h0 = jnp.abs(jnp.asarray(np.random.default_rng(1).standard_normal((4, 5))))

@@ -20,7 +20,7 @@ SUBPACKAGES = sorted(m.name for m in pkgutil.walk_packages(rnn_jax.__path__, "rn
 
 def test_the_checkout_has_the_subpackages_this_test_expects():
   assert {"rnn_jax.core", "rnn_jax.common", "rnn_jax.data", "rnn_jax.train",
-          "rnn_jax.evaluation", "rnn_jax.verify", "rnn_jax.bench",
+          "rnn_jax.evaluation", "rnn_jax.bench",
           "rnn_jax.forecasting"} <= set(SUBPACKAGES)
 
 

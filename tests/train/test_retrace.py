@@ -4,7 +4,7 @@ A test that jits its own wrapper and calls it twice with identical arguments pas
 rnn_jax does (JAX's cache guarantees it). These count the XLA compilations JAX itself reports
 (``jax.monitoring``'s backend-compile event, by function name) while rnn_jax runs: ``train.fit``
 and ``fit_many`` (the epoch with its data order and validation loss, commit, init), the train step
-fed its own outputs, and the gradient checks' programs (rnn_jax.verify.gradcheck, .fd). Varied
+fed its own outputs, and the gradient checks' programs (experiments/gradcheck.py). Varied
 where nothing may recompile: new data of the same shape, a second model (another seed),
 another number of epochs and patience, a resumed run, the next step's state, the kink guard's
 step as a Python float. Every test has a positive control (a new shape, or a numpy float where
@@ -21,9 +21,12 @@ import pytest
 
 from rnn_jax import train
 from rnn_jax.core import gradients, model
-from rnn_jax.verify import fd, gradcheck
+from rnn_jax.testing import rnn_problem
 
+from conftest import load_script
 from train_helpers import BASE, D, H, K, make_data
+
+gradcheck = load_script("gradcheck.py")
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 
@@ -167,7 +170,7 @@ def test_gradient_checks_compile_once_per_shape(x64):
     gradcheck.check_mlp("float64", d=3, H=4, K=3, B=2, seed=1)
   assert again.names == []
   with Compiles() as control:        # another window length: the hand program compiles anew
-    gradcheck._rnn_hand(*gradcheck.rnn_problem(0, **dict(sizes, T=4)))
+    gradcheck._rnn_hand(*rnn_problem(0, **dict(sizes, T=4)))
   assert control.of("loss_and_grads") == 1
 
 
@@ -175,15 +178,15 @@ def test_kink_guard_step_is_a_python_float(x64):
   """guarded_step shrinks the step near a kink; the shrunk step is a Python float like the
   default, so the compiled guard is reused. A numpy float64 (strongly typed where a Python
   float is weak) does recompile: that is what the first half rules out."""
-  params, xs, _ = gradcheck.rnn_problem(0, T=5, H=4, D=2, K=3, B=3)
+  params, xs, _ = rnn_problem(0, T=5, H=4, D=2, K=3, B=3)
   directions, _ = gradcheck.probe_directions(params, 0)   # unit directions shaped like params
   near = xs.at[:, 0].set(2e-6)       # every A_1 ~ 2e-6: too close for eps = 1e-6
-  fd.guarded_step(params, xs, directions)
+  gradcheck.guarded_step(params, xs, directions)
   with Compiles() as c:
-    guard, step = fd.guarded_step(params, near, directions, 1e-6, 1e-9)
-    fd.guarded_step(params, xs, directions)
+    guard, step = gradcheck.guarded_step(params, near, directions, 1e-6, 1e-9)
+    gradcheck.guarded_step(params, xs, directions)
   assert guard.ok and step < 1e-6 and type(step) is float
   assert c.names == []
   with Compiles() as control:
-    fd.kink_guard(params, xs, np.float64(1e-6), directions=directions)
+    gradcheck.kink_guard(params, xs, np.float64(1e-6), directions=directions)
   assert control.of("_direction_guard") == 1

@@ -1,27 +1,84 @@
-"""The bad command lines every script in experiments/ is tried with, as data: ``BAD_INPUTS``.
+"""The bad command lines every script in experiments/ is tried with, and how a case is run.
 
-A ``BadInput`` is one command line of one script (experiments/*.py), run in a fresh working
-directory that holds ``files`` (and, with ``prepare``, a copy of a tiny trained run). Its
-contract (issue 4): exit status 2, exactly one line on stderr, ``error: <message>``, naming the
-file and the row, column or argument and what was expected (``expect``: fragments of the
-message), no traceback, and the working directory exactly as before (no output directory or
-file left behind). rnn_jax.verify.runner runs a case and lists how it breaks the contract.
-
-The builders (``occ_case``, ``fc_case``, ``let_case``, ``bench_case``) keep the table to one
-entry per case: each adds the flags most cases of its script share (``TINY``, ``GENERIC``,
-``LETTERS_TINY``, ``BENCH_TINY``, which the doc leaves out of its "arguments" column).
+A ``BadInput`` is one command line of one script, run in a fresh working directory that holds
+``files`` (and, with ``prepare``, a copy of a tiny trained run). Its contract: exit status 2,
+exactly one line on stderr, ``error: <message>``, naming the file and the row, column or
+argument and what was expected (``expect``: fragments of the message), no traceback, and the
+working directory exactly as before (no output directory or file left behind). ``run_case``
+calls the script's ``main(argv)`` in-process (``load_script``); ``violations`` lists how an
+outcome breaks the contract. The builders (``occ_case``, ``fc_case``, ``let_case``,
+``bench_case``) keep the table to one entry per case: each adds the flags most cases of its
+script share (``TINY``, ``GENERIC``, ``LETTERS_TINY``, ``BENCH_TINY``, which the doc leaves out
+of its "arguments" column). ``GOOD`` is the readings file most cases start from (8 days of
+10-minute readings), ``with_line`` a copy with one line replaced.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
+import io
 import json
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
+from unittest import mock
 
 import numpy as np
 
-from rnn_jax.verify.inputs import GOOD, ROWS, letters_csv, readings_csv, with_line
+from conftest import REPO, load_script
+
+SCRIPTS = ("train_occupancy.py", "forecast.py", "train_letters.py", "benchmark.py")
+
+
+# --------------------------------------------------------------------------- input files
+
+def readings_csv(n: int = 8 * 144, *, capacity: int = 60, seed: int = 0,
+                 start: str = "2024-03-04T00:00", header: str = "time,people",
+                 value: Callable[[np.ndarray], np.ndarray] | None = None,
+                 extra: str = "") -> bytes:
+  """``n`` readings every 10 minutes (ISO times, no offset), a daily rhythm in 0..capacity.
+
+  8 days give 777 / 144 / 144 train / val / test windows of the default 24 + 6 steps.
+  ``value(i)`` (i = reading index) replaces the rhythm; ``extra`` is appended to every row.
+  """
+  i = np.arange(n)
+  if value is None:
+    rng = np.random.default_rng(seed)
+    hours = (i % 144) / 6
+    v = 0.4 * capacity + 0.35 * capacity * np.sin(2 * np.pi * (hours - 9) / 24)
+    v = np.clip(np.round(v + rng.normal(0, 3, n)), 0, capacity)
+  else:
+    v = np.asarray(value(i), np.float64)
+  t0 = np.datetime64(start, "m")
+  rows = [f"{t0 + np.timedelta64(10 * k, 'm')},{v[k]:g}{extra}" for k in range(n)]
+  return (header + "\n" + "\n".join(rows) + "\n").encode()
+
+
+def letters_csv(n: int = 60) -> bytes:
+  """``n`` rows of the UCI letter-recognition format: a capital letter and 16 integers."""
+  rng = np.random.default_rng(0)
+  letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+  return "".join(letters[k % 26] + "," + ",".join(str(v) for v in rng.integers(0, 16, 16)) + "\n"
+                 for k in range(n)).encode()
+
+
+GOOD = readings_csv()
+ROWS = GOOD.decode().splitlines()          # header + 1152 rows; ROWS[k] is line k + 1
+
+
+def with_line(line: int, text: str) -> bytes:
+  """GOOD with line ``line`` (1 = header) replaced by ``text``."""
+  rows = list(ROWS)
+  rows[line - 1] = text
+  return ("\n".join(rows) + "\n").encode()
+
+
+# --------------------------------------------------------------------------- the cases
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +95,8 @@ class BadInput:
 
 
 GENERIC = ("--time-column", "time", "--value-column", "people")
+
+
 # The cases run the notes' configuration (one model, T=24, readings only), tiny: they are about
 # what bad input and faults produce, not about the forecaster.
 def tiny(epochs: int = 1) -> tuple:
@@ -70,7 +129,7 @@ def occ_arg(id, problem, extra, expect, **kw) -> BadInput:
                   (("readings.csv", GOOD),), **kw)
 
 
-# ---- forecast.py: run directories made from a tiny trained run (see rnn_jax.verify.trained)
+# ---- forecast.py: run directories made from a tiny trained run (``trained_run``)
 
 
 def copy_run(workdir: Path, run: Path, *, drop: tuple[str, ...] = (),
@@ -361,3 +420,147 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     bench_case("bench-unknown-flag", "an unknown flag (--threads)", ("--threads", "8"),
                ("unrecognized arguments",)),
 )
+
+
+# --------------------------------------------------------------------------- running a case
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What one in-process run of a script gave."""
+  rc: int | str                # exit status, or "exception" when one escaped main
+  stdout: str
+  stderr: str
+  changed: list[str]           # paths added, removed or modified in the working directory
+
+  @property
+  def lines(self) -> list[str]:
+    return self.stderr.splitlines()
+
+  @property
+  def message(self) -> str:
+    """The one stderr line without its ``error: `` prefix (or the whole stderr)."""
+    text = self.stderr.strip()
+    return text[len("error: "):] if text.startswith("error: ") and "\n" not in text else text
+
+
+_MAINS: dict[str, Callable] = {}
+
+
+def script_main(script: str) -> Callable:
+  """``main`` of ``experiments/<script>`` (``load_script``, once per process)."""
+  if script not in _MAINS:
+    _MAINS[script] = load_script(script).main
+  return _MAINS[script]
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+  """Every path under ``root`` with its kind, size and modification time."""
+  out = {}
+  for p in sorted(root.rglob("*")):
+    st = p.lstat()
+    out[str(p.relative_to(root))] = (p.is_dir(), st.st_size if not p.is_dir() else 0,
+                                     st.st_mtime_ns if not p.is_dir() else 0)
+  return out
+
+
+def make_workdir(case: BadInput, workdir: Path, run: Path | None) -> None:
+  """Creates the case's files (and its prepared run) in the empty ``workdir``."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  for name, content in case.files:
+    path = workdir / name
+    if content is None:
+      path.mkdir(parents=True)
+    else:
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_bytes(content)
+  if case.prepare is not None:
+    if run is None:
+      raise ValueError(f"{case.id}: needs a trained run (trained_run)")
+    case.prepare(workdir, run)
+
+
+def call_script(script: str, argv, workdir: Path) -> Outcome:
+  """Runs the script's ``main(argv)`` in ``workdir``, capturing its output."""
+  main = script_main(script)
+  before = snapshot(workdir)
+  out, err = io.StringIO(), io.StringIO()
+  # sys.argv[0] is argparse's program name in messages: the script's, as when run as a command.
+  with contextlib.chdir(workdir), contextlib.redirect_stdout(out), \
+      contextlib.redirect_stderr(err), \
+      mock.patch.object(sys, "argv", [script, *argv]):
+    rc = main(list(argv))
+  after = snapshot(workdir)
+  changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+  return Outcome(rc, relative(out.getvalue(), workdir), relative(err.getvalue(), workdir), changed)
+
+
+def relative(text: str, workdir: Path) -> str:
+  """``text`` with the working directory's absolute path taken out (paths as typed)."""
+  for d in {str(workdir.absolute()), str(workdir.resolve())}:
+    text = text.replace(d + os.sep, "").replace(d, ".")
+  return text
+
+
+def run_case(case: BadInput, workdir: Path, run: Path | None = None) -> Outcome:
+  """Sets up ``workdir`` for ``case`` and runs it in-process."""
+  make_workdir(case, workdir, run)
+  return call_script(case.script, case.argv, workdir)
+
+
+def violations(case: BadInput, outcome: Outcome) -> list[str]:
+  """What is wrong with ``outcome`` against the bad-input contract (empty: all good)."""
+  found = []
+  if outcome.rc != 2:
+    found.append(f"exit status {outcome.rc}, expected 2")
+  if len(outcome.lines) != 1 or not outcome.stderr.startswith("error: "):
+    found.append(f"stderr is not one 'error: ' line: {outcome.stderr!r}")
+  if "Traceback" in outcome.stderr:
+    found.append("a traceback on stderr")
+  missing = [f for f in case.expect if f not in outcome.message]
+  if missing:
+    found.append(f"message lacks {missing}: {outcome.message!r}")
+  if outcome.changed:
+    found.append(f"left behind or changed: {outcome.changed}")
+  return found
+
+
+def python(script: str, argv, cwd: Path, *, cpu: bool = True, **kw) -> subprocess.Popen:
+  """``python experiments/<script> argv`` in ``cwd`` (on the CPU unless ``cpu=False``)."""
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  if cpu:
+    env["JAX_PLATFORMS"] = "cpu"      # the bit-for-bit resume claim is for the CPU
+  return subprocess.Popen([sys.executable, str(REPO / "experiments" / script), *argv], cwd=cwd,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+# --------------------------------------------------------------------------- a tiny trained run
+
+
+def train_args(csv: str, out: str, *extra: str, epochs: int = 1) -> list[str]:
+  """argv of a tiny train_occupancy.py run of the notes' configuration (one model, T=24)."""
+  return ["--csv", csv, *GENERIC, "--capacity", "60", *tiny(epochs), "--patience", "0",
+          "--out", out, *extra]
+
+
+_SHARED: dict[str, Path] = {}
+
+
+def shared_run() -> Path:
+  """One tiny trained run per process (``trained_run`` in a temporary directory removed at
+  exit). Never modify it: cases copy it before damaging it."""
+  if "run" not in _SHARED:
+    directory = Path(tempfile.mkdtemp(prefix="rnn_jax_trained_"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    _SHARED["run"] = trained_run(directory)
+  return _SHARED["run"]
+
+
+def trained_run(directory: Path) -> Path:
+  """Trains a tiny model (H=8, one epoch) on ``readings_csv()`` in-process: ``directory/run``."""
+  directory.mkdir(parents=True, exist_ok=True)
+  (directory / "readings.csv").write_bytes(GOOD)
+  outcome = call_script("train_occupancy.py", train_args("readings.csv", "run"), directory)
+  if outcome.rc != 0:
+    raise RuntimeError(f"the tiny training run failed: {outcome.stderr}")
+  return directory / "run"

@@ -1,45 +1,44 @@
 """Bad input to every script: exit 2, one line naming what was wrong, no traceback, nothing left.
 
-The cases are data (rnn_jax.verify.bad_inputs); docs/robustness.md is generated from them by
-experiments/robustness_report.py (rnn_jax.verify.report), and every test here also checks that
-the doc's row for its case is what the case gives today. Cases run in-process through
-rnn_jax.common.cli.main (importing JAX once); a few run as real processes to prove the exit
-status and the absence of a traceback end to end.
+The cases are one table (robustness_cases.BAD_INPUTS); docs/robustness.md is generated from them
+by write_doc.py, and every test here also checks that the doc's row for its case is what the case
+gives today. Cases call the script's ``main(argv)`` in-process (``load_script``, importing JAX
+once) in a fresh directory; a few run as real processes to prove the exit status and the absence
+of a traceback end to end.
 """
 from __future__ import annotations
 
 import collections
-import runpy
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from rnn_jax import data
-from rnn_jax.common import cli
 from rnn_jax.common.errors import InputError
-from rnn_jax.verify import bad_inputs, faults, report, runner
-from rnn_jax.verify.trained import shared_run
 
+import robustness_cases as cases
+import robustness_faults as faults
+import write_doc as report
 from conftest import ROBUSTNESS_STALE as STALE
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   """A tiny trained run (H=8, one epoch), copied and damaged by the forecast.py cases."""
-  return shared_run()
+  return cases.shared_run()
 
 
 # --------------------------------------------------------------------------------------------
 # The table itself
 
 
-def test_cases_are_unique_and_cover_the_issue():
-  ids = [c.id for c in bad_inputs.BAD_INPUTS]
+def test_cases_are_unique_and_cover_every_script():
+  ids = [c.id for c in cases.BAD_INPUTS]
   assert len(ids) == len(set(ids)), [i for i, n in collections.Counter(ids).items() if n > 1]
-  assert {c.script for c in bad_inputs.BAD_INPUTS} == set(runner.ENTRY)
-  assert all(c.expect for c in bad_inputs.BAD_INPUTS)
-  # Issue 4's list, case by case.
+  assert {c.script for c in cases.BAD_INPUTS} == set(cases.SCRIPTS)
+  assert all(c.expect for c in cases.BAD_INPUTS)
+  # The bad inputs every script must refuse, case by case.
   required = [
       "occ-missing-file", "occ-directory", "occ-empty-file", "occ-header-only", "occ-not-utf8",
       "occ-binary", "occ-gym-columns-absent", "occ-column-absent", "occ-duplicate-column",
@@ -57,19 +56,17 @@ def test_cases_are_unique_and_cover_the_issue():
 def test_doc_lists_every_case_and_nothing_else(doc_lines):
   in_doc = [line.split("`")[1] for line in doc_lines if line.startswith("| `")]
   fault_ids = [i for f in faults.FAULTS for i in f.ids]
-  assert sorted(in_doc) == sorted([c.id for c in bad_inputs.BAD_INPUTS] + fault_ids), STALE
-  counts = collections.Counter(c.script for c in bad_inputs.BAD_INPUTS)
-  assert f"**{len(bad_inputs.BAD_INPUTS)} bad-input cases**" in "\n".join(doc_lines), STALE
+  assert sorted(in_doc) == sorted([c.id for c in cases.BAD_INPUTS] + fault_ids), STALE
+  counts = collections.Counter(c.script for c in cases.BAD_INPUTS)
+  assert f"**{len(cases.BAD_INPUTS)} bad-input cases**" in "\n".join(doc_lines), STALE
   for script, n in counts.items():
     assert f"### `{script}` ({n} cases)" in doc_lines, STALE
 
 
-def test_report_script_refuses_a_bad_argument_in_one_line(capsys):
-  """experiments/robustness_report.py parses with rnn_jax.common.cli: exit 2, one line."""
-  script = runpy.run_path(str(runner.EXPERIMENTS / "robustness_report.py"),
-                          run_name="robustness_report")
-  assert script["main"](["--bogus"]) == 2
-  assert capsys.readouterr().err == ("error: robustness_report.py: unrecognized arguments: "
+def test_write_doc_refuses_a_bad_argument_in_one_line(capsys):
+  """write_doc.py parses with rnn_jax.common.cli: exit 2, one line."""
+  assert report.main(["--bogus"]) == 2
+  assert capsys.readouterr().err == ("error: write_doc.py: unrecognized arguments: "
                                      "--bogus (see --help)\n")
 
 
@@ -77,11 +74,11 @@ def test_report_script_refuses_a_bad_argument_in_one_line(capsys):
 # Every case, in-process
 
 
-@pytest.mark.parametrize("case", bad_inputs.BAD_INPUTS, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", cases.BAD_INPUTS, ids=lambda c: c.id)
 def test_bad_input(case, tmp_path, request, doc_lines):
   run = request.getfixturevalue("trained") if case.prepare else None
-  outcome = runner.run_bad_input(case, tmp_path / "work", run)
-  assert not runner.violations(case, outcome), runner.violations(case, outcome)
+  outcome = cases.run_case(case, tmp_path / "work", run)
+  assert not cases.violations(case, outcome), cases.violations(case, outcome)
   row = report.bad_input_row(case, outcome)
   in_doc = (row in doc_lines if case.exact else
             any(line.startswith(report.row_prefix(case.id)) for line in doc_lines))
@@ -99,23 +96,23 @@ E2E = ("occ-not-utf8", "fc-checkpoint-truncated", "let-bad-label", "bench-unknow
 def test_real_processes_exit_2_with_the_same_line(tmp_path, trained):
   """One case per script as ``python experiments/<script> ...`` (default platform, so a
   warning JAX prints when it starts would show up here), the four processes side by side."""
-  cases = {c.id: c for c in bad_inputs.BAD_INPUTS}
+  by_id = {c.id: c for c in cases.BAD_INPUTS}
   procs = {}
   for id in E2E:
-    case = cases[id]
+    case = by_id[id]
     work = tmp_path / id
-    runner.make_workdir(case, work, trained if case.prepare else None)
-    procs[id] = (case, work, runner.snapshot(work),
-                 runner.python(case.script, case.argv, work, cpu=False))
+    cases.make_workdir(case, work, trained if case.prepare else None)
+    procs[id] = (case, work, cases.snapshot(work),
+                 cases.python(case.script, case.argv, work, cpu=False))
   for id, (case, work, before, proc) in procs.items():
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2, (id, stdout, stderr)
     assert "Traceback" not in stderr, stderr
     assert stderr.count("\n") == 1 and stderr.startswith("error: "), (id, stderr)
-    in_process = runner.run_bad_input(case, tmp_path / f"{id}-in-process",
-                                      trained if case.prepare else None)
+    in_process = cases.run_case(case, tmp_path / f"{id}-in-process",
+                                trained if case.prepare else None)
     assert stderr == in_process.stderr, (stderr, in_process.stderr)
-    assert runner.snapshot(work) == before, id
+    assert cases.snapshot(work) == before, id
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 non-finite loss, an unwritable --out, damaged checkpoints, leftovers of a killed write; and the
 numerically extreme inputs (constant, all-zero and at-capacity windows, huge logits).
 
-Each fault is a procedure listed in rnn_jax.verify.faults that returns observations with named
-checks; experiments/robustness_report.py runs the same procedures for docs/robustness.md, and
-the test checks that the doc's row for each observation still describes it.
+Each fault is a procedure listed in robustness_faults.FAULTS that returns observations with named
+checks; write_doc.py runs the same procedures for docs/robustness.md, and the test checks that
+the doc's row for each observation still describes it.
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from rnn_jax.common.errors import InputError
 from rnn_jax.forecasting import forecast
 from rnn_jax.train import checkpoint
-from rnn_jax.verify import bad_inputs, faults, report
-from rnn_jax.verify.trained import shared_run
 
+import robustness_cases as cases
+import robustness_faults as faults
+import write_doc as report
 from conftest import ROBUSTNESS_STALE as STALE
 
 
@@ -40,7 +41,7 @@ def test_fault(fault, tmp_path, doc_lines):
 def test_fault_ids_are_unique_and_distinct_from_bad_inputs():
   ids = [i for f in faults.FAULTS for i in f.ids]
   assert len(ids) == len(set(ids))
-  assert not set(ids) & {c.id for c in bad_inputs.BAD_INPUTS}
+  assert not set(ids) & {c.id for c in cases.BAD_INPUTS}
 
 
 # --------------------------------------------------------------------------------------------
@@ -49,7 +50,7 @@ def test_fault_ids_are_unique_and_distinct_from_bad_inputs():
 
 @pytest.fixture(scope="module")
 def run_dir():
-  return shared_run()
+  return cases.shared_run()
 
 
 @settings(max_examples=60, deadline=None,

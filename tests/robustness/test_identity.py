@@ -11,10 +11,25 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnn_jax.verify.gradcheck import errors
-from rnn_jax.verify.identity import sin_affine, sin_affine_jacobian, sin_affine_vjp
+from rnn_jax.testing import errors
 
 TOL = 1e-12
+
+
+def sin_affine(A, x):
+  """The notes' side example ``y = sin(A x)``: ``A [m,n]``, ``x [n]`` -> ``y [m]``."""
+  return jnp.sin(A @ x)
+
+
+def sin_affine_jacobian(A, x):
+  """``dy/dx = diag(cos(A x)) A``, ``[m, n]`` (the notes write ``A^T cos(Ax)``: that is the
+  gradient of ``sum(y)``, i.e. the VJP with v = 1)."""
+  return jnp.cos(A @ x)[:, None] * A
+
+
+def sin_affine_vjp(A, x, v):
+  """``v^T (dy/dx) = A^T (cos(A x) * v)``, ``[n]`` for a cotangent ``v [m]``."""
+  return A.T @ (jnp.cos(A @ x) * v)
 
 
 def _draw(m, n, seed=0):
