@@ -238,12 +238,12 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
   return results
 
 
-def _plots(out: Path, dataset: Dataset, results: dict, history: list[dict], params,
+def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict]], params,
            preds: dict, base: dict) -> None:
-  """The run's PNGs; ``params``: model 0 (for ||dL/dh_t||), ``preds``: the run's forecasts,
-  ``base``: ``baseline_predictions``."""
+  """The run's PNGs; ``histories``: every model's, ``params``: model 0 (for ||dL/dh_t||),
+  ``preds``: the run's forecasts, ``base``: ``baseline_predictions``."""
   unit = results.get("unit", "people")
-  plots.learning_curves(history, out / "learning_curves.png",
+  plots.learning_curves(histories, out / "learning_curves.png",
                         title="training and validation loss (BCE)")
   xs, ys = dataset.val.xs[:256], dataset.val.ys[:256]
   norms = np.asarray(bptt.grad_norms(params, xs, ys))
@@ -338,10 +338,10 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
   train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
   if cfg.seeds > 1:
     fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
-    stopped, seeds, history = fitted.stopped, fitted.seeds, fitted.histories[0]
+    stopped, seeds, histories = fitted.stopped, fitted.seeds, fitted.histories
   else:
     fitted = train.fit(cfg, train_xy, val_xy, **fit_args)
-    stopped, seeds, history = [fitted.stopped], [cfg.seed], fitted.history
+    stopped, seeds, histories = [fitted.stopped], [cfg.seed], [fitted.history]
   if "interrupted" in stopped or "nonfinite" in stopped:
     status = "interrupted" if "interrupted" in stopped else "nonfinite"
     log(fitted.message)
@@ -357,7 +357,7 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
     fileio.write_json(out / RESULTS, results)
   if writer and make_plots:
     first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
-    _plots(out, dataset, results, history, first,
+    _plots(out, dataset, results, histories, first,
            {k: v.mean(axis=0) for k, v in member_preds.items()}, base)
   log(evaluation.format_table(results))
   return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}

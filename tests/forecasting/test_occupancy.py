@@ -134,9 +134,12 @@ def ensemble_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("runs") / "ensemble"
   cfg = TrainConfig(hidden_size=8, epochs=1, patience=0, batch_size=512, seeds=3)
   source = occupancy.DataSource(unit="cars")
-  result = occupancy.run(source, WindowSpec(), cfg, out, progress=False, make_plots=False,
-                         log=lambda *a: None)
-  return out, result
+  plotted = []   # the arguments the run gives its plots (drawn for real elsewhere)
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(occupancy, "_plots", lambda *args: plotted.append(args))
+    result = occupancy.run(source, WindowSpec(), cfg, out, progress=False,
+                           log=lambda *a: None)
+  return out, {**result, "plotted": plotted}
 
 
 def test_seeds_report_the_mean_forecast_and_each_model(ensemble_run):
@@ -162,6 +165,24 @@ def test_seeds_report_the_mean_forecast_and_each_model(ensemble_run):
                              ["model_mae_same_windows"],
                              np.abs(members["test"].mean(0)[rows] - target[rows]).mean(0),
                              rtol=1e-6)
+
+
+def test_learning_curves_of_an_ensemble_draw_every_model(ensemble_run, tmp_path, monkeypatch):
+  """learning_curves.png of a --seeds N run gets every model's history, not model 0's."""
+  _, result = ensemble_run
+  (plotted,) = result["plotted"]
+  assert plotted[3] == result["fit"].histories and len(plotted[3]) == 3
+  calls = {}
+  for name in ("learning_curves", "grad_norms", "forecast_vs_actual", "mae_by_horizon"):
+    monkeypatch.setattr(occupancy.plots, name,
+                        lambda *a, _name=name, **k: calls.setdefault(_name, a))
+  dataset, fitted = result["dataset"], result["fit"]
+  preds = {k: v.mean(0) for k, v in occupancy.predictions(dataset, fitted.params,
+                                                          members=True).items()}
+  base = {"test": {"persistence": np.zeros_like(preds["test"])}}
+  first = jax.tree.map(lambda a: a[0], fitted.params)
+  occupancy._plots(tmp_path, dataset, result["results"], fitted.histories, first, preds, base)
+  assert calls["learning_curves"][0] == fitted.histories and len(fitted.histories) == 3
 
 
 def test_interval_is_calibrated_on_val_and_measured_on_test(ensemble_run):
