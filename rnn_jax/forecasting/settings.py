@@ -55,7 +55,23 @@ class DataSource:
     """Raises InputError naming the flag of a nonsensical setting; returns self."""
     if not isinstance(self.unit, str) or not self.unit.strip() or "\n" in self.unit:
       raise InputError(f"--unit: expected a name such as people or cars, got {self.unit!r}")
+    self._check_columns()
     return self
+
+  def _check_columns(self) -> None:
+    """One column cannot be both the time and the value: said with the flags the user gave
+    (a flag not given defaults to the campus gym format's column)."""
+    given = {"time": self.time_column, "value": self.value_column}
+    names = {k: (v if v is not None else default).strip() for (k, v), default in
+             zip(given.items(), (data.GYM_TIME_COLUMN, data.GYM_VALUE_COLUMN))}
+    if names["time"] != names["value"]:
+      return
+    if None not in given.values():
+      raise InputError(f"--time-column {self.time_column} and --value-column "
+                       f"{self.value_column}: the same column; name two different columns")
+    gave, other = ("value", "time") if given["time"] is None else ("time", "value")
+    raise InputError(f"--{gave}-column {given[gave]}: is also the {other} column (--{other}-column "
+                     f"defaults to {names[other]!r}); name two different columns")
 
   def load(self) -> data.Readings:
     if self.csv is None:

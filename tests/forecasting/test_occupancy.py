@@ -262,6 +262,23 @@ def test_train_script_bad_argument_one_line(tmp_path):
   assert not out.exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--value-column", "date"], "--value-column date: is also the time column (--time-column "
+     "defaults to 'date'); name two different columns"),
+    (["--time-column", "number_people"], "--time-column number_people: is also the value column "
+     "(--value-column defaults to 'number_people'); name two different columns"),
+    (["--time-column", "when", "--value-column", " when"], "--time-column when and "
+     "--value-column when: the same column; name two different columns"),
+])
+def test_one_column_for_time_and_value_is_named_by_its_flags(tmp_path, capsys, flags, message):
+  csv = tmp_path / "gym.csv"
+  csv.write_text("number_people,date,when\n3,2017-08-01 06:00:00-07:00,1\n")
+  out = tmp_path / "never"
+  code = load_script("train_occupancy.py").main(["--csv", str(csv), *flags, "--out", str(out)])
+  assert code == 2 and capsys.readouterr().err == f"error: {message}\n"
+  assert not out.exists()
+
+
 @pytest.mark.slow
 def test_short_real_training_on_gym(gym_csv, tmp_path):
   """A short real run on the campus gym file with the default preset (calendar features, two
