@@ -71,6 +71,9 @@ def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
 
 def _parse_config(cfg: dict) -> dict:
   source = DataSource(**cfg["source"]).check()
+  if source.csv is not None:   # runs before absolute paths were stored: relative to their cwd
+    source = dataclasses.replace(source, csv=os.path.abspath(
+        os.path.join(cfg.get("cwd") or os.getcwd(), source.csv)))
   spec = WindowSpec(**{k: tuple(v) if isinstance(v, list) else v
                        for k, v in cfg["windows"].items()})
   train_cfg = TrainConfig.from_dict(cfg["train"])
@@ -264,6 +267,8 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
   """
   cfg = cfg.validate()
   source.check()
+  if source.csv is not None:   # config.json records where the data is, from any directory
+    source = dataclasses.replace(source, csv=os.path.abspath(source.csv))
   interval = _check_interval(interval)
   parallel.device_count(cfg.devices)   # --devices: checked before anything is written
   out = check_out(out, resume=resume, overwrite=overwrite)
@@ -275,7 +280,7 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
     rundir.clear_run(out, RUN_FILES)
   config = {"preset": preset, "source": dataclasses.asdict(source), "windows": spec.to_dict(),
             "train": cfg.to_dict(), "evaluation": {"interval": interval},
-            "data": dataset.summary()}   # + versions (rundir)
+            "data": dataset.summary(), "cwd": os.getcwd()}   # + versions (rundir)
   if writer and not resume:
     rundir.write_config(out, config)
 

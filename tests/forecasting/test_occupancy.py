@@ -129,6 +129,50 @@ def test_forecast_rejects_incompatible_run(synthetic_run, tmp_path):
     forecast.load_run(bad)
 
 
+def write_gym_csv(path, readings):
+  """``readings`` as a campus-gym-format CSV (UTC offsets +00:00)."""
+  times = np.datetime_as_string(readings.time_utc, unit="s")
+  rows = [f"{v:g},{t.replace('T', ' ')}+00:00" for v, t in zip(readings.value, times)]
+  path.write_text("number_people,date\n" + "\n".join(rows) + "\n")
+
+
+def test_forecast_finds_the_runs_csv_from_another_directory(tmp_path, monkeypatch):
+  """config.json records the data file's absolute path; runs that recorded a relative one are
+  read relative to the directory they were trained in (or, without one recorded, as given);
+  a data file that is gone is named, with where it came from."""
+  trained_in, elsewhere = tmp_path / "trained_in", tmp_path / "elsewhere"
+  trained_in.mkdir(), elsewhere.mkdir()
+  write_gym_csv(trained_in / "gym.csv", data.synthetic_readings())
+  monkeypatch.chdir(trained_in)
+  occupancy.run(occupancy.DataSource(csv="gym.csv"), WindowSpec(), TINY, "run", progress=False,
+                make_plots=False, log=lambda *a: None)
+  run = trained_in / "run"
+  config = json.loads((run / "config.json").read_text())
+  assert config["source"]["csv"] == str(trained_in / "gym.csv")
+  assert config["cwd"] == str(trained_in)
+  monkeypatch.chdir(elsewhere)
+  expected = forecast.forecast_text(run, str(trained_in / "gym.csv"))
+  forecast_script = load_script("forecast.py")
+  assert forecast_script.main(["--run", str(run)]) == 0
+  assert forecast.forecast_text(run) == expected
+  # a run written before absolute paths: relative to its recorded cwd, else to the current one
+  config["source"]["csv"] = "gym.csv"
+  (run / "config.json").write_text(json.dumps(config))
+  assert forecast.forecast_text(run) == expected
+  del config["cwd"]
+  (run / "config.json").write_text(json.dumps(config))
+  with pytest.raises(InputError) as err:
+    forecast.forecast_text(run)
+  assert str(err.value) == (f"--run {run}: the run's data file {elsewhere / 'gym.csv'} "
+                            "(recorded when it was trained) is not found; pass --csv")
+  monkeypatch.chdir(trained_in)
+  assert forecast.forecast_text(run) == expected
+  (trained_in / "gym.csv").unlink()
+  with pytest.raises(InputError, match="the run's data file .*gym.csv .recorded when it was "
+                     "trained. is not found; pass --csv"):
+    forecast.forecast_text(run)
+
+
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("runs") / "ensemble"
