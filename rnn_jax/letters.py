@@ -323,20 +323,24 @@ def run(cfg: LettersConfig, out: str | Path, *, csv: Path | None = None,
   rundir.check_new_out(out, overwrite)
   loaded = load_data(csv)
   sizes = check_sizes(loaded, cfg, csv)
-  with rundir.staging(out) as tmp:
-    try:
-      rundir.write_config(tmp, make_config(loaded, cfg, sizes))
-    except OSError as err:   # a full disk, a quota: say so before training
-      raise InputError(f"--out {out}: cannot write to it ({err.strerror or err})") from None
-    start = time.perf_counter()
-    result = train(loaded.X, loaded.y, **dataclasses.asdict(cfg),
-                           num_classes=len(loaded.classes), progress=progress,
-                           on_epoch=_metrics_writer(tmp / METRICS, start))
-    seconds = time.perf_counter() - start
-    results = summarize(result, seconds)
-    fileio.write_json(tmp / RESULTS, results)
-    _save_params(tmp / PARAMS, result, loaded.classes)
-    _plots(tmp, result, cfg, loaded)
+  # A live run holds the lock beside out (rundir.lock): another run there is refused until it
+  # ends, so a run without --overwrite never swaps out a run that completed meanwhile.
+  with rundir.lock(out, staged=True):
+    rundir.check_new_out(out, overwrite)   # again under the lock
+    with rundir.staging(out) as tmp:
+      try:
+        rundir.write_config(tmp, make_config(loaded, cfg, sizes))
+      except OSError as err:   # a full disk, a quota: say so before training
+        raise InputError(f"--out {out}: cannot write to it ({err.strerror or err})") from None
+      start = time.perf_counter()
+      result = train(loaded.X, loaded.y, **dataclasses.asdict(cfg),
+                     num_classes=len(loaded.classes), progress=progress,
+                     on_epoch=_metrics_writer(tmp / METRICS, start))
+      seconds = time.perf_counter() - start
+      results = summarize(result, seconds)
+      fileio.write_json(tmp / RESULTS, results)
+      _save_params(tmp / PARAMS, result, loaded.classes)
+      _plots(tmp, result, cfg, loaded)
   correct = round(result.test_accuracy * result.sizes["test"])
   log(f"test accuracy {result.test_accuracy:.4f} ({correct}/{result.sizes['test']}) after "
       f"{cfg.epochs} epochs in {seconds:.1f} s; run written to {out}")

@@ -21,6 +21,7 @@ rnn_jax.common.rundir's rules for a run made in place.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -274,43 +275,46 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
   out = check_out(out, resume=resume, overwrite=overwrite)
   dataset = _prepare(source, spec, cfg, out, resume=resume, log=log)
   writer = jax.process_index() == 0  # multi-host: only process 0 writes the run directory
-  if writer:
-    checkpoint.check_writable(out)
-  if writer and overwrite:
-    rundir.clear_run(out, RUN_FILES)
-  config = {"preset": preset, "source": dataclasses.asdict(source), "windows": spec.to_dict(),
-            "train": cfg.to_dict(), "evaluation": {"interval": interval},
-            "data": dataset.summary(), "cwd": os.getcwd()}   # + versions (rundir)
-  if writer and not resume:
-    rundir.write_config(out, config)
+  # The live run holds out/.lock (rundir.lock): another run there is refused until it ends.
+  with rundir.lock(out) if writer else contextlib.nullcontext():
+    if writer:   # again under the lock: another run may have ended there meanwhile
+      check_out(out, resume=resume, overwrite=overwrite)
+      checkpoint.check_writable(out)
+    if writer and overwrite:
+      rundir.clear_run(out, RUN_FILES)
+    config = {"preset": preset, "source": dataclasses.asdict(source), "windows": spec.to_dict(),
+              "train": cfg.to_dict(), "evaluation": {"interval": interval},
+              "data": dataset.summary(), "cwd": os.getcwd()}   # + versions (rundir)
+    if writer and not resume:
+      rundir.write_config(out, config)
 
-  fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
-  train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
-  if cfg.seeds > 1:
-    fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
-    stopped, seeds, histories = fitted.stopped, fitted.seeds, fitted.histories
-  else:
-    fitted = train.fit(cfg, train_xy, val_xy, **fit_args)
-    stopped, seeds, histories = [fitted.stopped], [cfg.seed], [fitted.history]
-  if "interrupted" in stopped or "nonfinite" in stopped:
-    status = "interrupted" if "interrupted" in stopped else "nonfinite"
-    log(fitted.message)
-    return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
+    fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
+    train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
+    if cfg.seeds > 1:
+      fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
+      stopped, seeds, histories = fitted.stopped, fitted.seeds, fitted.histories
+    else:
+      fitted = train.fit(cfg, train_xy, val_xy, **fit_args)
+      stopped, seeds, histories = [fitted.stopped], [cfg.seed], [fitted.history]
+    if "interrupted" in stopped or "nonfinite" in stopped:
+      status = "interrupted" if "interrupted" in stopped else "nonfinite"
+      log(fitted.message)
+      return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
 
-  member_preds = predictions(dataset, fitted.params, members=True)
-  base = baseline_predictions(dataset)
-  results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit,
-                     base=base)
-  results["data"] = dataset.summary()
-  results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
-  if writer:
-    fileio.write_json(out / RESULTS, results)
-  if writer and make_plots:
-    first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
-    _plots(out, dataset, results, histories, first,
-           {k: v.mean(axis=0) for k, v in member_preds.items()}, base)
-  log(evaluation.format_table(results))
-  return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
+    member_preds = predictions(dataset, fitted.params, members=True)
+    base = baseline_predictions(dataset)
+    results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit,
+                       base=base)
+    results["data"] = dataset.summary()
+    results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
+    if writer:
+      fileio.write_json(out / RESULTS, results)
+    if writer and make_plots:
+      first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
+      _plots(out, dataset, results, histories, first,
+             {k: v.mean(axis=0) for k, v in member_preds.items()}, base)
+    log(evaluation.format_table(results))
+    return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
 
 
 EXIT_STATUS = {"done": 0, "nonfinite": 1, "interrupted": 130}   # of experiments/train_occupancy.py

@@ -18,6 +18,7 @@ from rnn_jax.forecasting import forecast, occupancy
 from rnn_jax.data import WindowSpec
 from rnn_jax.common.errors import InputError
 from rnn_jax.train import TrainConfig
+from common.lock_holder import hold_lock, snapshot
 from conftest import REPO, load_script
 
 TINY = TrainConfig(hidden_size=8, epochs=2, patience=0, batch_size=256)
@@ -359,3 +360,31 @@ def test_a_refusal_from_training_setup_leaves_nothing_behind(tmp_path, monkeypat
     occupancy.run(occupancy.DataSource(), WindowSpec(), TINY, out, progress=False,
                   make_plots=False, log=lambda *a: None)
   assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_run_directory_in_use_is_refused_to_every_other_run(tmp_path, capsys):
+  """While a live run holds --out, a second run there is refused (--overwrite and --resume
+  included) with one line and exit 2, and nothing of the first changes; once the first is
+  killed, its directory is free again."""
+  train_occupancy = load_script("train_occupancy.py")
+  out = tmp_path / "run"
+  tiny = ["--epochs", "1", "--seeds", "1", "--window", "4", "--hidden-size", "4", "--no-plots",
+          "--no-progress", "--out", str(out)]
+  assert train_occupancy.main(tiny) == 0
+  holder = hold_lock(out)
+  before = snapshot(out)
+  try:
+    for flags, says in (([], "a run already exists there"),
+                        (["--overwrite"], "another run is writing there now"),
+                        (["--resume", "--epochs", "2"], "another run is writing there now")):
+      capsys.readouterr()
+      assert train_occupancy.main(tiny + flags) == 2
+      err = capsys.readouterr().err
+      assert err.startswith(f"error: --out {out}: {says}")
+      assert err.count("\n") == 1 and "run saved" not in err
+      assert snapshot(out) == before
+  finally:
+    holder.kill()
+    holder.wait()
+  assert train_occupancy.main(tiny + ["--overwrite"]) == 0
+  assert "run saved" in capsys.readouterr().out and not (out / ".lock").exists()
