@@ -55,11 +55,12 @@ def parse(argv):
 def main(argv=None):
   args, source, spec, cfg = parse(argv)
   from rnn_jax.forecasting import occupancy   # here: --help and bad flags answer before it loads
-  return occupancy.main(source, spec, cfg, args.out, resume=args.resume,
-                        overwrite=args.overwrite, progress=not args.no_progress,
-                        make_plots=not args.no_plots, interval=args.interval,
-                        preset=args.preset, coordinator=args.coordinator,
-                        num_processes=args.num_processes, process_id=args.process_id)
+  result = occupancy.run(source, spec, cfg, args.out, resume=args.resume,
+                         overwrite=args.overwrite, progress=not args.no_progress,
+                         make_plots=not args.no_plots, interval=args.interval,
+                         preset=args.preset, coordinator=args.coordinator,
+                         num_processes=args.num_processes, process_id=args.process_id)
+  return occupancy.EXIT_STATUS[result["status"]]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The occupancy experiment end to end: data in, a trained RNN, evaluation, a run directory.
 
-Library code under experiments/train_occupancy.py (``main``, over ``run``; forecasting with a
-finished run is rnn_jax.forecasting.forecast). A run directory (``--out``) holds:
+``run`` is experiments/train_occupancy.py once its flags are read (its settings:
+rnn_jax.forecasting.settings; forecasting with a finished run: rnn_jax.forecasting.forecast).
+A run directory (``--out``) holds:
 
     config.json         every setting (data source, windows, training), the data file's SHA-256,
                         the fitted capacity and tertiles, the library versions
@@ -16,8 +17,8 @@ finished run is rnn_jax.forecasting.forecast). A run directory (``--out``) holds
 
 Every file is written atomically (rnn_jax.common.fileio). Bad input is found before the
 directory is created, so a run refused for bad input leaves nothing behind; whether ``--out``
-may be used (``check_out``) and reading config.json back (``read_config``) are
-rnn_jax.common.rundir's rules for a run made in place.
+may be used (``check_out``), its lock while the run lives and reading config.json back
+(``read_config``) are rnn_jax.common.rundir's rules for a run made in place.
 """
 from __future__ import annotations
 
@@ -255,17 +256,26 @@ def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, 
   return dataset
 
 
+EXIT_STATUS = {"done": 0, "nonfinite": 1, "interrupted": 130}   # of experiments/train_occupancy.py
+
+
 def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
         resume: bool = False, overwrite: bool = False, progress: bool = True,
         make_plots: bool = True, interval: float = INTERVAL, preset: str | None = None,
-        log=print) -> dict[str, Any]:
+        coordinator: str | None = None, num_processes: int | None = None,
+        process_id: int | None = None, log=print) -> dict[str, Any]:
   """Trains ``cfg.seeds`` models (one vmapped program when > 1) and evaluates their mean
   forecast (``evaluate``); returns ``{"results": ..., "fit": FitResult | ManyFitResult,
-  "dataset": Dataset, "status": "done" | "interrupted" | "nonfinite"}``.
+  "dataset": Dataset, "status": "done" | "interrupted" | "nonfinite"}`` (``EXIT_STATUS``
+  gives the script's exit status).
 
   Everything the user gave is checked (InputError) before ``out`` is created. ``preset``: the
   name recorded in config.json (the settings themselves come in ``source``, ``spec``, ``cfg``).
+  ``coordinator``: first ``initialize_distributed`` (multi-host). A Ctrl-C outside the epochs
+  says whether the checkpoint is kept.
   """
+  if coordinator is not None:
+    initialize_distributed(coordinator, num_processes, process_id)
   cfg = cfg.validate()
   source.check()
   if source.csv is not None:   # config.json records where the data is, from any directory
@@ -273,78 +283,54 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
   interval = _check_interval(interval)
   parallel.device_count(cfg.devices)   # --devices: checked before anything is written
   out = check_out(out, resume=resume, overwrite=overwrite)
-  dataset = _prepare(source, spec, cfg, out, resume=resume, log=log)
   writer = jax.process_index() == 0  # multi-host: only process 0 writes the run directory
-  # The live run holds out/.lock (rundir.lock): another run there is refused until it ends.
-  with rundir.lock(out) if writer else contextlib.nullcontext():
-    if writer:   # again under the lock: another run may have ended there meanwhile
-      check_out(out, resume=resume, overwrite=overwrite)
-      checkpoint.check_writable(out)
-    if writer and overwrite:
-      rundir.clear_run(out, RUN_FILES)
-    config = {"preset": preset, "source": dataclasses.asdict(source), "windows": spec.to_dict(),
-              "train": cfg.to_dict(), "evaluation": {"interval": interval},
-              "data": dataset.summary(), "cwd": os.getcwd()}   # + versions (rundir)
-    if writer and not resume:
-      rundir.write_config(out, config)
-
-    fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
-    train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
-    if cfg.seeds > 1:
-      fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
-      stopped, seeds, histories = fitted.stopped, fitted.seeds, fitted.histories
-    else:
-      fitted = train.fit(cfg, train_xy, val_xy, **fit_args)
-      stopped, seeds, histories = [fitted.stopped], [cfg.seed], [fitted.history]
-    if "interrupted" in stopped or "nonfinite" in stopped:
-      status = "interrupted" if "interrupted" in stopped else "nonfinite"
-      log(fitted.message)
-      return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
-
-    member_preds = predictions(dataset, fitted.params, members=True)
-    base = baseline_predictions(dataset)
-    results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit,
-                       base=base)
-    results["data"] = dataset.summary()
-    results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
-    if writer:
-      fileio.write_json(out / RESULTS, results)
-    if writer and make_plots:
-      first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
-      _plots(out, dataset, results, histories, first,
-             {k: v.mean(axis=0) for k, v in member_preds.items()}, base)
-    log(evaluation.format_table(results))
-    return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
-
-
-EXIT_STATUS = {"done": 0, "nonfinite": 1, "interrupted": 130}   # of experiments/train_occupancy.py
-
-
-def main(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
-         resume: bool = False, overwrite: bool = False, progress: bool = True,
-         make_plots: bool = True, interval: float = INTERVAL, preset: str | None = None,
-         coordinator: str | None = None, num_processes: int | None = None,
-         process_id: int | None = None) -> int:
-  """experiments/train_occupancy.py once its flags are read: ``run``, then its exit status.
-
-  ``coordinator``: first ``initialize_distributed`` (multi-host). A Ctrl-C outside the epochs
-  (train.fit handles it within them) says whether the checkpoint is kept, and gives 130.
-  """
-  if coordinator is not None:
-    initialize_distributed(coordinator, num_processes, process_id)
   try:
-    result = run(source, spec, cfg, out, resume=resume, overwrite=overwrite, progress=progress,
-                 make_plots=make_plots, interval=interval, preset=preset)
-  except KeyboardInterrupt:
-    ckpt = Path(out) / checkpoint.FILENAME
-    if ckpt.is_file():
-      print(f"Interrupted; the checkpoint {ckpt} is kept. Run the same command with --resume "
-            "to continue from there.", file=sys.stderr)
-    else:
-      print("Interrupted before the first checkpoint; nothing was saved.", file=sys.stderr)
-    return EXIT_STATUS["interrupted"]
-  if result["status"] == "done" and jax.process_index() == 0:
-    print(f"run saved in {out}")
-  elif result["status"] == "done":
-    print(f"process {jax.process_index()}: done (process 0 writes the run directory)")
-  return EXIT_STATUS[result["status"]]
+    dataset = _prepare(source, spec, cfg, out, resume=resume, log=log)
+    # The live run holds out/.lock (rundir.lock): another run there is refused until it ends.
+    with rundir.lock(out) if writer else contextlib.nullcontext():
+      if writer:   # again under the lock: another run may have ended there meanwhile
+        check_out(out, resume=resume, overwrite=overwrite)
+        checkpoint.check_writable(out)
+      if writer and overwrite:
+        rundir.clear_run(out, RUN_FILES)
+      config = {"preset": preset, "source": dataclasses.asdict(source), "windows": spec.to_dict(),
+                "train": cfg.to_dict(), "evaluation": {"interval": interval},
+                "data": dataset.summary(), "cwd": os.getcwd()}   # + versions (rundir)
+      if writer and not resume:
+        rundir.write_config(out, config)
+
+      fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
+      train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
+      if cfg.seeds > 1:
+        fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
+        stopped, seeds, histories = fitted.stopped, fitted.seeds, fitted.histories
+      else:
+        fitted = train.fit(cfg, train_xy, val_xy, **fit_args)
+        stopped, seeds, histories = [fitted.stopped], [cfg.seed], [fitted.history]
+      if "interrupted" in stopped or "nonfinite" in stopped:
+        status = "interrupted" if "interrupted" in stopped else "nonfinite"
+        log(fitted.message)
+        return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
+
+      member_preds = predictions(dataset, fitted.params, members=True)
+      base = baseline_predictions(dataset)
+      results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit,
+                         base=base)
+      results["data"] = dataset.summary()
+      results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
+      if writer:
+        fileio.write_json(out / RESULTS, results)
+      if writer and make_plots:
+        first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
+        _plots(out, dataset, results, histories, first,
+               {k: v.mean(axis=0) for k, v in member_preds.items()}, base)
+      log(evaluation.format_table(results))
+    log(f"run saved in {out}" if writer else
+        f"process {jax.process_index()}: done (process 0 writes the run directory)")
+    return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
+  except KeyboardInterrupt:   # outside the epochs (train.fit handles it within them)
+    ckpt = out / checkpoint.FILENAME
+    print(f"Interrupted; the checkpoint {ckpt} is kept. Run the same command with --resume to "
+          "continue from there." if ckpt.is_file() else
+          "Interrupted before the first checkpoint; nothing was saved.", file=sys.stderr)
+    return {"results": None, "fit": None, "dataset": None, "status": "interrupted"}
