@@ -357,12 +357,10 @@ def mae_by_horizon(results_split: Mapping[str, Mapping], horizons_minutes: Seque
 # Gradients
 
 
-def grad_norms(norms, path: str | os.PathLike, *, labels: Sequence[str] | None = None,
-               title: str | None = None) -> None:
+def grad_norms(norms, path: str | os.PathLike, *, title: str | None = None) -> None:
   """``||dL/dh_t||`` against t on a log axis: vanishing or exploding gradients at a glance.
 
-  ``norms``: ``[T]`` (one sequence) or ``[n, T]`` (n sequences, e.g. one per test window or per
-  epoch; ``labels`` names them). t runs from 1 (the oldest step of the window) to T (the last,
+  ``norms``: ``[T]`` (one sequence) or ``[n, T]`` (n sequences, e.g. one per window). t runs from 1 (the oldest step of the window) to T (the last,
   next to the loss). With several rows the median over rows is drawn in black. Zeros and
   non-finite values cannot sit on a log axis and leave gaps; the ratio
   ``||dL/dh_1|| / ||dL/dh_T||`` of the (median) curve is printed in the title.
@@ -372,18 +370,15 @@ def grad_norms(norms, path: str | os.PathLike, *, labels: Sequence[str] | None =
     norms = norms[None, :]
   if norms.ndim != 2 or norms.shape[1] == 0 or norms.shape[0] == 0:
     raise ValueError(f"norms: expected shape [T] or [n, T] with T >= 1, got {list(norms.shape)}")
-  if labels is not None and len(labels) != norms.shape[0]:
-    raise ValueError(f"labels: {len(labels)} labels for {norms.shape[0]} rows of norms")
   t = np.arange(1, norms.shape[1] + 1)
   plottable = np.where(np.isfinite(norms) & (norms > 0), norms, np.nan)
   fig = Figure(figsize=(7.5, 4.5), layout="constrained")
   ax = fig.subplots()
   many = norms.shape[0] > 1
-  for i, row in enumerate(plottable):
-    label = labels[i] if labels is not None else (None if many else "||dL/dh_t||")
+  for row in plottable:
     ax.plot(t, row, marker="o" if len(t) <= 50 else None, markersize=3,
-            linewidth=0.8 if many else 1.5, alpha=0.45 if many and labels is None else 1.0,
-            label=label)
+            linewidth=0.8 if many else 1.5, alpha=0.45 if many else 1.0,
+            label=None if many else "||dL/dh_t||")
   curve = plottable[0]
   if many:
     with np.errstate(all="ignore"):

@@ -59,8 +59,7 @@ GOOD = {
     "grad_norms_2d": lambda path: plots.grad_norms(
         np.exp(np.random.default_rng(1).normal(size=(6, 24)) + 0.2 * np.arange(24)), path),
     "grad_norms_zeros_and_nan": lambda path: plots.grad_norms(
-        np.array([[0.0, 1e-3, np.nan, 1.0], [np.inf, 1e-2, 0.1, 2.0]]), path,
-        labels=["a", "b"]),
+        np.array([[0.0, 1e-3, np.nan, 1.0], [np.inf, 1e-2, 0.1, 2.0]]), path),
     "grad_norms_all_zero": lambda path: plots.grad_norms(np.zeros(24), path),
 }
 
@@ -122,8 +121,6 @@ BAD = {
                        "at least one method"),
     "norms_3d": (lambda p: plots.grad_norms(np.ones((2, 3, 4)), p), r"\[T\] or \[n, T\]"),
     "norms_empty": (lambda p: plots.grad_norms(np.ones((2, 0)), p), r"\[T\] or \[n, T\]"),
-    "norms_labels": (lambda p: plots.grad_norms(np.ones((3, 5)), p, labels=["a", "b"]),
-                     "2 labels for 3 rows"),
 }
 
 
