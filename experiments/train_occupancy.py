@@ -4,8 +4,8 @@
     python experiments/train_occupancy.py --csv ../shared/data/campus_gym.csv --out runs/gym
     python experiments/train_occupancy.py --preset notes       # the derivation notes' network
 
-Every other flag is a field of rnn_jax.forecasting.settings.DataSource, rnn_jax.data.WindowSpec or
-rnn_jax.train.TrainConfig (see --help); --preset (rnn_jax.forecasting.settings.PRESETS) sets their
+Every other flag is a field of rnn_jax.settings.DataSource, rnn_jax.data.WindowSpec or
+rnn_jax.train.TrainConfig (see --help); --preset (rnn_jax.settings.PRESETS) sets their
 defaults, and flags given win. Exit status: 0 done, 1 stopped on a non-finite loss, 2 bad
 input, 130 interrupted (resume with --resume).
 """
@@ -15,7 +15,7 @@ import sys
 
 from rnn_jax.common import cli
 from rnn_jax.data import WindowSpec
-from rnn_jax.forecasting import settings
+from rnn_jax import settings
 from rnn_jax.train import TrainConfig
 
 PRESET_HELP = ('"forecast": the configuration chosen on validation (calendar features, T=12, '

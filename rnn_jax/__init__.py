@@ -9,6 +9,7 @@ The package is layered; each layer imports only the ones above it in this list:
     data/          CSV reading, timestamp repair, grids, windows, splits, synthetic default
     train/         the training loop (optax), checkpoints, data-parallel sharding
     evaluation/    baselines, metrics, conformal intervals
+    settings.py    the runs' settings (flags), free of JAX, scikit-learn and matplotlib
     forecasting/   the occupancy run behind experiments/train_occupancy.py, and its forecasts
     letters.py     the letters run behind experiments/train_letters.py
     bench/         throughput, compile time, ceilings, peers (experiments/benchmark.py)

@@ -28,15 +28,15 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from rnn_jax.common import checks, cli, fileio, rundir
+from rnn_jax.common import fileio, rundir
 from rnn_jax.common.errors import InputError
-from rnn_jax.core import gradients, mlp
+from rnn_jax.core import mlp
 from rnn_jax.core.model import bce_from_logits
+from rnn_jax.settings import GRADS, LettersConfig
 from rnn_jax.data.letter_recognition import (DEFAULT_FRACTIONS, LETTERS, NUM_FEATURES, Splits,
                                   default_dataset, one_hot, prepare, read_letters, split_sizes,
                                   standardize)
 
-GRADS = gradients.METHODS   # "autodiff" | "hand", the vocabulary of rnn_jax.value_and_grad
 
 @functools.lru_cache(maxsize=None)
 def make_epoch(grad: str, batch_size: int) -> Callable:
@@ -104,35 +104,6 @@ class TrainResult:
   mean: np.ndarray             # [d] training-split mean used to standardise
   std: np.ndarray              # [d]
   sizes: dict                  # {"train": n, "val": n, "test": n}
-
-
-@dataclasses.dataclass(frozen=True)
-class LettersConfig:
-  """The training settings of ``train``; field ``name`` is the script flag ``--name``.
-
-  Defaults: 40 epochs of one-sample SGD at lr 0.01 reach about 96-97% test accuracy on the UCI
-  letters (16,000 training rows) in well under a minute on a 2-core CPU.
-  """
-  hidden_size: int = cli.option(200, "H, tanh hidden units (the notes use 200)")
-  lr: float = cli.option(0.01, "SGD step size epsilon (a finite positive number)")
-  epochs: int = cli.option(40, "passes over the training split")
-  batch_size: int = cli.option(1, "samples per SGD step; 1 = the notes' one sample at a time")
-  grad: str = cli.option(
-      "hand", '"hand" (the notes\' equations, mlp.loss_and_grads) | "autodiff" (jax.grad)')
-  seed: int = cli.option(0, "seeds the split, the initial weights and the shuffling")
-
-  def validate(self) -> "LettersConfig":
-    """Raises InputError naming the flag of the first nonsensical value; returns self.
-
-    An integer setting given as a whole float (``12.0``, from JSON) is stored as int."""
-    keep = functools.partial(object.__setattr__, self)
-    keep("hidden_size", checks.integer("hidden_size", self.hidden_size, 1))
-    keep("epochs", checks.integer("epochs", self.epochs, 1))
-    keep("batch_size", checks.integer("batch_size", self.batch_size, 1))
-    keep("seed", checks.integer("seed", self.seed, 0, 2**32 - 1))
-    checks.number("lr", self.lr)
-    checks.choice("grad", self.grad, GRADS)
-    return self
 
 
 def train(X, y, *, hidden_size: int = LettersConfig.hidden_size, lr: float = LettersConfig.lr,

@@ -1,7 +1,7 @@
 """The occupancy experiment end to end: data in, a trained RNN, evaluation, a run directory.
 
 ``run`` is experiments/train_occupancy.py once its flags are read (its settings:
-rnn_jax.forecasting.settings; forecasting with a finished run: rnn_jax.forecasting.forecast).
+rnn_jax.settings; forecasting with a finished run: rnn_jax.forecasting.forecast).
 A run directory (``--out``) holds:
 
     config.json         every setting (data source, windows, training), the data file's SHA-256,
@@ -39,7 +39,7 @@ from rnn_jax.core import bptt, model
 from rnn_jax.data import Dataset, WindowSpec
 from rnn_jax.evaluation import conformal
 from rnn_jax.common import rundir
-from rnn_jax.forecasting.settings import DEFAULT_PRESET, INTERVAL, PRESETS, DataSource
+from rnn_jax.settings import DEFAULT_PRESET, INTERVAL, PRESETS, DataSource
 from rnn_jax.train import TrainConfig, checkpoint, parallel
 
 CONFIG = rundir.CONFIG

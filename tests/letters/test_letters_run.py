@@ -130,7 +130,7 @@ def test_script_overwrite_replaces_a_previous_run(script, tmp_path, capsys, monk
                                test_accuracy=0.25, mean=np.zeros(X.shape[1]),
                                std=np.ones(X.shape[1]), sizes={"train": 8, "val": 4, "test": 4})
 
-  monkeypatch.setattr(script.letters, "train", fake_train)
+  monkeypatch.setattr(letters, "train", fake_train)
   out = tmp_path / "run"
   argv = ["--epochs", "2", "--hidden-size", "3", "--out", str(out), "--no-progress"]
   assert script.main(argv) == 0
@@ -149,7 +149,7 @@ def test_script_overwrite_replaces_a_previous_run(script, tmp_path, capsys, monk
   assert json.loads((out / "config.json").read_text())["train"]["seed"] == 0
   assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]      # no staging dir left
   monkeypatch.undo()
-  monkeypatch.setattr(script.letters, "train", fake_train)
+  monkeypatch.setattr(letters, "train", fake_train)
 
   assert script.main(argv + ["--seed", "1", "--overwrite"]) == 0
   assert json.loads((out / "config.json").read_text())["train"]["seed"] == 1
