@@ -38,6 +38,10 @@ def __getattr__(name):
   return value
 
 
+def __dir__():
+  return sorted(set(globals()) | set(_CORE))
+
+
 class _Alias(_abc.MetaPathFinder, _abc.Loader):
   """``import rnn_jax.bptt`` and ``import rnn_jax.mlp`` keep working (the flat layout's names):
   they are rnn_jax.core.bptt and rnn_jax.core.mlp."""
