@@ -33,9 +33,9 @@ from rnn_jax.common.errors import InputError
 from rnn_jax.core import mlp
 from rnn_jax.core.model import bce_from_logits
 from rnn_jax.settings import GRADS, LettersConfig
-from rnn_jax.data.letter_recognition import (DEFAULT_FRACTIONS, LETTERS, NUM_FEATURES, Splits,
-                                  default_dataset, one_hot, prepare, read_letters, split_sizes,
-                                  standardize)
+from rnn_jax.data.letter_recognition import (  # noqa: F401  some only for letters.X
+    DEFAULT_FRACTIONS, LETTERS, NUM_FEATURES, Splits, default_dataset, one_hot, prepare,
+    read_letters, split_sizes, standardize)
 
 
 @functools.lru_cache(maxsize=None)

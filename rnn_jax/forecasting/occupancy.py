@@ -39,7 +39,7 @@ from rnn_jax.core import bptt, model
 from rnn_jax.data import Dataset, WindowSpec
 from rnn_jax.evaluation import conformal
 from rnn_jax.common import rundir
-from rnn_jax.settings import DEFAULT_PRESET, INTERVAL, PRESETS, DataSource
+from rnn_jax.settings import DEFAULT_PRESET, INTERVAL, PRESETS, DataSource  # noqa: F401
 from rnn_jax.train import TrainConfig, checkpoint, parallel
 
 CONFIG = rundir.CONFIG
