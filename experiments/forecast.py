@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 
 from rnn_jax.common import cli
-from rnn_jax.forecasting import forecast
 
 
 @cli.entry_point
@@ -18,6 +17,7 @@ def main(argv=None):
   parser.add_argument("--csv", help="CSV of readings (default: the run's own data source)")
   parser.add_argument("--json", action="store_true", help="print the same fields as JSON")
   args = parser.parse_args(argv)
+  from rnn_jax.forecasting import forecast   # here: --help and bad flags answer before it loads
   print(forecast.forecast_text(args.run, args.csv, as_json=args.json))
   return 0
 

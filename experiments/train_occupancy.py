@@ -4,8 +4,8 @@
     python experiments/train_occupancy.py --csv ../shared/data/campus_gym.csv --out runs/gym
     python experiments/train_occupancy.py --preset notes       # the derivation notes' network
 
-Every other flag is a field of rnn_jax.forecasting.occupancy.DataSource, rnn_jax.data.WindowSpec or
-rnn_jax.train.TrainConfig (see --help); --preset (rnn_jax.forecasting.occupancy.PRESETS) sets their
+Every other flag is a field of rnn_jax.settings.DataSource, rnn_jax.data.WindowSpec or
+rnn_jax.train.TrainConfig (see --help); --preset (rnn_jax.settings.PRESETS) sets their
 defaults, and flags given win. Exit status: 0 done, 1 stopped on a non-finite loss, 2 bad
 input, 130 interrupted (resume with --resume).
 """
@@ -15,7 +15,7 @@ import sys
 
 from rnn_jax.common import cli
 from rnn_jax.data import WindowSpec
-from rnn_jax.forecasting import occupancy
+from rnn_jax import settings
 from rnn_jax.train import TrainConfig
 
 PRESET_HELP = ('"forecast": the configuration chosen on validation (calendar features, T=12, '
@@ -25,16 +25,16 @@ PRESET_HELP = ('"forecast": the configuration chosen on validation (calendar fea
 
 def parse(argv):
   pre = cli.ArgumentParser(prog="train_occupancy.py", add_help=False)
-  pre.add_argument("--preset", choices=tuple(occupancy.PRESETS), default=occupancy.DEFAULT_PRESET)
+  pre.add_argument("--preset", choices=tuple(settings.PRESETS), default=settings.DEFAULT_PRESET)
   preset = pre.parse_known_args(argv)[0].preset
-  defaults = occupancy.PRESETS[preset]
+  defaults = settings.PRESETS[preset]
   parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--preset", choices=tuple(occupancy.PRESETS),
-                      default=occupancy.DEFAULT_PRESET,
+  parser.add_argument("--preset", choices=tuple(settings.PRESETS),
+                      default=settings.DEFAULT_PRESET,
                       help=f"{PRESET_HELP} (default: %(default)s)")
-  for cls in (occupancy.DataSource, WindowSpec, TrainConfig):
+  for cls in (settings.DataSource, WindowSpec, TrainConfig):
     cli.add_config_flags(parser.add_argument_group(cls.__name__), cls, defaults)
-  parser.add_argument("--interval", type=float, default=occupancy.INTERVAL,
+  parser.add_argument("--interval", type=float, default=settings.INTERVAL,
                       help="nominal level of the split-conformal prediction intervals, "
                       "calibrated on val (default: %(default)s)")
   parser.add_argument("--out", default="runs/occupancy", help="run directory (default: %(default)s)")
@@ -47,18 +47,20 @@ def parse(argv):
   multi.add_argument("--num-processes", type=int, help="number of processes (hosts)")
   multi.add_argument("--process-id", type=int, help="this process's index, 0..n-1")
   args = parser.parse_args(argv)
-  return (args, cli.config_from_args(occupancy.DataSource, args),
+  return (args, cli.config_from_args(settings.DataSource, args),
           cli.config_from_args(WindowSpec, args), cli.config_from_args(TrainConfig, args))
 
 
 @cli.entry_point
 def main(argv=None):
   args, source, spec, cfg = parse(argv)
-  return occupancy.main(source, spec, cfg, args.out, resume=args.resume,
-                        overwrite=args.overwrite, progress=not args.no_progress,
-                        make_plots=not args.no_plots, interval=args.interval,
-                        preset=args.preset, coordinator=args.coordinator,
-                        num_processes=args.num_processes, process_id=args.process_id)
+  from rnn_jax.forecasting import occupancy   # here: --help and bad flags answer before it loads
+  result = occupancy.run(source, spec, cfg, args.out, resume=args.resume,
+                         overwrite=args.overwrite, progress=not args.no_progress,
+                         make_plots=not args.no_plots, interval=args.interval,
+                         preset=args.preset, coordinator=args.coordinator,
+                         num_processes=args.num_processes, process_id=args.process_id)
+  return occupancy.EXIT_STATUS[result["status"]]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""The notes' letters experiment: the one-hidden-layer tanh network trained by plain SGD.
+"""The notes' letters experiment: the one-hidden-layer tanh network trained by plain SGD, and
+its run directory (``run``, experiments/train_letters.py).
 
 The training loop around ``rnn_jax.core.mlp`` (the network, its loss and the notes' hand
-gradients) on the data of ``rnn_jax.data.letter_recognition`` (reading, split, standardisation, one-hot),
-whose names used here are re-exported (``letters.read_letters``, ``letters.prepare``, ...);
-``run`` below writes a run directory from it.
+gradients) on the data of ``rnn_jax.data.letter_recognition`` (reading, split,
+standardisation, one-hot; its names used here can be reached as ``letters.read_letters``, ...).
 
 Training (``train``): the notes' loop, "V <- V - eps grad_V, W <- W - eps grad_W", one sample at
 a time by default (``batch_size=1``). One epoch is one jitted ``lax.scan`` over the minibatches
@@ -28,31 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from rnn_jax.common import checks, cli, fileio, rundir
+from rnn_jax.common import fileio, rundir
 from rnn_jax.common.errors import InputError
-from rnn_jax.core import gradients, mlp
+from rnn_jax.core import mlp
 from rnn_jax.core.model import bce_from_logits
-from rnn_jax.data.letter_recognition import (DEFAULT_FRACTIONS, LETTERS, NUM_FEATURES, Splits,
-                                  default_dataset, one_hot, prepare, read_letters, split_sizes,
-                                  standardize)
-
-__all__ = [   # the data names are rnn_jax.data.letter_recognition', re-exported for letters.X
-    "DEFAULT_FRACTIONS", "GRADS", "LETTERS", "NUM_FEATURES", "LettersConfig", "Splits",
-    "TrainResult", "default_dataset", "evaluate", "make_epoch", "one_hot", "prepare",
-    "read_letters", "split_sizes", "standardize", "train",
-]
-
-GRADS = gradients.METHODS   # "autodiff" | "hand", the vocabulary of rnn_jax.value_and_grad
-
-
-# --------------------------------------------------------------------------------------------
-# Training
-
-
-def _loss_and_grads(grad: str):
-  if grad == "hand":
-    return mlp.loss_and_grads
-  return jax.value_and_grad(mlp.loss)
+from rnn_jax.settings import GRADS, LettersConfig
+from rnn_jax.data.letter_recognition import (  # noqa: F401  some only for letters.X
+    DEFAULT_FRACTIONS, LETTERS, NUM_FEATURES, Splits, default_dataset, one_hot, prepare,
+    read_letters, split_sizes, standardize)
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,7 +49,7 @@ def make_epoch(grad: str, batch_size: int) -> Callable:
   """
   if grad not in GRADS:
     raise ValueError(f"grad: expected one of {GRADS}, got {grad!r}")
-  loss_and_grads = _loss_and_grads(grad)
+  loss_and_grads = mlp.loss_and_grads if grad == "hand" else jax.value_and_grad(mlp.loss)
 
   @jax.jit
   def epoch(params, key, xs, ys, lr):
@@ -84,21 +67,17 @@ def make_epoch(grad: str, batch_size: int) -> Callable:
   return epoch
 
 
+@jax.jit
 def _loss_and_correct(params: mlp.MLPParams, xs, ys):
   logits = mlp.forward(params, xs)
   correct = jnp.argmax(logits, axis=-1) == jnp.argmax(ys, axis=-1)
   return bce_from_logits(logits, ys), jnp.sum(correct)
 
 
-_loss_and_correct_jit = jax.jit(_loss_and_correct)
-
-
 def evaluate(params: mlp.MLPParams, xs, ys) -> tuple[float, float]:
   """``(loss, accuracy)`` on ``xs [n, d]`` with one-hot ``ys [n, K]``; class = argmax logit.
-
-  The loss is the training loss (BCE summed over K, mean over n); accuracy is correct / n.
-  """
-  value, correct = _loss_and_correct_jit(params, xs, ys)
+  The loss is the training loss (BCE summed over K, mean over n); accuracy is correct / n."""
+  value, correct = _loss_and_correct(params, xs, ys)
   return float(value), int(correct) / xs.shape[0]
 
 
@@ -127,35 +106,6 @@ class TrainResult:
   sizes: dict                  # {"train": n, "val": n, "test": n}
 
 
-@dataclasses.dataclass(frozen=True)
-class LettersConfig:
-  """The training settings of ``train``; field ``name`` is the script flag ``--name``.
-
-  Defaults: 40 epochs of one-sample SGD at lr 0.01 reach about 96-97% test accuracy on the UCI
-  letters (16,000 training rows) in well under a minute on a 2-core CPU.
-  """
-  hidden_size: int = cli.option(200, "H, tanh hidden units (the notes use 200)")
-  lr: float = cli.option(0.01, "SGD step size epsilon (a finite positive number)")
-  epochs: int = cli.option(40, "passes over the training split")
-  batch_size: int = cli.option(1, "samples per SGD step; 1 = the notes' one sample at a time")
-  grad: str = cli.option(
-      "hand", '"hand" (the notes\' equations, mlp.loss_and_grads) | "autodiff" (jax.grad)')
-  seed: int = cli.option(0, "seeds the split, the initial weights and the shuffling")
-
-  def validate(self) -> "LettersConfig":
-    """Raises InputError naming the flag of the first nonsensical value; returns self.
-
-    An integer setting given as a whole float (``12.0``, from JSON) is stored as int."""
-    keep = functools.partial(object.__setattr__, self)
-    keep("hidden_size", checks.integer("hidden_size", self.hidden_size, 1))
-    keep("epochs", checks.integer("epochs", self.epochs, 1))
-    keep("batch_size", checks.integer("batch_size", self.batch_size, 1))
-    keep("seed", checks.integer("seed", self.seed, 0, 2**32 - 1))
-    checks.number("lr", self.lr)
-    checks.choice("grad", self.grad, GRADS)
-    return self
-
-
 def train(X, y, *, hidden_size: int = LettersConfig.hidden_size, lr: float = LettersConfig.lr,
           epochs: int = LettersConfig.epochs, batch_size: int = LettersConfig.batch_size,
           grad: str = LettersConfig.grad, seed: int = LettersConfig.seed,
@@ -179,12 +129,10 @@ def train(X, y, *, hidden_size: int = LettersConfig.hidden_size, lr: float = Let
   n_train = len(splits.x_train)
   if batch_size > n_train:
     raise InputError(f"--batch-size: {batch_size} is larger than the {n_train} training rows")
-  to = lambda a: jnp.asarray(a, dtype)
-  x_tr, y_tr, x_va, y_va, x_te, y_te = map(to, splits[:6])
-  d, K = x_tr.shape[1], y_tr.shape[1]
-
+  x_tr, y_tr, x_va, y_va, x_te, y_te = (jnp.asarray(a, dtype) for a in splits[:6])
   key = jax.random.PRNGKey(seed)
-  params = mlp.init_params(jax.random.fold_in(key, 0), d, hidden_size, K, dtype=dtype)
+  params = mlp.init_params(jax.random.fold_in(key, 0), x_tr.shape[1], hidden_size,
+                           y_tr.shape[1], dtype=dtype)
   epoch_fn = _epoch_and_metrics(grad, batch_size)
   history: list[dict] = []
   bar = tqdm(range(1, epochs + 1), desc=f"letters ({grad})", unit="epoch", disable=not progress,
@@ -214,8 +162,7 @@ def train(X, y, *, hidden_size: int = LettersConfig.hidden_size, lr: float = Let
                             "test": len(splits.x_test)})
 
 
-# --------------------------------------------------------------------------------------------
-# The run directory (experiments/train_letters.py)
+# --------------------------------------------------------------------------- the run directory
 
 RESULTS = "results.json"
 METRICS = "metrics.jsonl"
@@ -244,10 +191,9 @@ def load_data(csv: Path | None) -> LettersData:
   return LettersData(X, y, list(LETTERS), source)
 
 
-def check_sizes(loaded: LettersData, cfg: LettersConfig,
-                csv: Path | None) -> tuple[int, int, int]:
-  """Rows per split (train, val, test); InputError when a split would be empty or the
-  batch is larger than the training split."""
+def check_sizes(loaded: LettersData, cfg: LettersConfig, csv: Path | None) -> tuple[int, ...]:
+  """Rows per split (train, val, test); InputError when a split would be empty or the batch is
+  larger than the training split."""
   try:
     sizes = split_sizes(len(loaded.X))
   except InputError as err:
@@ -257,13 +203,11 @@ def check_sizes(loaded: LettersData, cfg: LettersConfig,
   return sizes
 
 
-def make_config(loaded: LettersData, cfg: LettersConfig,
-                sizes: tuple[int, int, int]) -> dict[str, Any]:
+def make_config(loaded: LettersData, cfg: LettersConfig, sizes) -> dict[str, Any]:
   """config.json of the run (rundir.write_config adds the versions)."""
-  X = loaded.X
   return {
       "script": "experiments/train_letters.py",
-      "data": {**loaded.source, "rows": int(len(X)), "features": int(X.shape[1]),
+      "data": {**loaded.source, "rows": int(len(loaded.X)), "features": int(loaded.X.shape[1]),
                "classes": loaded.classes},
       "split": dict(zip(("train", "val", "test"), sizes)),
       "split_fractions": list(DEFAULT_FRACTIONS),
@@ -286,31 +230,6 @@ def summarize(result: TrainResult, seconds: float) -> dict[str, Any]:
   }
 
 
-def _save_params(path: Path, result: TrainResult, classes) -> None:
-  buffer = io.BytesIO()
-  np.savez(buffer, V=np.asarray(result.params.V), W=np.asarray(result.params.W),
-           mean=result.mean, std=result.std, classes=np.asarray(classes))
-  fileio.write_bytes(path, buffer.getvalue())
-
-
-def _plots(directory: Path, result: TrainResult, cfg: LettersConfig,
-           loaded: LettersData) -> None:
-  from rnn_jax.common import plots   # here: bad input answers without importing matplotlib
-  title = (f"{loaded.source['name']}: H={cfg.hidden_size}, lr={cfg.lr:g}, batch {cfg.batch_size}, "
-           f"{cfg.grad} gradients")
-  plots.learning_curves(result.history, directory / "learning_curve.png", title=title)
-  plots.accuracy_curve(result.history, directory / "accuracy.png", title=title,
-                       chance=1 / len(loaded.classes))
-
-
-def _metrics_writer(path: Path, start: float) -> Callable[[dict], None]:
-  """``on_epoch`` for train: appends the epoch's metrics and the elapsed time."""
-  def on_epoch(row):
-    line = {**row, "elapsed_s": round(time.perf_counter() - start, 3)}
-    fileio.append_line(path, json.dumps(line))
-  return on_epoch
-
-
 def run(cfg: LettersConfig, out: str | Path, *, csv: Path | None = None,
         overwrite: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
   """Trains the notes' network on ``csv`` (None: sklearn's digits) and writes the run to ``out``.
@@ -323,20 +242,33 @@ def run(cfg: LettersConfig, out: str | Path, *, csv: Path | None = None,
   rundir.check_new_out(out, overwrite)
   loaded = load_data(csv)
   sizes = check_sizes(loaded, cfg, csv)
-  with rundir.staging(out) as tmp:
-    try:
-      rundir.write_config(tmp, make_config(loaded, cfg, sizes))
-    except OSError as err:   # a full disk, a quota: say so before training
-      raise InputError(f"--out {out}: cannot write to it ({err.strerror or err})") from None
-    start = time.perf_counter()
-    result = train(loaded.X, loaded.y, **dataclasses.asdict(cfg),
-                           num_classes=len(loaded.classes), progress=progress,
-                           on_epoch=_metrics_writer(tmp / METRICS, start))
-    seconds = time.perf_counter() - start
-    results = summarize(result, seconds)
-    fileio.write_json(tmp / RESULTS, results)
-    _save_params(tmp / PARAMS, result, loaded.classes)
-    _plots(tmp, result, cfg, loaded)
+  # A live run holds the lock beside out (rundir.lock): another run there is refused until it
+  # ends, so a run without --overwrite never swaps out a run that completed meanwhile.
+  with rundir.lock(out, staged=True):
+    rundir.check_new_out(out, overwrite)   # again under the lock
+    with rundir.staging(out) as tmp:
+      try:
+        rundir.write_config(tmp, make_config(loaded, cfg, sizes))
+      except OSError as err:   # a full disk, a quota: say so before training
+        raise InputError(f"--out {out}: cannot write to it ({err.strerror or err})") from None
+      start = time.perf_counter()
+      result = train(loaded.X, loaded.y, **dataclasses.asdict(cfg),
+                     num_classes=len(loaded.classes), progress=progress,
+                     on_epoch=lambda row: fileio.append_line(tmp / METRICS, json.dumps(
+                         {**row, "elapsed_s": round(time.perf_counter() - start, 3)})))
+      seconds = time.perf_counter() - start
+      results = summarize(result, seconds)
+      fileio.write_json(tmp / RESULTS, results)
+      buffer = io.BytesIO()
+      np.savez(buffer, V=np.asarray(result.params.V), W=np.asarray(result.params.W),
+               mean=result.mean, std=result.std, classes=np.asarray(loaded.classes))
+      fileio.write_bytes(tmp / PARAMS, buffer.getvalue())
+      from rnn_jax.common import plots   # here: bad input answers without loading matplotlib
+      title = (f"{loaded.source['name']}: H={cfg.hidden_size}, lr={cfg.lr:g}, batch "
+               f"{cfg.batch_size}, {cfg.grad} gradients")
+      plots.learning_curves(result.history, tmp / "learning_curve.png", title=title)
+      plots.accuracy_curve(result.history, tmp / "accuracy.png", title=title,
+                           chance=1 / len(loaded.classes))
   correct = round(result.test_accuracy * result.sizes["test"])
   log(f"test accuracy {result.test_accuracy:.4f} ({correct}/{result.sizes['test']}) after "
       f"{cfg.epochs} epochs in {seconds:.1f} s; run written to {out}")

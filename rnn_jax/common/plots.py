@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -27,13 +28,16 @@ from rnn_jax.common.checks import is_number
 from rnn_jax.common.fileio import atomic_path
 
 _DPI = 110
-# Per-epoch keys that are not a metric to draw (counters, clocks, settings).
-_NOT_METRICS = ("epoch", "step", "steps", "lr", "learning_rate", "seconds", "time", "elapsed")
+# Per-epoch keys that are not a metric to draw: counters, clocks, settings, and the identifiers
+# of a model (fit_many's rows carry "model" and "seed").
+_NOT_METRICS = ("epoch", "step", "steps", "lr", "learning_rate", "seconds", "time", "elapsed",
+                "model", "seed")
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> None:
+def _save(fig: Figure, path: str | os.PathLike) -> Figure:
   with atomic_path(path) as tmp:
     fig.savefig(tmp, format="png", dpi=_DPI)
+  return fig
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,9 +55,17 @@ def _check_history(history) -> list[Mapping]:
   return list(history)
 
 
+def _members(history) -> list[list[Mapping]]:
+  """One model's history (a list of per-epoch dicts) or several (a list of such lists), as a
+  list of per-model histories."""
+  if (isinstance(history, Sequence) and history
+      and all(isinstance(h, Sequence) and not isinstance(h, (str, Mapping)) for h in history)):
+    return [_check_history(h) for h in history]
+  return [_check_history(history)]
+
 
 def _metric_keys(history) -> list[str]:
-  """Numeric keys in first-seen order, leaving out counters and clocks."""
+  """Numeric keys in first-seen order, leaving out counters, clocks and identifiers."""
   keys: list[str] = []
   for row in history:
     for key, value in row.items():
@@ -76,13 +88,31 @@ def _series(history, key) -> np.ndarray:
   return np.asarray([float(row[key]) if is_number(row.get(key)) else np.nan for row in history])
 
 
-def _plot_series(ax, epochs, history, keys) -> dict[str, np.ndarray]:
-  """Draws each per-epoch series of ``keys`` (validation dashed); returns them by key."""
-  series = {k: _series(history, k) for k in keys}
-  for key, values in series.items():
-    ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3,
-            linestyle="--" if key.startswith("val") else "-", label=key)
-  return series
+def _plot_series(ax, members, keys, *, color_offset=0, style=None) -> tuple[np.ndarray, dict]:
+  """Draws each per-epoch series of ``keys`` (validation dashed) of every model in ``members``:
+  one model as it is; several as their mean per epoch (over the models that trained it), bold,
+  over each model's own curve, faint. Returns the epochs and the drawn series by key."""
+  epochs = np.unique(np.concatenate([_epochs(h) for h in members]))
+  colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+  drawn = {}
+  for i, key in enumerate(keys):
+    stack = np.full((len(members), len(epochs)), np.nan)
+    for m, h in enumerate(members):
+      stack[m, np.searchsorted(epochs, _epochs(h))] = _series(h, key)
+    color = colors[(color_offset + i) % len(colors)]
+    line = style or ("--" if key.startswith("val") else "-")
+    if len(members) > 1:
+      for row in stack:
+        ax.plot(epochs, row, color=color, linestyle=line, linewidth=0.7, alpha=0.3)
+      with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # an epoch no model reached
+        drawn[key] = np.nanmean(stack, axis=0)
+    else:
+      drawn[key] = stack[0]
+    ax.plot(epochs, drawn[key], color=color, linestyle=line, linewidth=1.6,
+            marker="o" if len(epochs) < 30 else None, markersize=3,
+            label=key if len(members) == 1 else f"{key} (mean)")
+  return epochs, drawn
 
 
 def _best(epochs, values, mode: str):
@@ -98,26 +128,32 @@ def _mark_best(ax, epoch, label):
   ax.axvline(epoch, color="0.35", linestyle=":", linewidth=1.2, label=label)
 
 
-def learning_curves(history: Sequence[Mapping], path: str | os.PathLike, *,
-                    title: str | None = None) -> None:
-  """Training and validation loss per epoch, the best epoch marked.
+def _title(title: str, members) -> str:
+  n = len(members)
+  return title if n == 1 else f"{title}\n{n} models: their mean bold, each model faint"
+
+
+def learning_curves(history, path: str | os.PathLike, *, title: str | None = None) -> Figure:
+  """Training and validation loss per epoch, the best epoch marked; returns the figure.
 
   ``history``: one dict per epoch (``{"epoch": 3, "train_loss": ..., "val_loss": ...,
-  "val_mae": ...}``). Every numeric key with "loss" in its name goes on the left axis (log
-  scale when it spans more than a factor of 30); any other numeric series (``val_mae``,
-  ``val_accuracy``) on a second axis on the right. The best epoch is the lowest ``val_loss``
-  (or, without one, the lowest of the first loss series). Missing values are gaps.
+  "val_mae": ...}``), or a list of such lists, one per model (fit_many's histories): then
+  every model is drawn faint and their mean per epoch bold, and the title says so. Every
+  numeric key with "loss" in its name goes on the left axis (log scale when it spans more than
+  a factor of 30); any other metric (``val_mae``, ``val_accuracy``; not counters, clocks or
+  the ``model`` and ``seed`` identifiers) on a second axis on the right. The best epoch is the
+  lowest (mean) ``val_loss`` (or, without one, of the first loss series). Missing values are
+  gaps.
   """
-  history = _check_history(history)
-  keys = _metric_keys(history)
+  members = _members(history)
+  keys = _metric_keys([row for h in members for row in h])
   loss_keys = [k for k in keys if "loss" in k]
   other_keys = [k for k in keys if "loss" not in k]
   if not loss_keys:
     raise ValueError(f"history: no numeric key with 'loss' in its name (found {keys or 'none'})")
-  epochs = _epochs(history)
   fig = Figure(figsize=(7.5, 4.5), layout="constrained")
   ax = fig.subplots()
-  losses = _plot_series(ax, epochs, history, loss_keys)
+  epochs, losses = _plot_series(ax, members, loss_keys)
   positive = np.concatenate([v[np.isfinite(v)] for v in losses.values()])
   if positive.size and positive.min() > 0 and positive.max() / positive.min() > 30:
     ax.set_yscale("log")
@@ -126,41 +162,36 @@ def learning_curves(history: Sequence[Mapping], path: str | os.PathLike, *,
   handles_extra = []
   if other_keys:
     ax2 = ax.twinx()
-    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, key in enumerate(other_keys):
-      color = colors[(len(loss_keys) + i) % len(colors)]
-      handles_extra += ax2.plot(epochs, _series(history, key), color=color, linestyle="-.",
-                                label=key)
+    _plot_series(ax2, members, other_keys, color_offset=len(loss_keys), style="-.")
+    handles_extra = ax2.get_legend_handles_labels()[0]
     ax2.set_ylabel(", ".join(other_keys))
   best_key = "val_loss" if "val_loss" in losses else loss_keys[0]
   best = _best(epochs, losses[best_key], "min")
   if best is not None:
     _mark_best(ax, best[0], f"best epoch {best[0]:g} ({best_key} {best[1]:.4g})")
-  handles, labels = ax.get_legend_handles_labels()
-  handles += handles_extra
-  fig.legend(handles, labels + [h.get_label() for h in handles_extra], loc="outside lower center",
+  handles = ax.get_legend_handles_labels()[0] + handles_extra
+  fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center",
              ncol=min(len(handles), 4), fontsize="small")
   ax.grid(True, alpha=0.3)
-  ax.set_title(title or "learning curves")
-  _save(fig, path)
+  ax.set_title(_title(title or "learning curves", members))
+  return _save(fig, path)
 
 
-def accuracy_curve(history: Sequence[Mapping], path: str | os.PathLike, *,
-                   title: str | None = None, chance: float | None = None) -> None:
-  """Accuracy per epoch (every numeric key with "accuracy" in its name), best epoch marked.
-
-  The best epoch is the highest ``val_accuracy`` (or of the first accuracy series);
-  ``chance`` (for example 1/26) draws the chance level.
+def accuracy_curve(history, path: str | os.PathLike, *, title: str | None = None,
+                   chance: float | None = None) -> Figure:
+  """Accuracy per epoch (every numeric key with "accuracy" in its name), best epoch marked;
+  ``history`` as for ``learning_curves``. The best epoch is the highest ``val_accuracy`` (or
+  of the first accuracy series); ``chance`` (for example 1/26) draws the chance level.
   """
-  history = _check_history(history)
-  keys = [k for k in _metric_keys(history) if "accuracy" in k]
+  members = _members(history)
+  found = _metric_keys([row for h in members for row in h])
+  keys = [k for k in found if "accuracy" in k]
   if not keys:
     raise ValueError(f"history: no numeric key with 'accuracy' in its name "
-                     f"(found {_metric_keys(history) or 'none'})")
-  epochs = _epochs(history)
+                     f"(found {found or 'none'})")
   fig = Figure(figsize=(7.5, 4.5), layout="constrained")
   ax = fig.subplots()
-  series = _plot_series(ax, epochs, history, keys)
+  epochs, series = _plot_series(ax, members, keys)
   if chance is not None:
     ax.axhline(chance, color="0.6", linewidth=1, label=f"chance ({chance:.3g})")
   best_key = "val_accuracy" if "val_accuracy" in series else keys[0]
@@ -171,8 +202,8 @@ def accuracy_curve(history: Sequence[Mapping], path: str | os.PathLike, *,
   ax.set_ylabel("accuracy")
   ax.grid(True, alpha=0.3)
   ax.legend(loc="lower right", fontsize="small")
-  ax.set_title(title or "accuracy")
-  _save(fig, path)
+  ax.set_title(_title(title or "accuracy", members))
+  return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,12 +357,10 @@ def mae_by_horizon(results_split: Mapping[str, Mapping], horizons_minutes: Seque
 # Gradients
 
 
-def grad_norms(norms, path: str | os.PathLike, *, labels: Sequence[str] | None = None,
-               title: str | None = None) -> None:
+def grad_norms(norms, path: str | os.PathLike, *, title: str | None = None) -> None:
   """``||dL/dh_t||`` against t on a log axis: vanishing or exploding gradients at a glance.
 
-  ``norms``: ``[T]`` (one sequence) or ``[n, T]`` (n sequences, e.g. one per test window or per
-  epoch; ``labels`` names them). t runs from 1 (the oldest step of the window) to T (the last,
+  ``norms``: ``[T]`` (one sequence) or ``[n, T]`` (n sequences, e.g. one per window). t runs from 1 (the oldest step of the window) to T (the last,
   next to the loss). With several rows the median over rows is drawn in black. Zeros and
   non-finite values cannot sit on a log axis and leave gaps; the ratio
   ``||dL/dh_1|| / ||dL/dh_T||`` of the (median) curve is printed in the title.
@@ -341,18 +370,15 @@ def grad_norms(norms, path: str | os.PathLike, *, labels: Sequence[str] | None =
     norms = norms[None, :]
   if norms.ndim != 2 or norms.shape[1] == 0 or norms.shape[0] == 0:
     raise ValueError(f"norms: expected shape [T] or [n, T] with T >= 1, got {list(norms.shape)}")
-  if labels is not None and len(labels) != norms.shape[0]:
-    raise ValueError(f"labels: {len(labels)} labels for {norms.shape[0]} rows of norms")
   t = np.arange(1, norms.shape[1] + 1)
   plottable = np.where(np.isfinite(norms) & (norms > 0), norms, np.nan)
   fig = Figure(figsize=(7.5, 4.5), layout="constrained")
   ax = fig.subplots()
   many = norms.shape[0] > 1
-  for i, row in enumerate(plottable):
-    label = labels[i] if labels is not None else (None if many else "||dL/dh_t||")
+  for row in plottable:
     ax.plot(t, row, marker="o" if len(t) <= 50 else None, markersize=3,
-            linewidth=0.8 if many else 1.5, alpha=0.45 if many and labels is None else 1.0,
-            label=label)
+            linewidth=0.8 if many else 1.5, alpha=0.45 if many else 1.0,
+            label=None if many else "||dL/dh_t||")
   curve = plottable[0]
   if many:
     with np.errstate(all="ignore"):

@@ -12,6 +12,11 @@ A run directory is made one of two ways, each checked before anything is created
   hidden directory beside ``--out`` and renames it into place when complete, so a refused or
   failed run leaves nothing behind and ``--out`` is never half-written.
 
+Either way, a live run holds an exclusive ``fcntl.flock`` lock (``lock``) on a lock file for the
+whole run, and every other run on the same ``--out`` (``--overwrite`` and ``--resume``
+included) is refused while it lives. The OS releases the lock when the process exits or is
+killed (SIGKILL included), so a killed run leaves no stale lock.
+
 ``write_config`` saves config.json with the library versions
 (rnn_jax.common.versions.versions()) beside every result; ``read_config`` reads it back,
 checked.
@@ -19,6 +24,7 @@ checked.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -31,6 +37,7 @@ from rnn_jax.common.errors import InputError
 from rnn_jax.common.versions import versions
 
 CONFIG = "config.json"
+LOCK = ".lock"   # in a run directory made in place: held by the run writing it (``lock``)
 
 
 # --------------------------------------------------------------------------- in place
@@ -43,8 +50,8 @@ def is_leftover(name: str, run_files: Sequence[str]) -> bool:
 
 
 def existing_files(out: Path) -> list[str]:
-  """The names in directory ``out``, sorted; none when it is not a directory."""
-  return sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+  """The names in directory ``out`` but its lock file, sorted; none when it is not a directory."""
+  return sorted(p.name for p in out.iterdir() if p.name != LOCK) if out.is_dir() else []
 
 
 def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool,
@@ -81,6 +88,51 @@ def clear_run(out: Path, run_files: Sequence[str]) -> None:
   for path in out.iterdir():
     if path.name in run_files or is_leftover(path.name, run_files):
       path.unlink()
+
+
+@contextlib.contextmanager
+def lock(out: Path, *, staged: bool = False) -> Iterator[None]:
+  """Holds the lock file of run directory ``out`` locked with ``fcntl.flock`` while the block
+  runs (creating it and its directory); InputError naming ``--out`` when a live run holds it.
+
+  The lock file is ``out/.lock`` for a run made in place, and ``.<name>.lock`` beside ``out``
+  for a staged one (``out`` itself is swapped when the run is complete). flock locks belong
+  to the open file, so the OS drops the lock when its process dies: a killed run never leaves
+  ``out`` locked (its lock file stays, unlocked, and is ignored). The holder removes the file
+  before it lets go; a run that opened the file just before that sees it is gone (its inode
+  is no longer the path's) and opens the new one. When the block fails, directories made here
+  and left empty are removed again.
+  """
+  lock_file = out.parent / f".{out.name}.lock" if staged else out / LOCK
+  where = lock_file.absolute().parent
+  created = [p for p in reversed((where, *where.parents)) if not p.exists()]   # outermost first
+  while True:
+    try:
+      where.mkdir(parents=True, exist_ok=True)
+      fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+      _remove_created(created)
+      raise InputError(f"--out {out}: cannot create it ({err.strerror or err})") from None
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      os.close(fd)
+      raise InputError(f"--out {out}: another run is writing there now (it holds {lock_file});"
+                       " wait for it to end or choose another --out") from None
+    with contextlib.suppress(FileNotFoundError):
+      if os.path.samestat(os.fstat(fd), os.stat(lock_file)):
+        break
+    os.close(fd)
+  done = False
+  try:
+    yield
+    done = True
+  finally:
+    with contextlib.suppress(FileNotFoundError):
+      lock_file.unlink()
+    os.close(fd)
+    if not done:
+      _remove_created(created)
 
 
 # --------------------------------------------------------------------------- staged

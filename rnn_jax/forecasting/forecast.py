@@ -128,6 +128,9 @@ def forecast_text(run_dir: str | os.PathLike, csv: str | None = None, *,
   source = read_config(run_dir)["source"]
   if csv is not None:
     source = dataclasses.replace(source, csv=csv)
+  elif source.csv is not None and not Path(source.csv).is_file():
+    raise InputError(f"--run {run_dir}: the run's data file {source.csv} (recorded when it was "
+                     "trained) is not found; pass --csv")
   result = forecast(run_dir, source)
   if as_json:
     return json.dumps(result, indent=2)

@@ -1,7 +1,8 @@
 """The occupancy experiment end to end: data in, a trained RNN, evaluation, a run directory.
 
-Library code under experiments/train_occupancy.py (``main``, over ``run``; forecasting with a
-finished run is rnn_jax.forecasting.forecast). A run directory (``--out``) holds:
+``run`` is experiments/train_occupancy.py once its flags are read (its settings:
+rnn_jax.settings; forecasting with a finished run: rnn_jax.forecasting.forecast).
+A run directory (``--out``) holds:
 
     config.json         every setting (data source, windows, training), the data file's SHA-256,
                         the fitted capacity and tertiles, the library versions
@@ -16,11 +17,12 @@ finished run is rnn_jax.forecasting.forecast). A run directory (``--out``) holds
 
 Every file is written atomically (rnn_jax.common.fileio). Bad input is found before the
 directory is created, so a run refused for bad input leaves nothing behind; whether ``--out``
-may be used (``check_out``) and reading config.json back (``read_config``) are
-rnn_jax.common.rundir's rules for a run made in place.
+may be used (``check_out``), its lock while the run lives and reading config.json back
+(``read_config``) are rnn_jax.common.rundir's rules for a run made in place.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -31,74 +33,19 @@ import jax
 import numpy as np
 
 from rnn_jax import data, evaluation, train
-from rnn_jax.common import cli, fileio, plots
+from rnn_jax.common import fileio, plots
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import bptt, model
 from rnn_jax.data import Dataset, WindowSpec
 from rnn_jax.evaluation import conformal
 from rnn_jax.common import rundir
+from rnn_jax.settings import DEFAULT_PRESET, INTERVAL, PRESETS, DataSource  # noqa: F401
 from rnn_jax.train import TrainConfig, checkpoint, parallel
 
 CONFIG = rundir.CONFIG
 RESULTS = "results.json"
 RUN_FILES = (CONFIG, train.METRICS, checkpoint.FILENAME, RESULTS, "learning_curves.png",
              "forecast_test_week.png", "mae_by_horizon.png", "grad_norms.png")
-
-INTERVAL = 0.8   # nominal level of the prediction intervals (--interval)
-
-# The configurations train_occupancy.py offers (--preset): settings of DataSource, WindowSpec and
-# TrainConfig where they differ from the library's own defaults; flags given on the command line
-# win. "forecast" (the default) was chosen on the validation splits of the gym file and the
-# synthetic series (never on test; README "Forecasting"): calendar features, a 2-hour window,
-# 64 IRNN units, Adam, and the mean of 5 models trained at once in one vmapped program (fit_many).
-# "notes" is the derivation notes' network exactly: readings only, T=24, H=200, N(0, 1/fan_in)
-# weights, sigmoid outputs and BCE, plain SGD without clipping, one model.
-PRESETS: dict[str, dict[str, Any]] = {
-    "forecast": {"features": ("occupancy", "calendar"), "window": 12, "hidden_size": 64,
-                 "init": "irnn", "optimizer": "adam", "lr": 1e-3, "clip": 1.0,
-                 "batch_size": 64, "epochs": 60, "patience": 12, "seeds": 5},
-    "notes": {"features": ("occupancy",), "window": 24, "hidden_size": 200, "init": "normal",
-              "optimizer": "sgd", "lr": 0.1, "clip": 0.0, "batch_size": 64, "epochs": 60,
-              "patience": 12, "seeds": 1},
-}
-DEFAULT_PRESET = "forecast"
-
-
-@dataclasses.dataclass(frozen=True)
-class DataSource:
-  """Where the readings come from. Fields map one to one onto script flags."""
-  csv: str | None = cli.option(None,
-      "CSV of readings; none = the built-in synthetic gym (rnn_jax.data.synthetic_readings)")
-  time_column: str | None = cli.option(None,
-      "timestamp column (the campus gym format is recognised by itself)")
-  value_column: str | None = cli.option(None,
-      "column with the number of people")
-  capacity: float | None = cli.option(None,
-      "capacity in people (none: the capacity column, or fitted on the training split)")
-  capacity_column: str | None = cli.option(None,
-      "column with the capacity (its largest value is used)")
-  timezone: str | None = cli.option(None,
-      "IANA time zone of naive timestamps and of the calendar features (default: the file's "
-      "UTC offsets)")
-  synthetic_seed: int = cli.option(0,
-      "seed of the built-in synthetic series (used when no --csv is given)")
-  unit: str = cli.option("people",
-      "what the series counts, as tables, plots and forecasts name it (a garage counts cars)")
-
-  def check(self) -> "DataSource":
-    """Raises InputError naming the flag of a nonsensical setting; returns self."""
-    if not isinstance(self.unit, str) or not self.unit.strip() or "\n" in self.unit:
-      raise InputError(f"--unit: expected a name such as people or cars, got {self.unit!r}")
-    return self
-
-  def load(self) -> data.Readings:
-    if self.csv is None:
-      return data.synthetic_readings(seed=self.synthetic_seed)
-    return data.read_csv(self.csv, time_column=self.time_column,
-                         value_column=self.value_column, capacity=self.capacity,
-                         capacity_column=self.capacity_column, timezone=self.timezone)
-
-
 
 
 def initialize_distributed(coordinator: str, num_processes: int | None,
@@ -126,6 +73,9 @@ def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
 
 def _parse_config(cfg: dict) -> dict:
   source = DataSource(**cfg["source"]).check()
+  if source.csv is not None:   # runs before absolute paths were stored: relative to their cwd
+    source = dataclasses.replace(source, csv=os.path.abspath(
+        os.path.join(cfg.get("cwd") or os.getcwd(), source.csv)))
   spec = WindowSpec(**{k: tuple(v) if isinstance(v, list) else v
                        for k, v in cfg["windows"].items()})
   train_cfg = TrainConfig.from_dict(cfg["train"])
@@ -238,12 +188,12 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
   return results
 
 
-def _plots(out: Path, dataset: Dataset, results: dict, history: list[dict], params,
+def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict]], params,
            preds: dict, base: dict) -> None:
-  """The run's PNGs; ``params``: model 0 (for ||dL/dh_t||), ``preds``: the run's forecasts,
-  ``base``: ``baseline_predictions``."""
+  """The run's PNGs; ``histories``: every model's, ``params``: model 0 (for ||dL/dh_t||),
+  ``preds``: the run's forecasts, ``base``: ``baseline_predictions``."""
   unit = results.get("unit", "people")
-  plots.learning_curves(history, out / "learning_curves.png",
+  plots.learning_curves(histories, out / "learning_curves.png",
                         title="training and validation loss (BCE)")
   xs, ys = dataset.val.xs[:256], dataset.val.ys[:256]
   norms = np.asarray(bptt.grad_norms(params, xs, ys))
@@ -306,91 +256,81 @@ def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, 
   return dataset
 
 
-def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
-        resume: bool = False, overwrite: bool = False, progress: bool = True,
-        make_plots: bool = True, interval: float = INTERVAL, preset: str | None = None,
-        log=print) -> dict[str, Any]:
-  """Trains ``cfg.seeds`` models (one vmapped program when > 1) and evaluates their mean
-  forecast (``evaluate``); returns ``{"results": ..., "fit": FitResult | ManyFitResult,
-  "dataset": Dataset, "status": "done" | "interrupted" | "nonfinite"}``.
-
-  Everything the user gave is checked (InputError) before ``out`` is created. ``preset``: the
-  name recorded in config.json (the settings themselves come in ``source``, ``spec``, ``cfg``).
-  """
-  cfg = cfg.validate()
-  source.check()
-  interval = _check_interval(interval)
-  parallel.device_count(cfg.devices)   # --devices: checked before anything is written
-  out = check_out(out, resume=resume, overwrite=overwrite)
-  dataset = _prepare(source, spec, cfg, out, resume=resume, log=log)
-  writer = jax.process_index() == 0  # multi-host: only process 0 writes the run directory
-  if writer:
-    checkpoint.check_writable(out)
-  if writer and overwrite:
-    rundir.clear_run(out, RUN_FILES)
-  config = {"preset": preset, "source": dataclasses.asdict(source), "windows": spec.to_dict(),
-            "train": cfg.to_dict(), "evaluation": {"interval": interval},
-            "data": dataset.summary()}   # + versions (rundir)
-  if writer and not resume:
-    rundir.write_config(out, config)
-
-  fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
-  train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
-  if cfg.seeds > 1:
-    fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
-    stopped, seeds, history = fitted.stopped, fitted.seeds, fitted.histories[0]
-  else:
-    fitted = train.fit(cfg, train_xy, val_xy, **fit_args)
-    stopped, seeds, history = [fitted.stopped], [cfg.seed], fitted.history
-  if "interrupted" in stopped or "nonfinite" in stopped:
-    status = "interrupted" if "interrupted" in stopped else "nonfinite"
-    log(fitted.message)
-    return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
-
-  member_preds = predictions(dataset, fitted.params, members=True)
-  base = baseline_predictions(dataset)
-  results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit,
-                     base=base)
-  results["data"] = dataset.summary()
-  results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
-  if writer:
-    fileio.write_json(out / RESULTS, results)
-  if writer and make_plots:
-    first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
-    _plots(out, dataset, results, history, first,
-           {k: v.mean(axis=0) for k, v in member_preds.items()}, base)
-  log(evaluation.format_table(results))
-  return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
-
-
 EXIT_STATUS = {"done": 0, "nonfinite": 1, "interrupted": 130}   # of experiments/train_occupancy.py
 
 
-def main(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
-         resume: bool = False, overwrite: bool = False, progress: bool = True,
-         make_plots: bool = True, interval: float = INTERVAL, preset: str | None = None,
-         coordinator: str | None = None, num_processes: int | None = None,
-         process_id: int | None = None) -> int:
-  """experiments/train_occupancy.py once its flags are read: ``run``, then its exit status.
+def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
+        resume: bool = False, overwrite: bool = False, progress: bool = True,
+        make_plots: bool = True, interval: float = INTERVAL, preset: str | None = None,
+        coordinator: str | None = None, num_processes: int | None = None,
+        process_id: int | None = None, log=print) -> dict[str, Any]:
+  """Trains ``cfg.seeds`` models (one vmapped program when > 1) and evaluates their mean
+  forecast (``evaluate``); returns ``{"results": ..., "fit": FitResult | ManyFitResult,
+  "dataset": Dataset, "status": "done" | "interrupted" | "nonfinite"}`` (``EXIT_STATUS``
+  gives the script's exit status).
 
+  Everything the user gave is checked (InputError) before ``out`` is created. ``preset``: the
+  name recorded in config.json (the settings themselves come in ``source``, ``spec``, ``cfg``).
   ``coordinator``: first ``initialize_distributed`` (multi-host). A Ctrl-C outside the epochs
-  (train.fit handles it within them) says whether the checkpoint is kept, and gives 130.
+  says whether the checkpoint is kept.
   """
   if coordinator is not None:
     initialize_distributed(coordinator, num_processes, process_id)
+  cfg = cfg.validate()
+  source.check()
+  if source.csv is not None:   # config.json records where the data is, from any directory
+    source = dataclasses.replace(source, csv=os.path.abspath(source.csv))
+  interval = _check_interval(interval)
+  parallel.device_count(cfg.devices)   # --devices: checked before anything is written
+  out = check_out(out, resume=resume, overwrite=overwrite)
+  writer = jax.process_index() == 0  # multi-host: only process 0 writes the run directory
   try:
-    result = run(source, spec, cfg, out, resume=resume, overwrite=overwrite, progress=progress,
-                 make_plots=make_plots, interval=interval, preset=preset)
-  except KeyboardInterrupt:
-    ckpt = Path(out) / checkpoint.FILENAME
-    if ckpt.is_file():
-      print(f"Interrupted; the checkpoint {ckpt} is kept. Run the same command with --resume "
-            "to continue from there.", file=sys.stderr)
-    else:
-      print("Interrupted before the first checkpoint; nothing was saved.", file=sys.stderr)
-    return EXIT_STATUS["interrupted"]
-  if result["status"] == "done" and jax.process_index() == 0:
-    print(f"run saved in {out}")
-  elif result["status"] == "done":
-    print(f"process {jax.process_index()}: done (process 0 writes the run directory)")
-  return EXIT_STATUS[result["status"]]
+    dataset = _prepare(source, spec, cfg, out, resume=resume, log=log)
+    # The live run holds out/.lock (rundir.lock): another run there is refused until it ends.
+    with rundir.lock(out) if writer else contextlib.nullcontext():
+      if writer:   # again under the lock: another run may have ended there meanwhile
+        check_out(out, resume=resume, overwrite=overwrite)
+        checkpoint.check_writable(out)
+      if writer and overwrite:
+        rundir.clear_run(out, RUN_FILES)
+      config = {"preset": preset, "source": dataclasses.asdict(source), "windows": spec.to_dict(),
+                "train": cfg.to_dict(), "evaluation": {"interval": interval},
+                "data": dataset.summary(), "cwd": os.getcwd()}   # + versions (rundir)
+      if writer and not resume:
+        rundir.write_config(out, config)
+
+      fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
+      train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
+      if cfg.seeds > 1:
+        fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
+        stopped, seeds, histories = fitted.stopped, fitted.seeds, fitted.histories
+      else:
+        fitted = train.fit(cfg, train_xy, val_xy, **fit_args)
+        stopped, seeds, histories = [fitted.stopped], [cfg.seed], [fitted.history]
+      if "interrupted" in stopped or "nonfinite" in stopped:
+        status = "interrupted" if "interrupted" in stopped else "nonfinite"
+        log(fitted.message)
+        return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
+
+      member_preds = predictions(dataset, fitted.params, members=True)
+      base = baseline_predictions(dataset)
+      results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit,
+                         base=base)
+      results["data"] = dataset.summary()
+      results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
+      if writer:
+        fileio.write_json(out / RESULTS, results)
+      if writer and make_plots:
+        first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
+        _plots(out, dataset, results, histories, first,
+               {k: v.mean(axis=0) for k, v in member_preds.items()}, base)
+      log(evaluation.format_table(results))
+    log(f"run saved in {out}" if writer else
+        f"process {jax.process_index()}: done (process 0 writes the run directory)")
+    return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
+  except KeyboardInterrupt:   # outside the epochs (train.fit handles it within them)
+    ckpt = out / checkpoint.FILENAME
+    print(f"Interrupted; the checkpoint {ckpt} is kept. Run the same command with --resume to "
+          "continue from there." if ckpt.is_file() else
+          "Interrupted before the first checkpoint; nothing was saved.", file=sys.stderr)
+    return {"results": None, "fit": None, "dataset": None, "status": "interrupted"}

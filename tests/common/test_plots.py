@@ -59,8 +59,7 @@ GOOD = {
     "grad_norms_2d": lambda path: plots.grad_norms(
         np.exp(np.random.default_rng(1).normal(size=(6, 24)) + 0.2 * np.arange(24)), path),
     "grad_norms_zeros_and_nan": lambda path: plots.grad_norms(
-        np.array([[0.0, 1e-3, np.nan, 1.0], [np.inf, 1e-2, 0.1, 2.0]]), path,
-        labels=["a", "b"]),
+        np.array([[0.0, 1e-3, np.nan, 1.0], [np.inf, 1e-2, 0.1, 2.0]]), path),
     "grad_norms_all_zero": lambda path: plots.grad_norms(np.zeros(24), path),
 }
 
@@ -122,8 +121,6 @@ BAD = {
                        "at least one method"),
     "norms_3d": (lambda p: plots.grad_norms(np.ones((2, 3, 4)), p), r"\[T\] or \[n, T\]"),
     "norms_empty": (lambda p: plots.grad_norms(np.ones((2, 0)), p), r"\[T\] or \[n, T\]"),
-    "norms_labels": (lambda p: plots.grad_norms(np.ones((3, 5)), p, labels=["a", "b"]),
-                     "2 labels for 3 rows"),
 }
 
 
@@ -152,3 +149,34 @@ def test_helpers_break_lines_at_gaps_and_mark_the_best_epoch():
   assert plots._best(epochs, plots._series(history(5), "val_loss"), "min")[0] == 5
   assert plots._best(epochs, np.array([0.3, 0.9, np.nan, 0.8, 0.1]), "max")[0] == 2
   assert plots._metric_keys(history(3)) == ["train_loss", "val_loss", "val_mae"]
+
+
+def _legend_labels(fig):
+  return [h.get_label() for h in fig.legends[0].legend_handles]
+
+
+def test_learning_curves_leave_out_identifiers():
+  """fit_many's rows carry ``model`` and ``seed``: identifiers, not metrics to draw."""
+  rows = [{**row, "model": 0, "seed": 0} for row in history(6)]
+  assert plots._metric_keys(rows) == ["train_loss", "val_loss", "val_mae"]
+
+
+def test_learning_curves_of_several_models_draw_every_model_and_say_so(tmp_path):
+  # five models that stopped at different epochs, as fit_many's histories
+  runs = [[{**row, "model": m, "seed": 10 + m} for row in history(8 - m)] for m in range(5)]
+  fig = plots.learning_curves(runs, tmp_path / "curves.png", title="loss")
+  ax, right = fig.axes
+  assert right.get_ylabel() == "val_mae"
+  labels = _legend_labels(fig)
+  assert not {"model", "seed"} & set(labels)
+  assert {"train_loss (mean)", "val_loss (mean)", "val_mae (mean)"} <= set(labels)
+  assert "5 models" in ax.get_title() and "each model faint" in ax.get_title()
+  # every model's own curve (train and val loss: 2 x 5) and the two means, plus the best epoch
+  assert len(ax.get_lines()) == 2 * 5 + 2 + 1 and len(right.get_lines()) == 5 + 1
+  mean_val = [ln for ln in ax.get_lines() if ln.get_label() == "val_loss (mean)"][0]
+  epoch3 = [run[2]["val_loss"] for run in runs]
+  np.testing.assert_allclose(mean_val.get_ydata()[2], np.mean(epoch3))
+  # epoch 8 was reached by model 0 alone: the mean there is its value
+  np.testing.assert_allclose(mean_val.get_ydata()[7], runs[0][7]["val_loss"])
+  one = plots.learning_curves(runs[0], tmp_path / "one.png", title="loss")
+  assert one.axes[0].get_title() == "loss" and "train_loss" in _legend_labels(one)

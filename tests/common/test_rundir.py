@@ -8,6 +8,7 @@ import pytest
 from rnn_jax.common.errors import InputError
 from rnn_jax.common.versions import versions
 from rnn_jax.common import rundir
+from common.lock_holder import hold_lock
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.msgpack")
 NEEDS = ("config.json", "checkpoint.msgpack")
@@ -152,3 +153,30 @@ def test_read_config_messages(tmp_path):
   (tmp_path / "config.json").write_text("{}")
   with pytest.raises(InputError, match=r"not a readable rnn_jax run config \(KeyError: 'x'\)"):
     rundir.read_config(tmp_path, lambda cfg: cfg["x"])
+
+
+@pytest.mark.parametrize("staged", [False, True])
+def test_lock_refuses_while_held_and_a_killed_holder_leaves_no_stale_lock(tmp_path, staged):
+  out = make_run(tmp_path / "run", *RUN_FILES)
+  holder = hold_lock(out, staged)
+  try:
+    with pytest.raises(InputError, match=r"^--out .*run: another run is writing there now "
+                                         r"\(it holds .*lock\); wait for it to end"):
+      with rundir.lock(out, staged=staged):
+        pytest.fail("entered a lock another process holds")
+  finally:
+    holder.kill()
+    holder.wait()
+  lock_file = tmp_path / ".run.lock" if staged else out / ".lock"
+  assert lock_file.exists()                 # SIGKILL left the file, but not the lock
+  assert check(out, overwrite=True) == out  # and the file is no obstacle to --out
+  with rundir.lock(out, staged=staged):
+    assert lock_file.exists()
+  assert not lock_file.exists() and listing(out) == sorted(RUN_FILES)
+
+
+def test_lock_of_a_refused_new_run_leaves_nothing(tmp_path):
+  with pytest.raises(InputError, match="bad"):
+    with rundir.lock(tmp_path / "a" / "run"):
+      raise InputError("bad")
+  assert listing(tmp_path) == []

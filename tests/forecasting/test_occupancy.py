@@ -18,6 +18,7 @@ from rnn_jax.forecasting import forecast, occupancy
 from rnn_jax.data import WindowSpec
 from rnn_jax.common.errors import InputError
 from rnn_jax.train import TrainConfig
+from common.lock_holder import hold_lock, snapshot
 from conftest import REPO, load_script
 
 TINY = TrainConfig(hidden_size=8, epochs=2, patience=0, batch_size=256)
@@ -129,14 +130,61 @@ def test_forecast_rejects_incompatible_run(synthetic_run, tmp_path):
     forecast.load_run(bad)
 
 
+def write_gym_csv(path, readings):
+  """``readings`` as a campus-gym-format CSV (UTC offsets +00:00)."""
+  times = np.datetime_as_string(readings.time_utc, unit="s")
+  rows = [f"{v:g},{t.replace('T', ' ')}+00:00" for v, t in zip(readings.value, times)]
+  path.write_text("number_people,date\n" + "\n".join(rows) + "\n")
+
+
+def test_forecast_finds_the_runs_csv_from_another_directory(tmp_path, monkeypatch):
+  """config.json records the data file's absolute path; runs that recorded a relative one are
+  read relative to the directory they were trained in (or, without one recorded, as given);
+  a data file that is gone is named, with where it came from."""
+  trained_in, elsewhere = tmp_path / "trained_in", tmp_path / "elsewhere"
+  trained_in.mkdir(), elsewhere.mkdir()
+  write_gym_csv(trained_in / "gym.csv", data.synthetic_readings())
+  monkeypatch.chdir(trained_in)
+  occupancy.run(occupancy.DataSource(csv="gym.csv"), WindowSpec(), TINY, "run", progress=False,
+                make_plots=False, log=lambda *a: None)
+  run = trained_in / "run"
+  config = json.loads((run / "config.json").read_text())
+  assert config["source"]["csv"] == str(trained_in / "gym.csv")
+  assert config["cwd"] == str(trained_in)
+  monkeypatch.chdir(elsewhere)
+  expected = forecast.forecast_text(run, str(trained_in / "gym.csv"))
+  forecast_script = load_script("forecast.py")
+  assert forecast_script.main(["--run", str(run)]) == 0
+  assert forecast.forecast_text(run) == expected
+  # a run written before absolute paths: relative to its recorded cwd, else to the current one
+  config["source"]["csv"] = "gym.csv"
+  (run / "config.json").write_text(json.dumps(config))
+  assert forecast.forecast_text(run) == expected
+  del config["cwd"]
+  (run / "config.json").write_text(json.dumps(config))
+  with pytest.raises(InputError) as err:
+    forecast.forecast_text(run)
+  assert str(err.value) == (f"--run {run}: the run's data file {elsewhere / 'gym.csv'} "
+                            "(recorded when it was trained) is not found; pass --csv")
+  monkeypatch.chdir(trained_in)
+  assert forecast.forecast_text(run) == expected
+  (trained_in / "gym.csv").unlink()
+  with pytest.raises(InputError, match="the run's data file .*gym.csv .recorded when it was "
+                     "trained. is not found; pass --csv"):
+    forecast.forecast_text(run)
+
+
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("runs") / "ensemble"
   cfg = TrainConfig(hidden_size=8, epochs=1, patience=0, batch_size=512, seeds=3)
   source = occupancy.DataSource(unit="cars")
-  result = occupancy.run(source, WindowSpec(), cfg, out, progress=False, make_plots=False,
-                         log=lambda *a: None)
-  return out, result
+  plotted = []   # the arguments the run gives its plots (drawn for real elsewhere)
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(occupancy, "_plots", lambda *args: plotted.append(args))
+    result = occupancy.run(source, WindowSpec(), cfg, out, progress=False,
+                           log=lambda *a: None)
+  return out, {**result, "plotted": plotted}
 
 
 def test_seeds_report_the_mean_forecast_and_each_model(ensemble_run):
@@ -162,6 +210,24 @@ def test_seeds_report_the_mean_forecast_and_each_model(ensemble_run):
                              ["model_mae_same_windows"],
                              np.abs(members["test"].mean(0)[rows] - target[rows]).mean(0),
                              rtol=1e-6)
+
+
+def test_learning_curves_of_an_ensemble_draw_every_model(ensemble_run, tmp_path, monkeypatch):
+  """learning_curves.png of a --seeds N run gets every model's history, not model 0's."""
+  _, result = ensemble_run
+  (plotted,) = result["plotted"]
+  assert plotted[3] == result["fit"].histories and len(plotted[3]) == 3
+  calls = {}
+  for name in ("learning_curves", "grad_norms", "forecast_vs_actual", "mae_by_horizon"):
+    monkeypatch.setattr(occupancy.plots, name,
+                        lambda *a, _name=name, **k: calls.setdefault(_name, a))
+  dataset, fitted = result["dataset"], result["fit"]
+  preds = {k: v.mean(0) for k, v in occupancy.predictions(dataset, fitted.params,
+                                                          members=True).items()}
+  base = {"test": {"persistence": np.zeros_like(preds["test"])}}
+  first = jax.tree.map(lambda a: a[0], fitted.params)
+  occupancy._plots(tmp_path, dataset, result["results"], fitted.histories, first, preds, base)
+  assert calls["learning_curves"][0] == fitted.histories and len(fitted.histories) == 3
 
 
 def test_interval_is_calibrated_on_val_and_measured_on_test(ensemble_run):
@@ -241,6 +307,23 @@ def test_train_script_bad_argument_one_line(tmp_path):
   assert not out.exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--value-column", "date"], "--value-column date: is also the time column (--time-column "
+     "defaults to 'date'); name two different columns"),
+    (["--time-column", "number_people"], "--time-column number_people: is also the value column "
+     "(--value-column defaults to 'number_people'); name two different columns"),
+    (["--time-column", "when", "--value-column", " when"], "--time-column when and "
+     "--value-column when: the same column; name two different columns"),
+])
+def test_one_column_for_time_and_value_is_named_by_its_flags(tmp_path, capsys, flags, message):
+  csv = tmp_path / "gym.csv"
+  csv.write_text("number_people,date,when\n3,2017-08-01 06:00:00-07:00,1\n")
+  out = tmp_path / "never"
+  code = load_script("train_occupancy.py").main(["--csv", str(csv), *flags, "--out", str(out)])
+  assert code == 2 and capsys.readouterr().err == f"error: {message}\n"
+  assert not out.exists()
+
+
 @pytest.mark.slow
 def test_short_real_training_on_gym(gym_csv, tmp_path):
   """A short real run on the campus gym file with the default preset (calendar features, two
@@ -277,3 +360,31 @@ def test_a_refusal_from_training_setup_leaves_nothing_behind(tmp_path, monkeypat
     occupancy.run(occupancy.DataSource(), WindowSpec(), TINY, out, progress=False,
                   make_plots=False, log=lambda *a: None)
   assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_run_directory_in_use_is_refused_to_every_other_run(tmp_path, capsys):
+  """While a live run holds --out, a second run there is refused (--overwrite and --resume
+  included) with one line and exit 2, and nothing of the first changes; once the first is
+  killed, its directory is free again."""
+  train_occupancy = load_script("train_occupancy.py")
+  out = tmp_path / "run"
+  tiny = ["--epochs", "1", "--seeds", "1", "--window", "4", "--hidden-size", "4", "--no-plots",
+          "--no-progress", "--out", str(out)]
+  assert train_occupancy.main(tiny) == 0
+  holder = hold_lock(out)
+  before = snapshot(out)
+  try:
+    for flags, says in (([], "a run already exists there"),
+                        (["--overwrite"], "another run is writing there now"),
+                        (["--resume", "--epochs", "2"], "another run is writing there now")):
+      capsys.readouterr()
+      assert train_occupancy.main(tiny + flags) == 2
+      err = capsys.readouterr().err
+      assert err.startswith(f"error: --out {out}: {says}")
+      assert err.count("\n") == 1 and "run saved" not in err
+      assert snapshot(out) == before
+  finally:
+    holder.kill()
+    holder.wait()
+  assert train_occupancy.main(tiny + ["--overwrite"]) == 0
+  assert "run saved" in capsys.readouterr().out and not (out / ".lock").exists()

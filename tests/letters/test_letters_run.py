@@ -14,6 +14,7 @@ from rnn_jax.common import cli
 from rnn_jax.core import mlp
 from rnn_jax import letters
 
+from common.lock_holder import hold_lock, snapshot
 from conftest import REPO, load_script
 from letters_helpers import HEADER, row, write
 
@@ -129,7 +130,7 @@ def test_script_overwrite_replaces_a_previous_run(script, tmp_path, capsys, monk
                                test_accuracy=0.25, mean=np.zeros(X.shape[1]),
                                std=np.ones(X.shape[1]), sizes={"train": 8, "val": 4, "test": 4})
 
-  monkeypatch.setattr(script.letters, "train", fake_train)
+  monkeypatch.setattr(letters, "train", fake_train)
   out = tmp_path / "run"
   argv = ["--epochs", "2", "--hidden-size", "3", "--out", str(out), "--no-progress"]
   assert script.main(argv) == 0
@@ -148,7 +149,7 @@ def test_script_overwrite_replaces_a_previous_run(script, tmp_path, capsys, monk
   assert json.loads((out / "config.json").read_text())["train"]["seed"] == 0
   assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]      # no staging dir left
   monkeypatch.undo()
-  monkeypatch.setattr(script.letters, "train", fake_train)
+  monkeypatch.setattr(letters, "train", fake_train)
 
   assert script.main(argv + ["--seed", "1", "--overwrite"]) == 0
   assert json.loads((out / "config.json").read_text())["train"]["seed"] == 1
@@ -157,3 +158,26 @@ def test_script_overwrite_replaces_a_previous_run(script, tmp_path, capsys, monk
   assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] \
       == [1, 2]                                                     # not appended to the old log
   assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_run_directory_in_use_is_refused_to_every_other_run(tmp_path, capsys):
+  """A letters run assembles itself beside --out and swaps it in when complete; while it lives
+  it holds --out's lock, so a second run there is refused (--overwrite included) with one
+  line and exit 2 instead of swapping its run in over, or under, the first."""
+  train_letters = load_script("train_letters.py")
+  out = tmp_path / "letters"
+  tiny = ["--epochs", "1", "--hidden-size", "4", "--no-progress", "--out", str(out)]
+  assert train_letters.main(tiny) == 0
+  holder = hold_lock(out, staged=True)
+  before = snapshot(tmp_path)
+  try:
+    capsys.readouterr()
+    assert train_letters.main(tiny + ["--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out}: another run is writing there now")
+    assert err.count("\n") == 1 and snapshot(tmp_path) == before
+  finally:
+    holder.kill()
+    holder.wait()
+  assert train_letters.main(tiny + ["--overwrite"]) == 0
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["letters"]
