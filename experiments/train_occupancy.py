@@ -5,7 +5,7 @@
     python experiments/train_occupancy.py --preset notes       # the derivation notes' network
 
 Every other flag is a field of rnn_jax.settings.DataSource, rnn_jax.data.WindowSpec or
-rnn_jax.train.TrainConfig (see --help); --preset (rnn_jax.settings.PRESETS) sets their
+rnn_jax.settings.TrainConfig (see --help); --preset (rnn_jax.settings.PRESETS) sets their
 defaults, and flags given win. Exit status: 0 done, 1 stopped on a non-finite loss, 2 bad
 input, 130 interrupted (resume with --resume).
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import sys
 
+from rnn_jax import settings
 from rnn_jax.common import cli
 from rnn_jax.data import WindowSpec
-from rnn_jax import settings
-from rnn_jax.train import TrainConfig
+from rnn_jax.settings import TrainConfig
 
 PRESET_HELP = ('"forecast": the configuration chosen on validation (calendar features, T=12, '
                'H=64, IRNN, Adam, the mean of 5 models) | "notes": the derivation notes exactly '

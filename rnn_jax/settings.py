@@ -6,13 +6,20 @@ experiments/train_occupancy.py and the interval level; for the letters run (rnn_
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
-import functools
+import numpy as np
 
 from rnn_jax import data
 from rnn_jax.common import checks, cli
 from rnn_jax.common.errors import InputError
+
+# The choices of rnn_jax.core, written out so that reading the flags imports no JAX
+# (tests/train/test_train_config.py checks they are core's).
+INIT_SCHEMES = ("normal", "irnn")      # rnn_jax.core.model.INIT_SCHEMES
+GRADS = ("autodiff", "hand")           # rnn_jax.core.gradients.METHODS
+OPTIMIZERS = ("sgd", "adam")
 
 INTERVAL = 0.8   # nominal level of the prediction intervals (--interval)
 
@@ -85,11 +92,6 @@ class DataSource:
                          capacity_column=self.capacity_column, timezone=self.timezone)
 
 
-# rnn_jax.core.gradients.METHODS, the vocabulary of rnn_jax.value_and_grad (core loads JAX; a
-# test checks the two agree)
-GRADS = ("autodiff", "hand")
-
-
 @dataclasses.dataclass(frozen=True)
 class LettersConfig:
   """The training settings of rnn_jax.letters.train; field ``name`` is the flag ``--name``.
@@ -117,3 +119,71 @@ class LettersConfig:
     checks.number("lr", self.lr)
     checks.choice("grad", self.grad, GRADS)
     return self
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Every training setting; field ``name`` is the command-line flag ``--name`` (``_`` -> ``-``).
+
+  Saved as JSON beside every run (checkpoint ``config``) and compared on ``--resume``.
+  """
+  hidden_size: int = cli.option(200, "H, hidden units (the notes use 200)")
+  init: str = cli.option("normal", '"normal" (N(0, 1/fan_in)) | "irnn" (U = I; Le et al. 2015)')
+  optimizer: str = cli.option("adam", '"sgd" (the notes\' plain SGD) | "adam"')
+  lr: float = cli.option(1e-3, "learning rate (a finite positive number)")
+  clip: float = cli.option(
+      1.0, "clip gradients to this global norm (Pascanu et al. 2013); 0 = off")
+  batch_size: int = cli.option(
+      64, "windows per step; the last partial batch of an epoch is dropped")
+  epochs: int = cli.option(50, "maximum passes over the training set")
+  patience: int = cli.option(
+      10, "stop after this many epochs without a better val loss; 0 = never")
+  grad: str = cli.option(
+      "autodiff", '"autodiff" (jax.grad through the scan) | "hand" (the hand BPTT)')
+  unroll: int = cli.option(1, "lax.scan unroll factor (autodiff only)")
+  remat: bool = cli.option(
+      False, "rematerialise the backward pass in chunks of sqrt(T) steps (jax.checkpoint; "
+      "autodiff only)")
+  seed: int = cli.option(0, "model i of fit_many uses seed + i (init and data order)")
+  seeds: int = cli.option(1, "models trained at once in one vmapped program (fit_many)")
+  devices: int | None = cli.option(
+      None, "None or 0: all devices; n: the first n; data-parallel when > 1")
+
+  def __post_init__(self):
+    for f in dataclasses.fields(self):            # numpy scalars -> Python (JSON-serialisable)
+      v = getattr(self, f.name)
+      if isinstance(v, np.generic):
+        object.__setattr__(self, f.name, v.item())
+
+  def validate(self) -> "TrainConfig":
+    """Raises InputError naming the flag of the first nonsensical value; returns self.
+    An integer setting given as a whole float (``12.0``, from JSON) is stored as int."""
+    for name, low in (("hidden_size", 1), ("batch_size", 1), ("epochs", 1), ("patience", 0),
+                      ("unroll", 1), ("seed", 0), ("seeds", 1)):
+      object.__setattr__(self, name, checks.integer(name, getattr(self, name), low))
+    for name, options in (("init", INIT_SCHEMES), ("optimizer", OPTIMIZERS),
+                          ("grad", GRADS)):
+      checks.choice(name, getattr(self, name), options)
+    checks.number("lr", self.lr)
+    checks.number("clip", self.clip, zero_is_off=True)
+    checks.boolean("remat", self.remat)
+    if self.seed + self.seeds > 2**31:
+      raise InputError(f"--seed: expected seed + seeds <= 2**31, got seed {self.seed} and "
+                       f"seeds {self.seeds}")
+    if self.devices is not None:
+      object.__setattr__(self, "devices", checks.integer("devices", self.devices, 0))
+    return self
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "TrainConfig":
+    """The inverse of ``to_dict``; unknown keys are an InputError. ``hidden``, the name of
+    ``hidden_size`` in runs written before the flag vocabulary was unified, is read too."""
+    if "hidden" in d and "hidden_size" not in d:
+      d = {("hidden_size" if k == "hidden" else k): v for k, v in d.items()}
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+      raise InputError(f"training config: unknown settings {sorted(unknown)}")
+    return cls(**d)

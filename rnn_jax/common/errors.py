@@ -2,7 +2,7 @@
 
 Library code raises ``InputError`` with a one-line message that names what was wrong and what
 was expected; scripts turn it into exit status 2 and that one line on stderr, no traceback
-(see rnn_jax.cli.main).
+(see rnn_jax.common.cli.entry_point).
 """
 from __future__ import annotations
 

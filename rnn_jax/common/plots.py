@@ -2,7 +2,7 @@
 
 Inputs are plain numbers (lists of per-epoch dicts, numpy arrays); nothing here knows about
 CSVs, checkpoints or training. Every function draws one figure and writes it with
-``rnn_jax.fileio.atomic_path`` (a temporary file beside the target, then a rename), so an
+``rnn_jax.common.fileio.atomic_path`` (a temporary file beside the target, then a rename), so an
 interrupted run never leaves half a PNG, and raises ``ValueError`` before drawing when its
 inputs do not fit together (lengths, shapes), leaving no file behind.
 

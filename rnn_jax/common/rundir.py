@@ -43,7 +43,7 @@ LOCK = ".lock"   # in a run directory made in place: held by the run writing it 
 # --------------------------------------------------------------------------- in place
 
 def is_leftover(name: str, run_files: Sequence[str]) -> bool:
-  """A temporary file of rnn_jax.fileio (``.<run file>.<random>.tmp``) left by a killed write,
+  """A temporary file of rnn_jax.common.fileio (``.<run file>.<random>.tmp``) left by a killed write,
   or the probe of checkpoint.check_writable."""
   return name == fileio.WRITE_PROBE or (
       name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in run_files))

@@ -53,7 +53,7 @@ def initialize_distributed(coordinator: str, num_processes: int | None,
   """``jax.distributed.initialize`` for a multi-host run, before any other JAX call.
 
   Every host runs the same command with its own ``process_id``; the devices of all hosts then
-  form one data-parallel mesh (rnn_jax.parallel) and only process 0 writes the run directory.
+  form one data-parallel mesh (rnn_jax.train.parallel) and only process 0 writes the run directory.
   """
   if num_processes is None or process_id is None or num_processes < 1 or not (
       0 <= process_id < num_processes):

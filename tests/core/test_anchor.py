@@ -1,4 +1,4 @@
-"""The anchor (a skip in logit space from the last reading, rnn_jax.model.anchor_logit) and its
+"""The anchor (a skip in logit space from the last reading, rnn_jax.core.model.anchor_logit) and its
 hand gradient (rnn_jax.bptt with ``anchor=True``) against autodiff, in float64.
 
 Relative error per parameter: ``max |hand - ref| / max |ref|``, or the absolute error where the

@@ -3,7 +3,7 @@ jit (retracing: tests/train/test_retrace.py), initialisation, dtypes, and shape 
 public boundary.
 
 Implementations of the same network (all float64, compared step by step):
-  scan           rnn_jax.model (lax.scan), autodiff gradients
+  scan           rnn_jax.core.model (lax.scan), autodiff gradients
   scan-unroll8   the same with lax.scan(unroll=8) (T = 9, so 8 does not divide T)
   scan-unrollT   fully unrolled (unroll=T)
   loop           a plain Python loop over time (the reference, lives only here)

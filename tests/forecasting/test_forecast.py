@@ -1,4 +1,4 @@
-"""Forecast times in the series' local time (rnn_jax.forecast.forecast.local_time)."""
+"""Forecast times in the series' local time (rnn_jax.forecasting.forecast.local_time)."""
 from __future__ import annotations
 
 import dataclasses

@@ -116,7 +116,7 @@ def test_real_processes_exit_2_with_the_same_line(tmp_path, trained):
 
 
 # --------------------------------------------------------------------------------------------
-# Damaged files (extends tests/test_data.py's damage of a generic CSV): the campus gym format
+# Damaged files (extends tests/data/test_readings.py's damage of a generic CSV): the campus gym format
 # recognised by itself, offsets, a capacity column, line-level damage, and what comes after
 # reading (the grid and the windows).
 

@@ -1,4 +1,4 @@
-"""rnn_jax.checkpoint: exact round trips, damaged files as one-line InputErrors, atomic writes,
+"""rnn_jax.train.checkpoint: exact round trips, damaged files as one-line InputErrors, atomic writes,
 the writability probe."""
 from __future__ import annotations
 

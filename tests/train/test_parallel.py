@@ -1,4 +1,4 @@
-"""Data-parallel training (rnn_jax.parallel) on 4 simulated CPU devices.
+"""Data-parallel training (rnn_jax.train.parallel) on 4 simulated CPU devices.
 
 XLA_FLAGS=--xla_force_host_platform_device_count=4 must be set before JAX is imported, so the
 check runs in one subprocess (one JAX import, a few small compiles) and reports JSON.
