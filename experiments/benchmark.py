@@ -27,7 +27,9 @@ from rnn_jax.common.errors import InputError
 
 def parser() -> cli.ArgumentParser:
   p = cli.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
-  bench.add_arguments(p)
+  cli.add_config_flags(p, bench.BenchConfig)
+  p.add_argument("--json", metavar="FILE", help="write every record as JSON here")
+  p.add_argument("--plot", metavar="FILE", help="write a PNG of throughput against B here")
   p.add_argument("--markdown", metavar="FILE",
                  help="write the README tables (samples/s and %% of dense per variant and B) "
                       "here")
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
   if args.from_json is not None:
     return _from_json(args)
-  cfg = bench.config_from_args(args)
+  cfg = cli.config_from_args(bench.BenchConfig, args)
   bench.run(cfg, json_path=args.json, plot_path=args.plot, markdown_path=args.markdown)
   return 0
 

@@ -1,13 +1,6 @@
-"""What a cell is measured against (docs/benchmarking.md, "Method" and "FLOP count").
-
-* FLOPs per window, matrix products only (``FLOP_FORMULAS``).
-* The chain peak: T dependent ``[B,H] x [H,H]`` products ``h <- h @ U`` in a jitted scan, the
-  operation that dominates the RNN, with its dependency chain.
-* The dense rate: the best of square products, the cell's ``[T*B,H] x [H,H]`` as one product
-  and the chain peak. Nothing runs faster; a record above it is a wrong measurement. Ceilings
-  take the fastest repetition (noise only slows one down), records their median.
-* The roofline: the chain FLOPs (forward recurrence and backward ``delta_t U``) at the chain
-  rate plus the rest (one GEMM over all T*B rows each) at the dense rate, added serially.
+"""What a cell is measured against (docs/benchmarking.md, "Method" and "FLOP count"): FLOPs per
+window (matrix products only), the chain peak, the dense rate and the roofline. Ceilings take
+the fastest repetition (noise only slows one down), records their median.
 """
 from __future__ import annotations
 
@@ -28,6 +21,14 @@ def flops_per_sample(T: int, H: int, D: int = 1, K: int = 3, *, training: bool =
   return T * (2 * H * H + 2 * H * D) + 2 * K * H
 
 
+def flop_split(T: int, H: int, D: int = 1, K: int = 3, *, training: bool = True
+               ) -> tuple[int, int]:
+  """``(chain, dense)`` FLOPs per window: the dependent products ``h U`` (2 H^2 T forward, as
+  much again backward, ``delta_t U``, when training) and the rest of ``flops_per_sample``."""
+  chain = 2 * H * H * T * (2 if training else 1)
+  return chain, flops_per_sample(T, H, D, K, training=training) - chain
+
+
 def _orthogonal(key, H, models=None):
   shape = (H, H) if models is None else (models, H, H)
   return jnp.linalg.qr(jax.random.normal(key, shape, jnp.float32))[0]
@@ -35,8 +36,9 @@ def _orthogonal(key, H, models=None):
 
 def chain_workloads(cfg: BenchConfig, batch: int, T: int, H: int, *,
                     models: int | None = None) -> list[Workload]:
-  """T dependent ``[B,H] x [H,H]`` products (``models`` chains at once: ``[M,B,H] x [M,H,H]``)
-  in a jitted ``lax.scan``, rolled and fully unrolled; ``info``: ``unroll``, FLOPs per call."""
+  """The chain peak's workloads: T dependent ``[B,H] x [H,H]`` products ``h <- h @ U``, the
+  operation that dominates the RNN with its dependency chain (``models`` chains at once:
+  ``[M,B,H] x [M,H,H]``), in a jitted ``lax.scan``, rolled and fully unrolled."""
   key = jax.random.PRNGKey(cfg.seed + 2)
   U = _orthogonal(key, H, models)
   h = jax.random.normal(jax.random.fold_in(key, 1), (batch, H) if models is None
@@ -72,29 +74,6 @@ def chain_peak(works: list[Workload], results: list[dict], batch: int, T: int, H
   return best if models is None else dict(best, models=models)
 
 
-class CeilingError(RuntimeError):
-  """A record ran faster than the dense GEMM rate of this machine: the measurement is wrong."""
-
-
-def flop_split(T: int, H: int, D: int = 1, K: int = 3, *, training: bool = True
-               ) -> tuple[int, int]:
-  """``(chain, dense)`` FLOPs per window: the dependent products (2 H^2 T forward, as much
-  again backward when training) and the rest of ``flops_per_sample``."""
-  chain = 2 * H * H * T * (2 if training else 1)
-  return chain, flops_per_sample(T, H, D, K, training=training) - chain
-
-
-def roofline(chain_flops: float, dense_flops: float, chain_gflops: float,
-             dense_gflops: float) -> dict:
-  """The fastest a window can go, the chain at ``chain_gflops`` then the rest at
-  ``dense_gflops``: ``{"samples_per_s", "gflops", "chain_s", "dense_s"}``."""
-  chain_s = chain_flops / (chain_gflops * 1e9)
-  dense_s = dense_flops / (dense_gflops * 1e9)
-  seconds = chain_s + dense_s
-  return {"samples_per_s": 1.0 / seconds, "gflops": (chain_flops + dense_flops) / seconds / 1e9,
-          "chain_s": chain_s, "dense_s": dense_s}
-
-
 def _best_gflops(cfg: BenchConfig, fn, args, flops: int) -> float:
   """GFLOP/s of ``fn(*args)`` (compiled, independent calls), its fastest repetition."""
   jitted, _ = compile_timed(fn, *args)
@@ -117,8 +96,9 @@ def square_peak(cfg: BenchConfig) -> dict:
 
 def dense_peak(cfg: BenchConfig, batch: int, T: int, H: int, square: dict,
                chain: dict | None = None) -> dict:
-  """The dense rate of a cell: the best of ``square``, one ``[T*B,H] x [H,H]`` product and the
-  cell's ``chain`` peak (a chain is matrix products too; at B=1024 its operand stays in cache)."""
+  """The dense rate of a cell, faster than which nothing runs: the best of ``square``, one
+  ``[T*B,H] x [H,H]`` product and the cell's ``chain`` peak (matrix products too; at B=1024
+  its operand stays in cache)."""
   key = jax.random.PRNGKey(cfg.seed + 4)
   rows = jax.random.normal(key, (T * batch, H), jnp.float32)
   U = _orthogonal(jax.random.fold_in(key, 1), H)
@@ -127,6 +107,21 @@ def dense_peak(cfg: BenchConfig, batch: int, T: int, H: int, square: dict,
   return {"batch": batch, "T": T, "H": H, "rows_gflops": rows_gflops,
           "square_gflops": square["gflops"], "chain_gflops": chain_gflops,
           "gflops": max(rows_gflops, square["gflops"], chain_gflops)}
+
+
+def roofline(chain_flops: float, dense_flops: float, chain_gflops: float,
+             dense_gflops: float) -> dict:
+  """The fastest a window can go, the chain at ``chain_gflops`` then the rest at
+  ``dense_gflops`` (added serially): ``{"samples_per_s", "gflops", "chain_s", "dense_s"}``."""
+  chain_s = chain_flops / (chain_gflops * 1e9)
+  dense_s = dense_flops / (dense_gflops * 1e9)
+  seconds = chain_s + dense_s
+  return {"samples_per_s": 1.0 / seconds, "gflops": (chain_flops + dense_flops) / seconds / 1e9,
+          "chain_s": chain_s, "dense_s": dense_s}
+
+
+class CeilingError(RuntimeError):
+  """A record ran faster than the dense GEMM rate of this machine: the measurement is wrong."""
 
 
 def check_below_dense(record: dict) -> None:

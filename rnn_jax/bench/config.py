@@ -1,7 +1,5 @@
-"""The benchmark's settings: a frozen ``BenchConfig`` whose field ``name`` is the flag
-``--name`` of ``experiments/benchmark.py`` (``rnn_jax.common.cli``), the variant names, and the
-values derived from a config.
-"""
+"""The benchmark's settings: a frozen ``BenchConfig`` whose field ``name`` is the flag ``--name``
+of ``experiments/benchmark.py`` (``rnn_jax.common.cli``), and the values derived from it."""
 from __future__ import annotations
 
 import dataclasses
@@ -52,7 +50,14 @@ class BenchConfig:
     keep = functools.partial(object.__setattr__, self)     # whole floats are stored as int
     for name in ("batch_sizes", "windows", "hidden_sizes", "remat_windows"):
       keep(name, checks.integers(name, getattr(self, name), 1))
-    _check_variants(self.variants)
+    names = ",".join(VARIANTS)
+    if not isinstance(self.variants, tuple) or not self.variants:
+      raise InputError(f"--variants: expected a comma-separated list from {names}")
+    for v in self.variants:
+      if v not in VARIANTS:
+        raise InputError(f"--variants: unknown variant {v!r}; expected names from {names}")
+    if len(set(self.variants)) != len(self.variants):
+      raise InputError(f"--variants: a variant is named twice in {','.join(self.variants)}")
     checks.number("seconds", self.seconds)
     for name, low in (("repeats", 1), ("input_size", 1), ("output_size", 1), ("fuse_steps", 2),
                       ("fuse_windows", 1), ("vmap_max_batch", 1), ("remat_batch_size", 1),
@@ -68,18 +73,6 @@ class BenchConfig:
   def to_dict(self) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(self).items()}
-
-
-def _check_variants(variants) -> None:
-  """Names from VARIANTS, each once."""
-  names = ",".join(VARIANTS)
-  if not isinstance(variants, tuple) or not variants:
-    raise InputError(f"--variants: expected a comma-separated list from {names}")
-  for v in variants:
-    if v not in VARIANTS:
-      raise InputError(f"--variants: unknown variant {v!r}; expected names from {names}")
-  if len(set(variants)) != len(variants):
-    raise InputError(f"--variants: a variant is named twice in {','.join(variants)}")
 
 
 def make_optimizer(cfg: BenchConfig) -> optax.GradientTransformation:
@@ -103,15 +96,3 @@ def check_output_path(flag: str, path) -> Path | None:
   if not path.parent.is_dir():
     raise InputError(f"{flag}: directory {path.parent} does not exist")
   return path
-
-
-def add_arguments(parser) -> None:
-  """The benchmark's flags on an ``rnn_jax.common.cli.ArgumentParser``."""
-  cli.add_config_flags(parser, BenchConfig)
-  parser.add_argument("--json", metavar="FILE", help="write every record as JSON here")
-  parser.add_argument("--plot", metavar="FILE", help="write a PNG of throughput against B here")
-
-
-def config_from_args(args) -> BenchConfig:
-  """The ``BenchConfig`` of flags parsed by a parser that ``add_arguments`` set up."""
-  return cli.config_from_args(BenchConfig, args)

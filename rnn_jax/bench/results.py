@@ -16,28 +16,21 @@ from rnn_jax.common import fileio
 
 
 def device_info() -> dict:
+  try:
+    cpu = next(line.split(":", 1)[1].strip() for line in
+               Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+  except (OSError, StopIteration):
+    cpu = platform.processor() or platform.machine()
   d = jax.devices()[0]
   return {"platform": d.platform, "kind": d.device_kind, "count": jax.device_count(),
-          "host_cpu": _cpu_name(), "host_cores": os.cpu_count()}
-
-
-def _cpu_name() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+          "host_cpu": cpu, "host_cores": os.cpu_count()}
 
 
 def fmt_rate(x) -> str:
-  """A rate as a whole number with thousands separators: ``12,345``."""
-  return f"{x:,.0f}"
+  return f"{x:,.0f}"                                       # 12,345
 
 
 def emit(line: str = "", out=None) -> None:
-  """Prints one line to ``out`` (default: stdout), flushed at once."""
   print(line, file=out or sys.stdout, flush=True)
 
 
@@ -50,8 +43,8 @@ def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, dense, work=Non
   D, K = cfg.input_size, cfg.output_size
   fps = flops_per_sample(T, H, D, K, training=training)
   gflops = r["samples_per_s"] * fps / 1e9
-  chain, rest = flop_split(T, H, D, K, training=training)
-  roof = roofline(chain, rest, (batched or peak)["gflops"], dense["gflops"])
+  roof = roofline(*flop_split(T, H, D, K, training=training), (batched or peak)["gflops"],
+                  dense["gflops"])
   rec = {"variant": variant, "batch": batch, "T": T, "H": H, "D": D, "K": K,
          "samples_per_s": r["samples_per_s"], "gflops": gflops,
          "pct_peak": 100.0 * gflops / peak["gflops"], "dense_gflops": dense["gflops"],
@@ -103,18 +96,15 @@ def add_ratios(records: list[dict]) -> None:
 def summary(result: dict, out=None) -> None:
   """The table: samples/s, % of the chain peak, of the dense rate and of the roofline per
   variant and batch, and the ratios to flax, torch and (vmap16) one fused model."""
-  records = result["records"]
-  if not records:
+  if not result["records"]:
     return
   emit("", out)
   emit("summary (samples/s; % of the [B,H]x[H,H] chain peak, of the dense GEMM rate, of the "
        "roofline; x flax, x torch = ratio to the peer's best)", out)
-  for r in records:
-    extra = ""
-    for key, label in (("vs_flax", "flax"), ("vs_torch", "torch"),
-                       ("vs_fused", "one model fused")):
-      if r.get(key) is not None:
-        extra += f"  {r[key]:.2f}x {label}"
+  for r in result["records"]:
+    extra = "".join(f"  {r[key]:.2f}x {label}" for key, label in (
+        ("vs_flax", "flax"), ("vs_torch", "torch"), ("vs_fused", "one model fused"))
+        if r.get(key) is not None)
     emit(f"  {r['variant']:<16s} B={r['batch']:<5d} T={r['T']} H={r['H']}: "
          f"{fmt_rate(r['samples_per_s']):>10s}  {r['pct_peak']:5.1f}% {r['pct_dense']:5.1f}% "
          f"{r['pct_roofline']:5.1f}%{extra}", out)
@@ -140,57 +130,48 @@ def markdown(result: dict) -> str:
               "| variant | " + " | ".join(f"B={b}" for b in batches) + " |",
               "|---|" + "---:|" * len(batches)]
     for v in dict.fromkeys(r["variant"] for r in recs):
-      lines.append(f"| `{v}` | " + " | ".join(_md_cell(cell.get((v, b))) for b in batches)
-                   + " |")
+      lines.append(f"| `{v}` | " + " | ".join(
+          "-" if (v, b) not in cell else
+          f"{fmt_rate(cell[v, b]['samples_per_s'])} ({cell[v, b]['pct_dense']:.1f}%)"
+          for b in batches) + " |")
   return "\n".join(lines) + "\n"
 
 
-def _md_cell(rec: dict | None) -> str:
-  return "-" if rec is None else f"{fmt_rate(rec['samples_per_s'])} ({rec['pct_dense']:.1f}%)"
-
-
 def write_markdown(path, result: dict) -> None:
-  """Writes ``markdown(result)`` to ``path`` atomically (``rnn_jax.common.fileio``)."""
   fileio.write_text(path, markdown(result))
 
 
 def plot(result: dict, path) -> None:
   """PNG of training throughput against B, a line per variant and a panel per (T, H), with the
-  chain peak as windows/s and the training roofline (atomic write)."""
+  chain peak as windows/s and the training roofline."""
   from matplotlib.figure import Figure
   shapes = sorted({(r["T"], r["H"]) for r in result["records"]}) or [(0, 0)]
   fig = Figure(figsize=(6.4 * len(shapes), 4.8))
   for ax, (T, H) in zip(fig.subplots(1, len(shapes), squeeze=False)[0], shapes):
-    _panel(ax, result, T, H)
+    rows = [r for r in result["records"] if (r["T"], r["H"]) == (T, H)]
+    for variant in VARIANTS:
+      pts = sorted((r["batch"], r["samples_per_s"]) for r in rows if r["variant"] == variant)
+      if pts:
+        ax.plot(*zip(*pts), marker="o", ls="--" if variant == "forward" else "-", label=variant)
+    pk = sorted((p["batch"], p["gflops"]) for p in result["peaks"] if (p["T"], p["H"]) == (T, H))
+    if pk and rows:
+      b, g = zip(*pk)
+      for training, style, label in ((True, "k-", "peak (training FLOPs)"),
+                                     (False, "k:", "peak (forward FLOPs)")):
+        fps = flops_per_sample(T, H, rows[0]["D"], rows[0]["K"], training=training)
+        ax.plot(b, [x * 1e9 / fps for x in g], style, lw=2, alpha=0.6, label=label)
+    roof = sorted((r["batch"], r["training"]["samples_per_s"])
+                  for r in result.get("rooflines", []) if (r["T"], r["H"]) == (T, H))
+    if roof:
+      ax.plot(*zip(*roof), "r-", lw=2, alpha=0.5, label="roofline (training)")
+    ax.set_xscale("log", base=2)
+    ax.set(yscale="log", xlabel="batch size B", ylabel="windows / s (vmap16: all 16 models)",
+           title=f"T={T}, H={H}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
   dev = result.get("device", {})
   fig.suptitle(f"rnn_jax training throughput on {dev.get('kind', '?')} "
                f"({dev.get('host_cpu', '')})", fontsize=10)
   fig.tight_layout()
   with fileio.atomic_path(path) as tmp:
     fig.savefig(tmp, format="png", dpi=110)
-
-
-def _panel(ax, result: dict, T: int, H: int) -> None:
-  rows = [r for r in result["records"] if (r["T"], r["H"]) == (T, H)]
-  for variant in VARIANTS:
-    pts = sorted((r["batch"], r["samples_per_s"]) for r in rows if r["variant"] == variant)
-    if pts:
-      ax.plot(*zip(*pts), marker="o", ls="--" if variant == "forward" else "-", label=variant)
-  pk = sorted((p["batch"], p["gflops"]) for p in result["peaks"] if (p["T"], p["H"]) == (T, H))
-  if pk and rows:
-    b, g = zip(*pk)
-    for training, style, label in ((True, "k-", "peak (training FLOPs)"),
-                                   (False, "k:", "peak (forward FLOPs)")):
-      fps = flops_per_sample(T, H, rows[0]["D"], rows[0]["K"], training=training)
-      ax.plot(b, [x * 1e9 / fps for x in g], style, lw=2, alpha=0.6, label=label)
-  roof = sorted((r["batch"], r["training"]["samples_per_s"]) for r in result.get("rooflines", [])
-                if (r["T"], r["H"]) == (T, H))
-  if roof:
-    ax.plot(*zip(*roof), "r-", lw=2, alpha=0.5, label="roofline (training)")
-  ax.set_xscale("log", base=2)
-  ax.set_yscale("log")
-  ax.set_xlabel("batch size B")
-  ax.set_ylabel("windows / s (vmap16: all 16 models)")
-  ax.set_title(f"T={T}, H={H}")
-  ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize=8)

@@ -1,10 +1,5 @@
-"""The benchmark run: every cell, the optional sweeps, the summary and the files.
-
-A cell is one (variant, B, T, H). At each (B, T, H) ``_measure_point`` builds every JAX
-variant (one compile line each), times them side by side with the chain peak in rounds
-(``timing.measure_side_by_side``), then torch alone (it switches thread settings) and the dense
-rate, and prints the ceilings and one result line per variant.
-"""
+"""The benchmark run: every cell (one variant at one (B, T, H)), the optional sweeps, the
+summary and the files."""
 from __future__ import annotations
 
 import datetime
@@ -21,8 +16,8 @@ from rnn_jax.bench.config import MODELS, BenchConfig, check_output_path, make_op
 from rnn_jax.bench.results import (add_ratios, cell_record, cell_row, device_info, emit,
                                    fmt_rate, plot, summary, write_markdown)
 from rnn_jax.bench.timing import measure, measure_side_by_side
-from rnn_jax.bench.torch_peer import measure_torch, torch_available
-from rnn_jax.bench.workloads import build, problem, train_step_fn, training_workload
+from rnn_jax.bench.workloads import (build, measure_torch, problem, torch_available,
+                                     train_step_fn, training_workload)
 from rnn_jax.common import fileio
 from rnn_jax.common.versions import versions
 from rnn_jax.train import parallel
@@ -53,9 +48,11 @@ def run_cells(cfg: BenchConfig, out=None) -> dict:
 
 def _measure_point(cfg: BenchConfig, variants: list[str], B: int, T: int, H: int,
                    square: dict, out=None) -> dict:
-  """Every variant at one (B, T, H), with its ceilings. If a record runs above the dense rate,
-  the rate is timed once more (the faster kept) before anything is made from it; a record still
-  above it stops the run (``check_below_dense``)."""
+  """Every variant at one (B, T, H), with its ceilings: the JAX variants built (a compile line
+  each) and timed side by side with the chain peaks in rounds, then torch alone (it switches
+  thread settings) and the dense rate. If a record runs above the dense rate, the rate is timed
+  once more (the faster kept) before anything is made from it; a record still above it stops
+  the run (``check_below_dense``)."""
   if "vmap16" in variants and B > cfg.vmap_max_batch:
     emit(f"{'vmap16':<16s} B={B:<5d} skipped (B > --vmap-max-batch {cfg.vmap_max_batch})", out)
     variants = [v for v in variants if v != "vmap16"]

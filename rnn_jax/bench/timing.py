@@ -54,22 +54,35 @@ def measure(work: Workload, seconds: float, repeats: int) -> dict:
 
 
 def measure_side_by_side(works: list[Workload], seconds, repeats: int) -> list[dict]:
-  """Times several workloads in rounds, one repetition of each per round; one result (as
-  ``measure``'s) each. ``seconds`` (one number, or one per workload) is how long a workload's
-  repetitions last together. A slow moment of a shared machine falls on every workload of that
-  round, so the ratios between them do not depend on when each ran.
-  """
+  """``measure`` of several workloads in rounds, one repetition of each per round, ``seconds``
+  (one number, or one per workload) for each. A slow moment of a shared machine falls on every
+  workload of that round, so the ratios between them do not depend on when each ran."""
   if isinstance(seconds, (int, float)):
     seconds = [seconds] * len(works)
   calls = []
   for work, s in zip(works, seconds, strict=True):
     work.block(work.call())                        # warm-up: allocation, page-in
-    calls.append(_calls_per_repeat(work.call, work.block, s / repeats))
+    # calibration: blocked calls for >= 20 ms or 3 calls (or the whole repetition's time)
+    per_repeat_s, k, t0 = s / repeats, 0, time.perf_counter()
+    while True:
+      work.block(work.call())
+      k += 1
+      elapsed = time.perf_counter() - t0
+      if elapsed >= 0.02 or k >= 3 or elapsed >= per_repeat_s:
+        break
+    calls.append(max(1, int(round(per_repeat_s / max(elapsed / k, 1e-9)))))
   rates = [[] for _ in works]
   for _ in range(repeats):
     for work, n, r in zip(works, calls, rates):
       r.append(_repetition(work, n))
-  return [_result(np.asarray(r), n) for r, n in zip(rates, calls)]
+  results = []
+  for r, n in zip(rates, calls):
+    r = np.asarray(r)
+    q1, med, q3 = np.percentile(r, [25, 50, 75])
+    results.append({"samples_per_s": float(med),
+                    "spread": {"min": float(r.min()), "q1": float(q1), "q3": float(q3),
+                               "max": float(r.max())}, "calls": n, "per_repeat": r.tolist()})
+  return results
 
 
 def _repetition(work: Workload, n: int) -> float:
@@ -86,25 +99,3 @@ def _repetition(work: Workload, n: int) -> float:
   block(list(pending) if work.independent else out)
   return n * work.samples_per_call / (time.perf_counter() - t0)
 
-
-def _result(rates: np.ndarray, calls: int) -> dict:
-  q1, med, q3 = np.percentile(rates, [25, 50, 75])
-  return {"samples_per_s": float(med),
-          "spread": {"min": float(rates.min()), "q1": float(q1), "q3": float(q3),
-                     "max": float(rates.max())},
-          "calls": calls, "per_repeat": [float(r) for r in rates]}
-
-
-def _calls_per_repeat(call, block, per_repeat_s: float) -> int:
-  """Calibration (untimed): blocked calls for >= 20 ms or 3 calls (or the whole repetition's
-  time), then the number of calls that fill ``per_repeat_s``."""
-  t0 = time.perf_counter()
-  k = 0
-  while True:
-    block(call())
-    k += 1
-    elapsed = time.perf_counter() - t0
-    if elapsed >= 0.02 or k >= 3 or elapsed >= per_repeat_s:
-      break
-  per_call = elapsed / k
-  return max(1, int(round(per_repeat_s / max(per_call, 1e-9))))

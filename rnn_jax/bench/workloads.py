@@ -1,13 +1,16 @@
-"""The data of a cell and the JAX workload of each variant, compiled, its data on the device.
+"""The data of a cell and the workload of each variant, compiled, its data on the device (the
+table in docs/benchmarking.md says what each times).
 
-Training variants use ``rnn_jax.train``'s step (``autodiff``, ``autodiff_unroll`` with the scan
-unrolled, ``hand``: the hand BPTT) or fused epoch (``fused`` with ``--grad``, ``hand_fused``,
-``vmap16``: 16 models vmapped), or are the flax peer (``flax``), all with the optimizer
-``train.make_optimizer`` builds; ``forward`` is ``jax.jit(model.forward)``. The table in
-docs/benchmarking.md says what each times; ``torch`` lives in ``torch_peer``.
+The JAX training variants run ``rnn_jax.train``'s step or fused epoch, with the optimizer
+``train.make_optimizer`` builds; ``flax`` is flax's ``nn.RNN`` with our loss and optimizer.
+``torch`` is ``torch.nn.RNN(nonlinearity="relu")``, eager; on the CPU it is timed with 1 thread
+and with all cores and the better is reported; when JAX runs on a GPU and torch sees CUDA it runs
+there, where ``nn.RNN`` is cuDNN's RNN. torch is optional (``pip install '.[torch]'``) and
+imported only when used.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import jax
@@ -16,47 +19,37 @@ import optax
 
 from rnn_jax import train
 from rnn_jax.bench.config import MODELS, BenchConfig, fused_steps, make_optimizer
-from rnn_jax.bench.timing import Workload, compile_timed
+from rnn_jax.bench.timing import Workload, compile_timed, measure
 from rnn_jax.core import model
 from rnn_jax.testing import rnn_problem
 
 
-# --------------------------------------------------------------------------- the data
-
-def problem(cfg: BenchConfig, batch: int, T: int, H: int, n: int | None = None,
-            seed_offset: int = 0):
+def problem(cfg: BenchConfig, batch: int, T: int, H: int, n: int | None = None):
   """``(params, xs [n,T,D], ys [n,K])`` in float32 on the device (``n`` defaults to ``batch``):
   the gradient checks' draw, inputs N(0, 1), targets uniform in [0, 1], N(0, 1/fan_in) weights."""
-  n = batch if n is None else n
-  drawn = rnn_problem((cfg.seed, seed_offset), T=T, H=H, D=cfg.input_size, K=cfg.output_size,
-                      B=n, dtype=np.float32)
+  drawn = rnn_problem((cfg.seed, 0), T=T, H=H, D=cfg.input_size, K=cfg.output_size,
+                      B=batch if n is None else n, dtype=np.float32)
   return jax.block_until_ready(jax.device_put(drawn))
-
-
-def many_models(cfg: BenchConfig, H: int, models: int = MODELS):
-  """``models`` parameter sets stacked on a leading axis, model i drawn from ``(seed + 1, i)``."""
-  each = [rnn_problem((cfg.seed + 1, i), T=1, H=H, D=cfg.input_size, K=cfg.output_size, B=1,
-                      dtype=np.float32)[0] for i in range(models)]
-  return jax.device_put(jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *each))
 
 
 def fused_inputs(cfg: BenchConfig, batch: int, T: int, H: int, models: int | None = None):
   """``((params, opt_state, xs [S*B,T,D], ys, perm), S)`` of one fused call on the device; with
-  ``models``, parameters, optimizer state and ``perm [M, S*B]`` per model."""
+  ``models``, parameters (model i drawn from ``(seed + 1, i)``), optimizer state and
+  ``perm [M, S*B]`` per model."""
   S = fused_steps(cfg, batch)
   params, xs, ys = problem(cfg, batch, T, H, n=S * batch)
   rng = np.random.default_rng([cfg.seed, 1])
   if models is None:
     perm = rng.permutation(S * batch).astype(np.int32)
   else:
-    params = many_models(cfg, H, models)
+    each = [rnn_problem((cfg.seed + 1, i), T=1, H=H, D=cfg.input_size, K=cfg.output_size, B=1,
+                        dtype=np.float32)[0] for i in range(models)]
+    params = jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *each)
     perm = np.stack([rng.permutation(S * batch) for _ in range(models)]).astype(np.int32)
   opt = make_optimizer(cfg)
   opt_state = jax.jit(opt.init if models is None else jax.vmap(opt.init))(params)
   return jax.block_until_ready(jax.device_put((params, opt_state, xs, ys, perm))), S
 
-
-# --------------------------------------------------------------------------- the flax peer
 
 def flax_module(H: int, K: int):
   """flax's ``nn.RNN(nn.SimpleCell(features=H, activation_fn=relu))`` and a ``Dense(K)`` head."""
@@ -82,9 +75,8 @@ def flax_params(params: model.RNNParams) -> dict:
                      "head": {"kernel": params.W.T, "bias": params.c}}}
 
 
-def flax_step_fn(cfg: BenchConfig, H: int) -> Callable:
-  """``step(variables, opt_state, xs, ys) -> (variables, opt_state, loss)``, our loss and
-  optimizer."""
+def _flax_step(cfg: BenchConfig, H: int) -> Callable:
+  """``step(variables, opt_state, xs, ys) -> (variables, opt_state, loss)``."""
   module, opt = flax_module(H, cfg.output_size), make_optimizer(cfg)
 
   def loss(variables, xs, ys):
@@ -98,21 +90,11 @@ def flax_step_fn(cfg: BenchConfig, H: int) -> Callable:
   return step
 
 
-# --------------------------------------------------------------------------- the workloads
-
 def train_step_fn(cfg: BenchConfig, variant: str, T: int) -> Callable:
   """``train.make_train_step`` of ``autodiff`` / ``autodiff_unroll`` / ``hand``."""
   method, unroll = {"autodiff": ("autodiff", 1), "autodiff_unroll": ("autodiff", T),
                     "hand": ("hand", 1)}[variant]
   return train.make_train_step(make_optimizer(cfg), method, unroll)
-
-
-def epoch_fn(cfg: BenchConfig, batch: int, *, models: int | None = None,
-             grad: str | None = None) -> Callable:
-  """``train.make_epoch_fn`` for ``grad`` (default ``cfg.grad``); with ``models``, vmapped as
-  ``train.fit_many`` does (parameters, optimizer state and order per model, data shared)."""
-  epoch = train.make_epoch_fn(make_optimizer(cfg), batch, grad or cfg.grad)
-  return epoch if models is None else jax.vmap(epoch, in_axes=(0, 0, None, None, 0))
 
 
 def training_workload(variant, fn, params, opt_state, *data, samples: int,
@@ -137,17 +119,21 @@ def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workloa
     return training_workload(variant, train_step_fn(cfg, variant, T), params, opt_state, xs,
                              ys, samples=batch)
   if variant in ("fused", "hand_fused", "vmap16"):
+    # vmap16 vmaps the epoch as train.fit_many does: parameters, optimizer state and order
+    # per model, the data shared
     models = MODELS if variant == "vmap16" else None
-    grad = "hand" if variant == "hand_fused" else None
+    epoch = train.make_epoch_fn(make_optimizer(cfg), batch,
+                                "hand" if variant == "hand_fused" else cfg.grad)
+    epoch = epoch if models is None else jax.vmap(epoch, in_axes=(0, 0, None, None, 0))
     (params, opt_state, xs, ys, perm), S = fused_inputs(cfg, batch, T, H, models)
-    return training_workload(variant, epoch_fn(cfg, batch, models=models, grad=grad), params,
-                             opt_state, xs, ys, perm, samples=(models or 1) * S * batch,
+    return training_workload(variant, epoch, params, opt_state, xs, ys, perm,
+                             samples=(models or 1) * S * batch,
                              info={"steps_per_call": S, "models": models or 1})
   if variant == "flax":
     params, xs, ys = problem(cfg, batch, T, H)
     variables = jax.device_put(flax_params(params))
     opt_state = jax.device_put(make_optimizer(cfg).init(variables))
-    return training_workload(variant, flax_step_fn(cfg, H), variables, opt_state, xs, ys,
+    return training_workload(variant, _flax_step(cfg, H), variables, opt_state, xs, ys,
                              samples=batch)
   if variant == "forward":
     params, xs, _ = problem(cfg, batch, T, H)
@@ -155,3 +141,105 @@ def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workloa
     return Workload(variant, batch, lambda: jitted(params, xs), independent=True,
                     compile_s=compile_s)
   raise ValueError(f"variant: no JAX workload for {variant!r}")
+
+
+def torch_available() -> bool:
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def torch_device(backend: str | None = None, cuda: bool | None = None) -> str:
+  """``"cuda"`` when JAX's ``backend`` (default: JAX's own) is a GPU and torch sees ``cuda``
+  (default: ``torch.cuda.is_available()``), so both share the device; otherwise ``"cpu"``."""
+  backend = jax.default_backend() if backend is None else backend
+  if backend != "gpu":
+    return "cpu"
+  if cuda is None:
+    import torch
+    cuda = torch.cuda.is_available()
+  return "cuda" if cuda else "cpu"
+
+
+class TorchPeer:
+  """``nn.RNN(nonlinearity="relu", batch_first=True)`` + ``nn.Linear`` with our parameters
+  (``weight_ih = V``, ``weight_hh = U``, ``bias_ih = b``, ``bias_hh = 0`` and frozen), BCE with
+  logits summed over K and averaged over B, Adam or SGD with ``clip_grad_norm_`` when
+  ``clip > 0``; data and parameters on ``device`` first."""
+
+  def __init__(self, cfg: BenchConfig, params: model.RNNParams, xs, ys, device: str | None = None):
+    import torch
+    self.torch = torch
+    self.device = torch_device() if device is None else device
+    D, H, K = model.param_sizes(params)
+    self.rnn = torch.nn.RNN(D, H, nonlinearity="relu", batch_first=True)
+    self.head = torch.nn.Linear(H, K)
+    with torch.no_grad():
+      for name, value in (("weight_ih_l0", params.V), ("weight_hh_l0", params.U),
+                          ("bias_ih_l0", params.b)):
+        getattr(self.rnn, name).copy_(torch.from_numpy(np.array(value)))
+      self.rnn.bias_hh_l0.zero_()
+      self.head.weight.copy_(torch.from_numpy(np.array(params.W)))
+      self.head.bias.copy_(torch.from_numpy(np.array(params.c)))
+    # One bias, as in our cell: with both trained, Adam would move b = b_ih + b_hh twice as far.
+    self.rnn.bias_hh_l0.requires_grad_(False)
+    self.rnn.to(self.device)
+    self.head.to(self.device)
+    self.parameters = [p for p in list(self.rnn.parameters()) + list(self.head.parameters())
+                       if p.requires_grad]
+    optimizer = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
+    self.opt = optimizer(self.parameters, lr=cfg.lr)
+    self.clip = cfg.clip
+    self.xs = torch.from_numpy(np.array(xs)).to(self.device)
+    self.ys = torch.from_numpy(np.array(ys)).to(self.device)
+
+  def step(self):
+    """One optimizer step; returns the loss at the incoming parameters (a float tensor)."""
+    self.opt.zero_grad(set_to_none=True)
+    _, h = self.rnn(self.xs)                                 # h: [1, B, H], the last state
+    loss = self.torch.nn.functional.binary_cross_entropy_with_logits(
+        self.head(h[0]), self.ys, reduction="none").sum(dim=1).mean()
+    loss.backward()
+    if self.clip > 0:
+      self.torch.nn.utils.clip_grad_norm_(self.parameters, self.clip)
+    self.opt.step()
+    return loss.detach()
+
+  def params(self) -> model.RNNParams:
+    """The current parameters in our layout (``bias_ih + bias_hh`` as b)."""
+    t = lambda x: x.detach().cpu().numpy().copy()
+    return model.RNNParams(U=t(self.rnn.weight_hh_l0), V=t(self.rnn.weight_ih_l0),
+                           b=t(self.rnn.bias_ih_l0) + t(self.rnn.bias_hh_l0),
+                           W=t(self.head.weight), c=t(self.head.bias))
+
+
+def torch_workload(cfg: BenchConfig, batch: int, T: int, H: int) -> Workload:
+  peer = TorchPeer(cfg, *problem(cfg, batch, T, H))
+  # The loss as a Python float waits for the step (on CUDA, where kernels run asynchronously).
+  return Workload("torch", batch, peer.step, block=lambda out: out.item(),
+                  info={"peer": peer, "device": peer.device})
+
+
+def torch_threads() -> list[int]:
+  """The thread settings to try: 1 and all cores (one setting on a 1-core machine)."""
+  return sorted({1, os.cpu_count() or 1})
+
+
+def measure_torch(cfg: BenchConfig, batch: int, T: int, H: int) -> dict:
+  """The torch peer timed at every ``torch_threads`` setting (once on CUDA, where the host's
+  threads only launch kernels); the best, with ``threads``, ``by_threads`` and ``device``."""
+  import torch
+  before = torch.get_num_threads()
+  device = torch_device()
+  by_threads = {}
+  try:
+    for n in (torch_threads() if device == "cpu" else [before]):
+      torch.set_num_threads(n)
+      by_threads[n] = measure(torch_workload(cfg, batch, T, H), cfg.seconds, cfg.repeats)
+  finally:
+    torch.set_num_threads(before)
+  best = max(by_threads, key=lambda n: by_threads[n]["samples_per_s"])
+  return dict(by_threads[best], threads=best, device=device,
+              by_threads={str(n): r["samples_per_s"] for n, r in by_threads.items()})

@@ -11,7 +11,7 @@ import pytest
 
 from bench_reference import B, H, T
 from rnn_jax import bench as bm
-from rnn_jax.bench.results import cell_record
+from rnn_jax.bench import cell_record
 from rnn_jax.core import gradients, model
 
 
