@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from rnn_jax import bench
-from rnn_jax.common import cli
+from rnn_jax.common import cli, fileio
 from rnn_jax.common.errors import InputError
 
 
@@ -59,7 +59,7 @@ def _from_json(args) -> int:
   except (OSError, ValueError, KeyError, TypeError) as err:
     raise InputError(f"--from-json: cannot read a benchmark result from {args.from_json}: "
                      f"{err}") from None
-  bench.write_markdown(path, result)
+  fileio.write_text(path, bench.markdown(result))
   print(f"wrote {path}", flush=True)
   return 0
 

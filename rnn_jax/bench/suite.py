@@ -1,26 +1,174 @@
-"""The benchmark run: every cell (one variant at one (B, T, H)), the optional sweeps, the
-summary and the files."""
+"""The benchmark run: every cell (one variant at one (B, T, H)), the optional sweeps, and what
+it records and shows: one record and result line per cell, the ratios between cells, the summary
+table, the README's markdown tables and the PNG."""
 from __future__ import annotations
 
 import datetime
 import itertools
+import os
+import platform
+import sys
 import time
+from pathlib import Path
 
 import jax
 
 from rnn_jax import train
-from rnn_jax.bench.ceilings import (FLOP_FORMULAS, chain_peak, chain_workloads, check_below_dense,
-                                    dense_peak, flop_split, flops_per_sample, roofline,
-                                    square_peak)
-from rnn_jax.bench.config import MODELS, BenchConfig, check_output_path, make_optimizer
-from rnn_jax.bench.results import (add_ratios, cell_record, cell_row, device_info, emit,
-                                   fmt_rate, plot, summary, write_markdown)
-from rnn_jax.bench.timing import measure, measure_side_by_side
+from rnn_jax.bench.config import MODELS, VARIANTS, BenchConfig, check_output_path, make_optimizer
+from rnn_jax.bench.timing import (FLOP_FORMULAS, chain_peak, chain_workloads, check_below_dense,
+                                  dense_peak, flop_split, flops_per_sample, measure,
+                                  measure_side_by_side, roofline, square_peak)
 from rnn_jax.bench.workloads import (build, measure_torch, problem, torch_available,
-                                     train_step_fn, training_workload)
+                                     training_workload)
 from rnn_jax.common import fileio
 from rnn_jax.common.versions import versions
 from rnn_jax.train import parallel
+
+
+def fmt_rate(x) -> str:
+  return f"{x:,.0f}"                                       # 12,345
+
+
+def emit(line: str = "", out=None) -> None:
+  print(line, file=out or sys.stdout, flush=True)
+
+
+def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, dense, work=None,
+                batched=None) -> dict:
+  """The JSON record of one cell from ``measure``'s result ``r``, against the chain ``peak``
+  and the ``dense`` rate; vmap16 passes its ``batched`` chain peak, the chain rate of its
+  roofline (``pct_peak_batched``). ``work``: the timed ``Workload`` (None for torch)."""
+  training = variant != "forward"
+  D, K = cfg.input_size, cfg.output_size
+  fps = flops_per_sample(T, H, D, K, training=training)
+  gflops = r["samples_per_s"] * fps / 1e9
+  roof = roofline(*flop_split(T, H, D, K, training=training), (batched or peak)["gflops"],
+                  dense["gflops"])
+  rec = {"variant": variant, "batch": batch, "T": T, "H": H, "D": D, "K": K,
+         "samples_per_s": r["samples_per_s"], "gflops": gflops,
+         "pct_peak": 100.0 * gflops / peak["gflops"], "dense_gflops": dense["gflops"],
+         "pct_dense": 100.0 * gflops / dense["gflops"],
+         "roofline_samples_per_s": roof["samples_per_s"],
+         "pct_roofline": 100.0 * r["samples_per_s"] / roof["samples_per_s"],
+         "compile_s": work.compile_s if work else None, "spread": r["spread"],
+         "repeats": cfg.repeats, "calls_per_repeat": r["calls"], "flops_per_sample": fps}
+  if batched:
+    rec["peak_batched_gflops"] = batched["gflops"]
+    rec["pct_peak_batched"] = 100.0 * gflops / batched["gflops"]
+  info = work.info if work else {}
+  rec.update({k: info[k] for k in ("steps_per_call", "models") if k in info})
+  rec.update({k: r[k] for k in ("threads", "by_threads", "device") if k in r})
+  return rec
+
+
+def cell_row(rec: dict) -> str:
+  """The result line of one record."""
+  s, extra = rec["spread"], ""
+  if "threads" in rec:
+    extra = f"  threads={rec['threads']} (" + ", ".join(
+        f"{k}: {fmt_rate(v)}" for k, v in rec["by_threads"].items()) + f") on {rec['device']}"
+  if "steps_per_call" in rec:
+    models = f"{rec['models']} models, " if rec.get("models", 1) > 1 else ""
+    extra += f"  {models}{rec['steps_per_call']} steps/call"
+  return (f"{rec['variant']:<16s} B={rec['batch']:<5d} T={rec['T']} H={rec['H']}: "
+          f"{fmt_rate(rec['samples_per_s']):>10s} samples/s "
+          f"[{fmt_rate(s['min'])}..{fmt_rate(s['max'])}]  {rec['gflops']:7.1f} GFLOP/s "
+          f"{rec['pct_peak']:5.1f}% of peak {rec['pct_dense']:5.1f}% of dense "
+          f"{rec['pct_roofline']:5.1f}% of roofline{extra}")
+
+
+def add_ratios(records: list[dict]) -> None:
+  """Adds ``vs_torch``, ``vs_flax`` (throughput / the peer's, same cell) to every JAX training
+  record and ``vs_fused`` (16 models' throughput / one fused model's) to vmap16's."""
+  by = {(r["variant"], r["batch"], r["T"], r["H"]): r for r in records}
+  for r in records:
+    cell = (r["batch"], r["T"], r["H"])
+    for peer in ("torch", "flax"):
+      peer_rec = by.get((peer,) + cell)
+      if r["variant"] not in ("torch", "flax", "forward") and peer_rec:
+        r[f"vs_{peer}"] = r["samples_per_s"] / peer_rec["samples_per_s"]
+    if r["variant"] == "vmap16":
+      fused = by.get(("fused",) + cell)
+      r["vs_fused"] = r["samples_per_s"] / fused["samples_per_s"] if fused else None
+
+
+def summary(result: dict, out=None) -> None:
+  """The table: samples/s, % of the chain peak, of the dense rate and of the roofline per
+  variant and batch, and the ratios to flax, torch and (vmap16) one fused model."""
+  if not result["records"]:
+    return
+  emit("\nsummary (samples/s; % of the [B,H]x[H,H] chain peak, of the dense GEMM rate, of the "
+       "roofline; x flax, x torch = ratio to the peer's best)", out)
+  for r in result["records"]:
+    extra = "".join(f"  {r[key]:.2f}x {label}" for key, label in (
+        ("vs_flax", "flax"), ("vs_torch", "torch"), ("vs_fused", "one model fused"))
+        if r.get(key) is not None)
+    emit(f"  {r['variant']:<16s} B={r['batch']:<5d} T={r['T']} H={r['H']}: "
+         f"{fmt_rate(r['samples_per_s']):>10s}  {r['pct_peak']:5.1f}% {r['pct_dense']:5.1f}% "
+         f"{r['pct_roofline']:5.1f}%{extra}", out)
+  emit(f"total {result['elapsed_s']:.0f} s", out)
+
+
+def markdown(result: dict) -> str:
+  """The README's tables from one run's result: a line naming the run, then per (T, H)
+  samples/s (% of the dense GEMM rate) per variant (rows) and batch size (columns)."""
+  dev, vers = result.get("device", {}), result.get("versions", {})
+  lines = [f"Run started {result.get('started', '?')} on {dev.get('kind', '?')} "
+           f"({dev.get('platform', '?')}; host {dev.get('host_cpu', '?')}, "
+           f"{dev.get('host_cores', '?')} cores), "
+           + ", ".join(f"{k} {vers[k]}" for k in ("jax", "jaxlib", "flax", "torch")
+                       if vers.get(k)) + (f", {result['elapsed_s']:.0f} s"
+                                          if "elapsed_s" in result else "") + "."]
+  records = result["records"]
+  for T, H in sorted({(r["T"], r["H"]) for r in records}):
+    recs = [r for r in records if (r["T"], r["H"]) == (T, H)]
+    batches = sorted({r["batch"] for r in recs})
+    cell = {(r["variant"], r["batch"]): r for r in recs}
+    lines += ["", f"Samples/s (% of the dense GEMM rate), T={T}, H={H}:", "",
+              "| variant | " + " | ".join(f"B={b}" for b in batches) + " |",
+              "|---|" + "---:|" * len(batches)]
+    for v in dict.fromkeys(r["variant"] for r in recs):
+      lines.append(f"| `{v}` | " + " | ".join(
+          "-" if (v, b) not in cell else
+          f"{fmt_rate(cell[v, b]['samples_per_s'])} ({cell[v, b]['pct_dense']:.1f}%)"
+          for b in batches) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path) -> None:
+  """PNG of training throughput against B, a line per variant and a panel per (T, H), with the
+  chain peak as windows/s and the training roofline."""
+  from matplotlib.figure import Figure
+  shapes = sorted({(r["T"], r["H"]) for r in result["records"]}) or [(0, 0)]
+  fig = Figure(figsize=(6.4 * len(shapes), 4.8))
+  for ax, (T, H) in zip(fig.subplots(1, len(shapes), squeeze=False)[0], shapes):
+    rows = [r for r in result["records"] if (r["T"], r["H"]) == (T, H)]
+    for variant in VARIANTS:
+      pts = sorted((r["batch"], r["samples_per_s"]) for r in rows if r["variant"] == variant)
+      if pts:
+        ax.plot(*zip(*pts), marker="o", ls="--" if variant == "forward" else "-", label=variant)
+    pk = sorted((p["batch"], p["gflops"]) for p in result["peaks"] if (p["T"], p["H"]) == (T, H))
+    if pk and rows:
+      b, g = zip(*pk)
+      for training, style, label in ((True, "k-", "peak (training FLOPs)"),
+                                     (False, "k:", "peak (forward FLOPs)")):
+        fps = flops_per_sample(T, H, rows[0]["D"], rows[0]["K"], training=training)
+        ax.plot(b, [x * 1e9 / fps for x in g], style, lw=2, alpha=0.6, label=label)
+    roof = sorted((r["batch"], r["training"]["samples_per_s"])
+                  for r in result.get("rooflines", []) if (r["T"], r["H"]) == (T, H))
+    if roof:
+      ax.plot(*zip(*roof), "r-", lw=2, alpha=0.5, label="roofline (training)")
+    ax.set_xscale("log", base=2)
+    ax.set(yscale="log", xlabel="batch size B", ylabel="windows / s (vmap16: all 16 models)",
+           title=f"T={T}, H={H}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+  dev = result.get("device", {})
+  fig.suptitle(f"rnn_jax training throughput on {dev.get('kind', '?')} "
+               f"({dev.get('host_cpu', '')})", fontsize=10)
+  fig.tight_layout()
+  with fileio.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=110)
 
 
 def _shapes(cfg: BenchConfig):
@@ -124,7 +272,7 @@ def devices_sweep(cfg: BenchConfig, out=None) -> list[dict]:
     params, opt_state = parallel.put((params, make_optimizer(cfg).init(params)),
                                      parallel.replicated(mesh))
     xs, ys = parallel.put((xs, ys), parallel.batch_sharding(mesh))
-    step = parallel.shard_step(train_step_fn(cfg, "autodiff", T), mesh)
+    step = parallel.shard_step(train.make_train_step(make_optimizer(cfg)), mesh)
     work = training_workload("data_parallel", step, params, opt_state, xs, ys, samples=B)
     r = measure(work, cfg.seconds, cfg.repeats)
     gflops = r["samples_per_s"] * flops_per_sample(T, H, cfg.input_size, cfg.output_size) / 1e9
@@ -144,10 +292,10 @@ def remat_memory(cfg: BenchConfig, out=None) -> list[dict]:
   rows = []
   for T, remat in itertools.product(cfg.remat_windows, (False, True)):
     params, xs, ys = problem(cfg, B, T, H)
-    opt_state = make_optimizer(cfg).init(params)
-    step = train.make_train_step(make_optimizer(cfg), "autodiff", 1, remat)
+    opt = make_optimizer(cfg)
+    step = train.make_train_step(opt, "autodiff", 1, remat)
     t0 = time.perf_counter()
-    ma = jax.jit(step).lower(params, opt_state, xs, ys).compile().memory_analysis()
+    ma = jax.jit(step).lower(params, opt.init(params), xs, ys).compile().memory_analysis()
     compile_s = time.perf_counter() - t0
     temp, arg = int(ma.temp_size_in_bytes), int(ma.argument_size_in_bytes)
     outb, alias = int(ma.output_size_in_bytes), int(ma.alias_size_in_bytes)
@@ -166,9 +314,16 @@ def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None, markdown_pat
   docs/benchmarking.md)."""
   writes = [(check_output_path(flag, path), write) for flag, path, write in (
       ("--json", json_path, fileio.write_json), ("--plot", plot_path, lambda p, r: plot(r, p)),
-      ("--markdown", markdown_path, write_markdown))]
+      ("--markdown", markdown_path, lambda p, r: fileio.write_text(p, markdown(r))))]
   started = time.perf_counter()
-  dev, vers = device_info(), versions()
+  try:
+    cpu = next(line.split(":", 1)[1].strip() for line in
+               Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+  except (OSError, StopIteration):
+    cpu = platform.processor() or platform.machine()
+  d, vers = jax.devices()[0], versions()
+  dev = {"platform": d.platform, "kind": d.device_kind, "count": jax.device_count(),
+         "host_cpu": cpu, "host_cores": os.cpu_count()}
   emit(f"device: {dev['kind']} ({dev['platform']}), {dev['count']} device(s); host "
        f"{dev['host_cpu']}, {dev['host_cores']} cores", out)
   emit("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()), out)

@@ -1,17 +1,12 @@
 """The data of a cell and the workload of each variant, compiled, its data on the device (the
-table in docs/benchmarking.md says what each times).
-
-The JAX training variants run ``rnn_jax.train``'s step or fused epoch, with the optimizer
-``train.make_optimizer`` builds; ``flax`` is flax's ``nn.RNN`` with our loss and optimizer.
-``torch`` is ``torch.nn.RNN(nonlinearity="relu")``, eager; on the CPU it is timed with 1 thread
-and with all cores and the better is reported; when JAX runs on a GPU and torch sees CUDA it runs
-there, where ``nn.RNN`` is cuDNN's RNN. torch is optional (``pip install '.[torch]'``) and
-imported only when used.
+table in docs/benchmarking.md says what each times): ``rnn_jax.train``'s step or fused epoch,
+flax's ``nn.RNN``, and ``torch.nn.RNN`` (optional, ``pip install '.[torch]'``, imported only
+when used), all with the optimizer ``train.make_optimizer`` builds.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
-from typing import Callable
 
 import jax
 import numpy as np
@@ -46,8 +41,8 @@ def fused_inputs(cfg: BenchConfig, batch: int, T: int, H: int, models: int | Non
                         dtype=np.float32)[0] for i in range(models)]
     params = jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *each)
     perm = np.stack([rng.permutation(S * batch) for _ in range(models)]).astype(np.int32)
-  opt = make_optimizer(cfg)
-  opt_state = jax.jit(opt.init if models is None else jax.vmap(opt.init))(params)
+  init = make_optimizer(cfg).init
+  opt_state = jax.jit(init if models is None else jax.vmap(init))(params)
   return jax.block_until_ready(jax.device_put((params, opt_state, xs, ys, perm))), S
 
 
@@ -75,28 +70,6 @@ def flax_params(params: model.RNNParams) -> dict:
                      "head": {"kernel": params.W.T, "bias": params.c}}}
 
 
-def _flax_step(cfg: BenchConfig, H: int) -> Callable:
-  """``step(variables, opt_state, xs, ys) -> (variables, opt_state, loss)``."""
-  module, opt = flax_module(H, cfg.output_size), make_optimizer(cfg)
-
-  def loss(variables, xs, ys):
-    return model.bce_from_logits(module.apply(variables, xs), ys)
-
-  def step(variables, opt_state, xs, ys):
-    value, grads = jax.value_and_grad(loss)(variables, xs, ys)
-    updates, opt_state = opt.update(grads, opt_state, variables)
-    return optax.apply_updates(variables, updates), opt_state, value
-
-  return step
-
-
-def train_step_fn(cfg: BenchConfig, variant: str, T: int) -> Callable:
-  """``train.make_train_step`` of ``autodiff`` / ``autodiff_unroll`` / ``hand``."""
-  method, unroll = {"autodiff": ("autodiff", 1), "autodiff_unroll": ("autodiff", T),
-                    "hand": ("hand", 1)}[variant]
-  return train.make_train_step(make_optimizer(cfg), method, unroll)
-
-
 def training_workload(variant, fn, params, opt_state, *data, samples: int,
                       info: dict | None = None) -> Workload:
   """A compiled training call whose parameters and optimizer state feed the next call."""
@@ -108,22 +81,23 @@ def training_workload(variant, fn, params, opt_state, *data, samples: int,
     state[0], state[1] = out[0], out[1]
     return out
 
-  return Workload(variant, samples, call, compile_s=compile_s, info=dict(info or {}, state=state))
+  return Workload(variant, samples, call, compile_s=compile_s, info=info or {})
 
 
 def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workload:
   """The workload of one JAX cell (every variant but ``torch``), compiled, data on device."""
+  opt = make_optimizer(cfg)
   if variant in ("autodiff", "autodiff_unroll", "hand"):
     params, xs, ys = problem(cfg, batch, T, H)
-    opt_state = jax.device_put(make_optimizer(cfg).init(params))
-    return training_workload(variant, train_step_fn(cfg, variant, T), params, opt_state, xs,
-                             ys, samples=batch)
+    step = train.make_train_step(opt, "hand" if variant == "hand" else "autodiff",
+                                 T if variant == "autodiff_unroll" else 1)
+    return training_workload(variant, step, params, jax.device_put(opt.init(params)), xs, ys,
+                             samples=batch)
   if variant in ("fused", "hand_fused", "vmap16"):
     # vmap16 vmaps the epoch as train.fit_many does: parameters, optimizer state and order
     # per model, the data shared
     models = MODELS if variant == "vmap16" else None
-    epoch = train.make_epoch_fn(make_optimizer(cfg), batch,
-                                "hand" if variant == "hand_fused" else cfg.grad)
+    epoch = train.make_epoch_fn(opt, batch, "hand" if variant == "hand_fused" else cfg.grad)
     epoch = epoch if models is None else jax.vmap(epoch, in_axes=(0, 0, None, None, 0))
     (params, opt_state, xs, ys, perm), S = fused_inputs(cfg, batch, T, H, models)
     return training_workload(variant, epoch, params, opt_state, xs, ys, perm,
@@ -131,10 +105,16 @@ def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workloa
                              info={"steps_per_call": S, "models": models or 1})
   if variant == "flax":
     params, xs, ys = problem(cfg, batch, T, H)
-    variables = jax.device_put(flax_params(params))
-    opt_state = jax.device_put(make_optimizer(cfg).init(variables))
-    return training_workload(variant, _flax_step(cfg, H), variables, opt_state, xs, ys,
-                             samples=batch)
+    module, variables = flax_module(H, cfg.output_size), jax.device_put(flax_params(params))
+
+    def step(variables, opt_state, xs, ys):                  # our loss and optimizer
+      loss = lambda v: model.bce_from_logits(module.apply(v, xs), ys)
+      value, grads = jax.value_and_grad(loss)(variables)
+      updates, opt_state = opt.update(grads, opt_state, variables)
+      return optax.apply_updates(variables, updates), opt_state, value
+
+    return training_workload(variant, step, variables, jax.device_put(opt.init(variables)), xs,
+                             ys, samples=batch)
   if variant == "forward":
     params, xs, _ = problem(cfg, batch, T, H)
     jitted, compile_s = compile_timed(model.forward, params, xs)
@@ -144,18 +124,13 @@ def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workloa
 
 
 def torch_available() -> bool:
-  try:
-    import torch  # noqa: F401
-  except ImportError:
-    return False
-  return True
+  return importlib.util.find_spec("torch") is not None
 
 
 def torch_device(backend: str | None = None, cuda: bool | None = None) -> str:
   """``"cuda"`` when JAX's ``backend`` (default: JAX's own) is a GPU and torch sees ``cuda``
   (default: ``torch.cuda.is_available()``), so both share the device; otherwise ``"cpu"``."""
-  backend = jax.default_backend() if backend is None else backend
-  if backend != "gpu":
+  if (jax.default_backend() if backend is None else backend) != "gpu":
     return "cpu"
   if cuda is None:
     import torch
@@ -177,23 +152,20 @@ class TorchPeer:
     self.rnn = torch.nn.RNN(D, H, nonlinearity="relu", batch_first=True)
     self.head = torch.nn.Linear(H, K)
     with torch.no_grad():
-      for name, value in (("weight_ih_l0", params.V), ("weight_hh_l0", params.U),
-                          ("bias_ih_l0", params.b)):
-        getattr(self.rnn, name).copy_(torch.from_numpy(np.array(value)))
+      for p, value in ((self.rnn.weight_ih_l0, params.V), (self.rnn.weight_hh_l0, params.U),
+                       (self.rnn.bias_ih_l0, params.b), (self.head.weight, params.W),
+                       (self.head.bias, params.c)):
+        p.copy_(torch.from_numpy(np.array(value)))
       self.rnn.bias_hh_l0.zero_()
-      self.head.weight.copy_(torch.from_numpy(np.array(params.W)))
-      self.head.bias.copy_(torch.from_numpy(np.array(params.c)))
     # One bias, as in our cell: with both trained, Adam would move b = b_ih + b_hh twice as far.
     self.rnn.bias_hh_l0.requires_grad_(False)
     self.rnn.to(self.device)
     self.head.to(self.device)
-    self.parameters = [p for p in list(self.rnn.parameters()) + list(self.head.parameters())
-                       if p.requires_grad]
+    self.parameters = [p for m in (self.rnn, self.head) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
     self.opt = optimizer(self.parameters, lr=cfg.lr)
     self.clip = cfg.clip
-    self.xs = torch.from_numpy(np.array(xs)).to(self.device)
-    self.ys = torch.from_numpy(np.array(ys)).to(self.device)
+    self.xs, self.ys = (torch.from_numpy(np.array(a)).to(self.device) for a in (xs, ys))
 
   def step(self):
     """One optimizer step; returns the loss at the incoming parameters (a float tensor)."""
@@ -231,9 +203,7 @@ def measure_torch(cfg: BenchConfig, batch: int, T: int, H: int) -> dict:
   """The torch peer timed at every ``torch_threads`` setting (once on CUDA, where the host's
   threads only launch kernels); the best, with ``threads``, ``by_threads`` and ``device``."""
   import torch
-  before = torch.get_num_threads()
-  device = torch_device()
-  by_threads = {}
+  before, device, by_threads = torch.get_num_threads(), torch_device(), {}
   try:
     for n in (torch_threads() if device == "cpu" else [before]):
       torch.set_num_threads(n)

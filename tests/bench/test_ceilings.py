@@ -1,4 +1,4 @@
-"""The FLOP count of ``rnn_jax.bench.ceilings`` against an independent count of the matrix
+"""The FLOP count of ``rnn_jax.bench.timing`` against an independent count of the matrix
 products in the jaxprs that training and inference run; the dense-rate check and the roofline
 against numbers worked out by hand."""
 from __future__ import annotations
