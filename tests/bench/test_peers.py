@@ -1,6 +1,5 @@
-"""The flax peer (``rnn_jax.bench.workloads``) and the PyTorch peer (``rnn_jax.bench.torch_peer``)
-are the same model, with our parameters mapped into their layouts, and train like the plain
-optax step."""
+"""The flax and PyTorch peers (``rnn_jax.bench.workloads``) are the same model, with our
+parameters mapped into their layouts, and train like the plain optax step."""
 from __future__ import annotations
 
 import numpy as np
