@@ -209,12 +209,15 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
   contains no gap bin.
 
   Fitted on the training split only:
-  * capacity, when ``readings.capacity`` is None (the gym file): the maximum training reading
-    (145 on the gym file). The sigmoid outputs cannot exceed 1, so the capacity must be at
-    least every training target; the maximum is the smallest such value, while a high quantile
-    would clip the busiest training days. A later reading above it gives an input above 1 and
-    a target clipped to 1 (``ys``); ``target_people`` keep the real value, so errors in people
-    stay honest.
+  * capacity, when ``readings.capacity`` is None: the maximum training reading. The sigmoid
+    outputs cannot exceed 1, so the capacity must be at least every training target; the
+    maximum is the smallest such value, while a high quantile would clip the busiest training
+    days. A later reading above it gives an input above 1 and a target clipped to 1 (``ys``);
+    ``target_people`` keep the real value, so errors in people stay honest. The gym file's
+    maximum, 145 people on Monday 2015-08-24 13:20 local (two days before its
+    ``is_during_semester`` turns 1), follows readings of 134, 139 and 119 (12:40..13:00) and is
+    followed by 105 (13:30): a real peak, not a glitch, in the training split, so its fitted
+    capacity is 145.
   * tertiles (task levels): the 1/3 and 2/3 quantiles of the training windows' targets at the
     level horizon; low is ``<= t1``, medium ``<= t2``, high above (ties at 0 go to low).
 
