@@ -39,7 +39,7 @@ import pandas as pd
 from rnn_jax.common.cli import flag
 from rnn_jax.common.errors import InputError
 from rnn_jax.common.checks import check_capacity, fail
-from rnn_jax.data.timestamps import check_timezone, parse_timestamps, to_utc
+from rnn_jax.data.timestamps import check_timezone, first_where, parse_timestamps, to_utc
 
 GYM_TIME_COLUMN = "date"
 GYM_VALUE_COLUMN = "number_people"
@@ -247,12 +247,9 @@ def _columns(path, header: list[str], rows: list[list[str]], lines: np.ndarray, 
   times = pd.Series([r[t].strip() for r in rows], dtype=object)
   values = np.array([r[v].strip() for r in rows], dtype=object)
   keep = values != ""
-  problems = []
-  empty_time = (times == "").to_numpy(bool) & keep
-  if empty_time.any():
-    i = int(np.argmax(empty_time))
-    problems.append((lines[i], f"{path}: line {lines[i]}: empty timestamp in column "
-                     f"{time_column!r}; expected a date and time"))
+  problems = first_where((times == "").to_numpy(bool) & keep, lines, lambda i: (
+      f"{path}: line {lines[i]}: empty timestamp in column {time_column!r}; expected a date and "
+      "time"))
   if not keep.any():
     _first_problem(problems)
     fail(path, f"no readings: all {len(rows)} data rows have an empty {value_column!r}")
@@ -274,24 +271,18 @@ def _parse_numbers(path, strings: np.ndarray, lines: np.ndarray, column: str, wh
                    allow_zero: bool = True) -> tuple[np.ndarray, list[tuple[int, str]]]:
   """float64 of non-empty strings, and the first non-numeric/NaN/inf/negative line of each kind."""
   values = pd.to_numeric(pd.Series(strings, dtype=object), errors="coerce").to_numpy(np.float64)
-  problems = []
-  nan = np.isnan(values)
-  if nan.any():
-    i = int(np.argmax(nan))
-    text = str(strings[i])
-    kind = "is NaN" if text.strip().lower().lstrip("+-") == "nan" else "is not a number"
-    problems.append((lines[i], f"{path}: line {lines[i]}: {what} {text[:30]!r} in column "
-                     f"{column!r} {kind}; expected a finite number"))
-  inf = np.isinf(values)
-  if inf.any():
-    i = int(np.argmax(inf))
-    problems.append((lines[i], f"{path}: line {lines[i]}: {what} {strings[i][:30]!r} in column "
-                     f"{column!r} is infinite; expected a finite number"))
-  bad = (values < 0) if allow_zero else (values <= 0)
-  if bad.any():
-    i = int(np.argmax(bad))
-    sign = "negative" if values[i] < 0 else "zero"
-    problems.append((lines[i], f"{path}: line {lines[i]}: {what} {strings[i][:30]!r} in "
-                     f"column {column!r} is {sign}; expected a number "
-                     f"{'>= 0' if allow_zero else '> 0'}"))
-  return values, problems
+
+  def at(i: int) -> str:
+    return f"{path}: line {lines[i]}: {what} {str(strings[i])[:30]!r} in column {column!r} is"
+
+  def nan(i: int) -> str:
+    literal = str(strings[i]).strip().lower().lstrip("+-") == "nan"
+    return f"{at(i)} {'NaN' if literal else 'not a number'}; expected a finite number"
+
+  return values, (
+      first_where(np.isnan(values), lines, nan)
+      + first_where(np.isinf(values), lines, lambda i: f"{at(i)} infinite; expected a finite "
+                    "number")
+      + first_where((values < 0) if allow_zero else (values <= 0), lines, lambda i: (
+          f"{at(i)} {'negative' if values[i] < 0 else 'zero'}; expected a number "
+          f"{'>= 0' if allow_zero else '> 0'}")))

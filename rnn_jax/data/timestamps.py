@@ -34,6 +34,14 @@ def check_timezone(timezone: str | None) -> str | None:
   return timezone.strip()
 
 
+def first_where(mask: np.ndarray, lines: np.ndarray, message) -> list[tuple[int, str]]:
+  """``[(line, message(i))]`` for the first row i where ``mask`` holds; ``[]`` when none does."""
+  if not mask.any():
+    return []
+  i = int(np.argmax(mask))
+  return [(lines[i], message(i))]
+
+
 class Timestamps(NamedTuple):
   """A timestamp column parsed apart into wall clock and UTC offset, R readings in file order."""
   wall: pd.Series      # [R] datetime64[ns] naive wall-clock time; NaT where unreadable
@@ -60,16 +68,11 @@ def parse_timestamps(path, times: pd.Series, lines: np.ndarray,
   def at(i: int) -> str:
     return f"{path}: line {lines[i]}: timestamp {times.iloc[i][:40]!r}"
 
-  problems = []
-  bad_time = stamps.wall.isna().to_numpy(bool)
-  if bad_time.any():
-    i = int(np.argmax(bad_time))
-    problems.append((lines[i], f"{at(i)} in column {column!r} is not a date and time between "
-                     "1678 and 2261 (expected e.g. 2015-08-14 17:00:11-07:00)"))
-  bad_offset = aware & ~(np.abs(np.nan_to_num(stamps.offsets)) <= 18 * 60)
-  if bad_offset.any():
-    i = int(np.argmax(bad_offset))
-    problems.append((lines[i], f"{at(i)} has a UTC offset beyond +-18:00"))
+  problems = (first_where(stamps.wall.isna().to_numpy(bool), lines, lambda i: (
+      f"{at(i)} in column {column!r} is not a date and time between 1678 and 2261 (expected "
+      "e.g. 2015-08-14 17:00:11-07:00)"))
+      + first_where(aware & ~(np.abs(np.nan_to_num(stamps.offsets)) <= 18 * 60), lines,
+                    lambda i: f"{at(i)} has a UTC offset beyond +-18:00"))
   if aware.any() and not aware.all():
     minority = ~aware if aware.sum() >= (~aware).sum() else aware
     i, j = int(np.argmax(minority)), int(np.argmax(~minority))

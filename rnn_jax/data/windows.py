@@ -177,8 +177,6 @@ def _window_ends(valid: np.ndarray, lo: int, hi: int, window: int, ahead: int) -
   valid (no gap inside a window or between it and its furthest target)."""
   bad = np.concatenate([[0], np.cumsum(~valid)])
   ends = np.arange(lo + window - 1, hi - ahead, dtype=np.int64)
-  if ends.size == 0:
-    return ends
   n_bad = bad[ends + ahead + 1] - bad[ends - window + 1]
   return ends[n_bad == 0]
 
@@ -202,11 +200,9 @@ def _inputs(grid: Grid, calendar: np.ndarray | None, ends: np.ndarray, window: i
 
 
 def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
-  """Windows for every split, with targets and what the baselines need.
-
-  Splits are chronological fractions of the grid's bins (``spec.splits``, 70/15/15 by default).
-  A window (its T inputs, and every bin up to its furthest target) lies inside one split and
-  contains no gap bin.
+  """Windows for every split, with targets and what the baselines need. Splits are chronological
+  fractions of the grid's bins; a window (its T inputs, and every bin up to its furthest target)
+  lies inside one split and contains no gap bin.
 
   Fitted on the training split only:
   * capacity, when ``readings.capacity`` is None: the maximum training reading. The sigmoid
@@ -221,13 +217,7 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
   * tertiles (task levels): the 1/3 and 2/3 quantiles of the training windows' targets at the
     level horizon; low is ``<= t1``, medium ``<= t2``, high above (ties at 0 go to low).
 
-  Targets: task ``horizons``: the occupancy fraction at each horizon, clipped to [0, 1];
-  task ``levels``: one-hot of the level at ``spec.target_horizons[0]`` (K = 3).
-  Seasonal naive values are the grid's value one day / one week before each target, NaN when
-  that bin is a gap, lies before the grid, or is not yet known at the window's end.
-
-  InputError when there are too few gap-free bins for one window, or when a split has no
-  window; it says how many consecutive bins a window needs and how many windows each split has.
+  InputError (``_usable_ends``) when no split, or one split, has a window.
   """
   spec = spec if spec is not None else WindowSpec()
   grid = to_grid(readings, spec.step_minutes, spec.max_gap)
@@ -285,7 +275,8 @@ def _usable_ends(path: str, valid: np.ndarray, bounds: dict[str, tuple[int, int]
 
 
 def _seasonal(grid: Grid, e: np.ndarray, horizons: np.ndarray, lag: int) -> np.ndarray:
-  """[N, H] the grid's value ``lag`` bins before each target; NaN where not known at the end."""
+  """[N, H] the grid's value ``lag`` bins before each target; NaN where that bin is a gap, lies
+  before the grid, or is not yet known at the window's end."""
   src = e[:, None] + horizons[None, :] - lag
   known = (src >= 0) & (src <= e[:, None])
   out = np.full(src.shape, np.nan)
@@ -323,11 +314,8 @@ class NewestWindow(NamedTuple):
 
 
 def newest_window(readings: Readings, spec: WindowSpec, capacity: float) -> NewestWindow:
-  """The newest T consecutive gap-free grid bins of ``readings``, as model inputs.
-
-  ``capacity`` is the trained run's (fitted or given) capacity. InputError when no T
-  consecutive bins without a gap exist.
-  """
+  """The newest T consecutive gap-free grid bins of ``readings``, as model inputs, scaled by the
+  trained run's ``capacity``."""
   capacity = check_capacity(capacity)
   grid = to_grid(readings, spec.step_minutes, spec.max_gap)
   ends = _window_ends(grid.valid, 0, len(grid), spec.window, 0)
