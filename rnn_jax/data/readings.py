@@ -159,11 +159,8 @@ def _read_text(path: Path) -> tuple[bytes, str]:
 
 
 def _records(path: Path, text: str) -> tuple[list[str], list[list[str]], np.ndarray]:
-  """Header, data records and each record's first line number (1-based; blank lines dropped).
-
-  The stdlib csv module tokenizes, because it reports where each record starts (quoted fields
-  may span lines); pandas parses the values afterwards.
-  """
+  """Header, data records and each record's first line number (1-based; blank lines dropped),
+  by the stdlib csv module: it reports where each record starts (quoted fields span lines)."""
   reader = csv.reader(io.StringIO(text, newline=""))
   header: list[str] | None = None
   rows: list[list[str]] = []

@@ -86,12 +86,10 @@ def parse_timestamps(path, times: pd.Series, lines: np.ndarray,
 def _parse_wall(strings: pd.Series) -> pd.Series:
   """Naive wall-clock datetimes (datetime64[ns]); NaT where unparseable or out of range.
 
-  ISO 8601 first. Timestamps that are not ISO 8601 must all share one format: pandas guesses it
-  from the first of them, once month first and once day first (``01.03.2021``); of the
-  guesses that read the most rows, the one whose times run most nearly in file order (fewest
-  backwards steps, then the shortest span) wins, so ``13.03.2021`` or a 10-minute series
-  settles the order. A row that the chosen format cannot read is unparseable: rows are never
-  read with different formats, which could silently swap day and month.
+  ISO 8601 first; the rest share one format that pandas guesses from the first of them, month
+  first and day first (``01.03.2021``): of the guesses that read the most rows, the one whose
+  times run most nearly in file order (fewest backwards steps, then shortest span) wins. Rows
+  are never read with different formats, which could silently swap day and month.
   """
   def parse(texts: pd.Series, fmt: str) -> pd.Series | None:
     try:
@@ -161,12 +159,9 @@ def _repair_early_fall_back(wall_ns: np.ndarray, offsets: np.ndarray) -> tuple[n
 
 
 def _localize(path, wall: pd.Series, lines: np.ndarray, timezone: str) -> np.ndarray:
-  """UTC ns int64 of naive wall-clock times in ``timezone``.
-
-  Wall times that do not exist (skipped by a spring-forward) raise InputError. Wall times that
-  occur twice (the repeated hour of a fall-back night) are read as the first pass (summer time)
-  until the wall clock steps back within the run of such readings, then as the second.
-  """
+  """UTC ns int64 of naive wall-clock times in ``timezone``; InputError for one that a
+  spring-forward skips. A repeated fall-back hour is read as the first pass (summer time) until
+  the wall clock steps back within the run of such readings, then as the second."""
   index = pd.DatetimeIndex(wall.to_numpy("datetime64[ns]"))
   n = len(index)
   first = index.tz_localize(timezone, ambiguous=np.ones(n, bool), nonexistent="NaT")

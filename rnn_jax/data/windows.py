@@ -1,10 +1,9 @@
 """Windows: ``WindowSpec``, the chronological splits, ``make_dataset`` and ``newest_window``.
 
-Axis convention (as in rnn_jax.core.model): ``xs [N, T, D]`` windows of T steps with D inputs
-per step, ``ys [N, K]`` targets in [0, 1]. ``D = 1`` (occupancy fraction, the derivation
-notes' ``x in R^24``: 4 hours of readings every 10 minutes) or ``D = 5`` with calendar
-features (``Grid.calendar``). ``K = len(horizons)`` for the task ``horizons`` (the notes' 3
-sigmoid outputs), ``K = 3`` (low / medium / high) for ``levels``.
+Axis convention (as in rnn_jax.core.model): ``xs [N, T, D]`` windows of T steps with D = 1
+input per step (occupancy fraction, the derivation notes' ``x in R^24``) or D = 5 with calendar
+features; ``ys [N, K]`` targets in [0, 1], ``K = len(horizons)`` for the task ``horizons`` (the
+notes' 3 sigmoid outputs), ``K = 3`` (low / medium / high) for ``levels``.
 """
 from __future__ import annotations
 
