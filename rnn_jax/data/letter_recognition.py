@@ -54,10 +54,8 @@ def _is_header(row: list[str]) -> bool:
   a non-numeric feature name (``x-box``); a data row has one letter and numbers. Anything else
   on the first line is read as data, so a damaged first row is reported, not skipped."""
   first = row[0].strip()
-  if first.lower() in _LABEL_NAMES:
-    return True
-  return (len(first) > 1 and first.replace("_", "").isalpha()
-          and any(_float(field) is None for field in row[1:]))
+  return first.lower() in _LABEL_NAMES or (len(first) > 1 and first.replace("_", "").isalpha()
+                                           and any(_float(f) is None for f in row[1:]))
 
 
 def read_letters(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
