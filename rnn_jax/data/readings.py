@@ -80,9 +80,9 @@ def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
   ``timezone`` also sets the local time of the calendar features. Rows are sorted by UTC time.
 
   Rows with an empty reading are skipped and counted (exports often leave a cell empty when a
-  sensor was down; the grid then treats the time as missing), as are blank lines. Anything else
-  wrong raises ``InputError``, one line naming the file and the line (as an editor counts them,
-  the header is line 1), column or argument, and what was expected.
+  sensor was down; the grid then treats the time as missing); blank lines are skipped. Anything
+  else wrong raises ``InputError``, one line naming the file and the line (as an editor counts
+  them, the header is line 1), column or argument, and what was expected.
   """
   timezone = check_timezone(timezone)
   if capacity is not None and capacity_column is not None:
