@@ -7,10 +7,8 @@ The pipeline, each step a pure function of the one before::
     make_dataset(readings, WindowSpec())    ->  Dataset    (train / val / test windows)
     newest_window(readings, spec, capacity) ->  the newest complete window, for forecasting
 
-Modules: ``readings`` (its docstring lists the campus gym file's quirks and what is done about
-them), ``timestamps`` (offsets, the fall-back repair, time zones), ``synthetic``, ``grid``,
-``windows`` (its docstring states the axis convention), and ``letter_recognition``, the letters
-data (not re-exported here). Argument checks live in rnn_jax.common.checks.
+``readings`` describes the campus gym file; ``letter_recognition`` (the letters data) is not
+re-exported here.
 """
 from rnn_jax.data.grid import N_CALENDAR, Grid, calendar_features, to_grid
 from rnn_jax.data.readings import GYM_TIME_COLUMN, GYM_VALUE_COLUMN, Readings, read_csv

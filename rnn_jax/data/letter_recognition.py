@@ -1,13 +1,8 @@
-"""The letters data: the UCI letter-recognition file, the built-in default, the preprocessing.
-
-What the notes' letters network (rnn_jax.core.mlp, trained by rnn_jax.letters) learns from; pure
-NumPy. ``read_letters`` reads the UCI Letter Recognition file (Frey and Slate 1991,
-https://archive.ics.uci.edu/dataset/59/letter+recognition): 20,000 rows of a capital letter and
-16 integer features 0..15, without a header (a copy with one, as
-``../shared/data/letter_recognition.csv``, is read as well). ``default_dataset`` is what runs
-without a file. ``prepare``: a seeded split (80/10/10, ``split_sizes``: 16,000 / 2,000 / 2,000
-on the UCI file), features standardised with the training split's statistics only
-(``standardize``), one-hot targets (``one_hot``: the notes' K sigmoid outputs).
+"""The letters data that the notes' letters network (rnn_jax.core.mlp, trained by rnn_jax.letters)
+learns from: the UCI Letter Recognition file (Frey and Slate 1991,
+https://archive.ics.uci.edu/dataset/59/letter+recognition), 20,000 rows of a capital letter and
+16 integer features 0..15, or the built-in default; ``prepare``: a seeded 80/10/10 split,
+standardisation with the training split's statistics, one-hot targets (the notes' K sigmoids).
 """
 from __future__ import annotations
 
@@ -48,7 +43,6 @@ def _text(path: Path) -> str:
 
 
 def _float(text: str) -> float | None:
-  """``float(text)``, or None when it is not a number."""
   try:
     return float(text)
   except ValueError:
@@ -60,21 +54,15 @@ def _is_header(row: list[str]) -> bool:
   a non-numeric feature name (``x-box``); a data row has one letter and numbers. Anything else
   on the first line is read as data, so a damaged first row is reported, not skipped."""
   first = row[0].strip()
-  if first.lower() in _LABEL_NAMES:
-    return True
-  return (len(first) > 1 and first.replace("_", "").isalpha()
-          and any(_float(field) is None for field in row[1:]))
+  return first.lower() in _LABEL_NAMES or (len(first) > 1 and first.replace("_", "").isalpha()
+                                           and any(_float(f) is None for f in row[1:]))
 
 
 def read_letters(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-  """Reads a UCI letter-recognition CSV.
-
-  Returns ``X`` float32 ``[N, 16]`` (the 16 features as given) and ``y`` int32 ``[N]`` with
-  ``A -> 0 ... Z -> 25``. A header on the first non-blank line (``Letter,1,...,16`` or UCI's
-  attribute names ``lettr,x-box,...``) is skipped; blank lines are skipped. Every problem
-  raises ``InputError`` with one line naming the file and the line: a missing file, a
-  directory, an empty file, a header only, bytes that are not UTF-8, a row without exactly 17
-  fields, a label that is not one capital letter A-Z, a feature that is not a finite number.
+  """``X`` float32 ``[N, 16]`` (the features as given) and ``y`` int32 ``[N]`` (``A -> 0 ... Z ->
+  25``) of a UCI letter-recognition CSV. A header on the first non-blank line (``Letter,1,...,16``
+  or UCI's ``lettr,x-box,...``, as in ``../shared/data/letter_recognition.csv``) and blank lines
+  are skipped. Every problem raises ``InputError`` naming the file and the line.
   """
   path = Path(path)
   text = _text(path)
@@ -120,12 +108,10 @@ def read_letters(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def default_dataset() -> tuple[np.ndarray, np.ndarray]:
-  """The built-in default: scikit-learn's bundled digits, ``X`` float32 ``[1797, 64]``, ``y`` int32.
-
-  ``sklearn.datasets.load_digits``: the test part of the UCI "Optical Recognition of
-  Handwritten Digits" data, 8x8 images of pixel counts 0..16, classes 0..9. It ships inside
-  scikit-learn, so a fresh machine trains the notes' network on real data without a download;
-  the network is the same, only d (64 instead of 16) and K (10 instead of 26) follow the data.
+  """The built-in default: ``sklearn.datasets.load_digits``, ``X`` float32 ``[1797, 64]``, ``y``
+  int32 0..9 (the test part of UCI "Optical Recognition of Handwritten Digits", 8x8 images of
+  pixel counts 0..16). It ships inside scikit-learn, so a fresh machine trains the notes' network
+  on real data without a download; only d (64, not 16) and K (10, not 26) follow the data.
   """
   from sklearn.datasets import load_digits   # imported here: only the default run needs it
   digits = load_digits()
@@ -145,10 +131,8 @@ class Splits(NamedTuple):
 
 
 def split_sizes(n: int, fractions=DEFAULT_FRACTIONS) -> tuple[int, int, int]:
-  """Rows in train / val / test for ``n`` rows: val and test rounded, train takes the rest.
-
-  Raises InputError when a split would be empty.
-  """
+  """Rows in train / val / test for ``n`` rows (16,000 / 2,000 / 2,000 on the UCI file): val and
+  test rounded, train takes the rest; InputError when a split would be empty."""
   if len(fractions) != 3 or any(not (f > 0) for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
     raise ValueError(f"fractions: expected three positive numbers summing to 1, got {fractions}")
   n_val = int(round(n * fractions[1]))
@@ -182,11 +166,8 @@ def one_hot(y, num_classes: int) -> np.ndarray:
 
 def prepare(X, y, *, num_classes: int | None = None, seed: int = 0,
             fractions=DEFAULT_FRACTIONS) -> Splits:
-  """Seeded split, standardisation by training statistics, one-hot targets.
-
-  ``X [N, d]``, ``y [N]`` integers. The split is ``numpy.random.default_rng(seed)``'s
-  permutation; ``num_classes`` defaults to ``max(y) + 1``.
-  """
+  """Splits ``X [N, d]``, ``y [N]`` integers by ``numpy.random.default_rng(seed)``'s
+  permutation; ``num_classes`` defaults to ``max(y) + 1``."""
   X = np.asarray(X)
   y = np.asarray(y)
   if X.ndim != 2 or y.shape != (X.shape[0],):

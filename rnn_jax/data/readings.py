@@ -1,32 +1,16 @@
 """Occupancy readings from a CSV file: ``read_csv`` and the ``Readings`` it returns.
 
-The campus gym file (``../shared/data/campus_gym.csv``, Kaggle "Crowdedness at the Campus Gym")
-and what the data modules do about its quirks (tests/data/test_gym_data.py asserts every number
-here on the file):
+The campus gym file (``../shared/data/campus_gym.csv``, Kaggle "Crowdedness at the Campus Gym");
+tests/data/test_gym_data.py asserts every number stated about it here and where its quirks are
+handled (``timestamps._repair_early_fall_back``, ``grid.to_grid``, ``windows.make_dataset``):
 
 * 62,184 rows, 2015-08-14 17:00 to 2017-03-18 19:22 local time, a reading about every 10
   minutes (median step 602 s; the clock drifts, 58% of the steps are 601-603 s, so now and then
   a 10-minute bin is empty and is interpolated). ``number_people`` is 0..145, mean 29.1.
-* ``date`` carries UTC offsets, -07:00 (38,874 rows) and -08:00 (23,310 rows), US Pacific time.
-  On fall-back nights the offset switches an hour EARLY: on 2016-11-06 the label changes from
-  -07:00 to -08:00 at 01:01:48 wall-clock time, although the clock itself is turned back only
-  after 01:51:52 (the next reading says 01:01:52 again). Read at face value the six readings
-  01:01:48..01:51:52 land an hour late in UTC: a doubled 09:00 UTC hour, an empty 08:00 UTC hour
-  and a -50 minute step back (the file's only backwards step, row 51178 / line 51180).
-  ``timestamps._repair_early_fall_back`` gives these 6 readings -07:00 back. On 2015-11-01 the
-  label also switches at 01:00:13, but the next reading comes 4 h 20 min later, so nothing says
-  which pass through the repeated hour that one reading belongs to; it keeps its label (no
-  backwards step or doubled hour results either way).
-* Spring-forward nights are labelled correctly (every label is America/Los_Angeles's offset at
-  its instant); both fall in outages (2016-03-13: none from 01:00 to 05:20 local, 3 h 20 min;
-  2017-03-12: a 42-hour one).
-* One burst of 103 readings 30-33 s apart on 2015-08-25 17:10:40..18:02:46 local time (up to
-  20 in one 10-minute bin), and 58 other steps under a minute (isolated pairs, 56 of them
-  between 23:00 and 02:00 local); each grid bin takes the mean of the readings inside it.
-* The maximum, 145 people on Monday 2015-08-24 13:20 local (two days before the file's
-  ``is_during_semester`` turns 1), follows readings of 134, 139 and 119 (12:40..13:00) and is
-  followed by 105 (13:30): a real peak, not a glitch. It lies in the training split, so the
-  fitted capacity is 145 (see ``windows.make_dataset``).
+* ``date`` carries UTC offsets, -07:00 (38,874 rows) and -08:00 (23,310 rows), US Pacific time,
+  switched an hour early on fall-back nights. Spring-forward nights are labelled correctly
+  (every label is America/Los_Angeles's offset at its instant); both fall in outages
+  (2016-03-13: none from 01:00 to 05:20 local, 3 h 20 min; 2017-03-12: a 42-hour one).
 * Outages (in UTC, after the repair): 375 steps longer than an hour, 6 longer than a day, the
   longest 25 days (2017-01-19 23:00 to 2017-02-13 23:31 local, in the winter break that the test
   split falls into).
@@ -55,7 +39,7 @@ import pandas as pd
 from rnn_jax.common.cli import flag
 from rnn_jax.common.errors import InputError
 from rnn_jax.common.checks import check_capacity, fail
-from rnn_jax.data.timestamps import check_timezone, parse_timestamps, to_utc
+from rnn_jax.data.timestamps import check_timezone, first_where, parse_timestamps, to_utc
 
 GYM_TIME_COLUMN = "date"
 GYM_VALUE_COLUMN = "number_people"
@@ -92,18 +76,13 @@ def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
   17:00:11-07:00``) is recognised by itself; any other CSV needs ``time_column`` and
   ``value_column``. The capacity is ``capacity`` (people) or the largest value of
   ``capacity_column`` (every reading must be at most its own row's capacity); with neither it is
-  fitted on the training split (``windows.make_dataset``), as for the gym file.
+  fitted on the training split (``windows.make_dataset``). Timestamps: ``timestamps.to_utc``;
+  ``timezone`` also sets the local time of the calendar features. Rows are sorted by UTC time.
 
-  Timestamps (rnn_jax.data.timestamps): ISO 8601, or one format for all rows that pandas
-  guesses. Either every timestamp has a UTC offset or none has; offsets are converted to UTC
-  after the fall-back repair, naive timestamps are local time in ``timezone`` when given, else
-  UTC. ``timezone`` also sets the local time of the calendar features (by default the file's
-  own offsets). Rows are sorted by UTC time (``n_out_of_order`` counts backwards steps).
-
-  Rows with an empty reading are skipped and counted (``n_skipped_empty``): exports often leave
-  a cell empty when a sensor was down, and the grid then treats the time as missing. Blank lines
-  are skipped. Anything else wrong raises ``InputError``, one line naming the file and the line
-  (as an editor counts them, the header is line 1), column or argument, and what was expected.
+  Rows with an empty reading are skipped and counted (exports often leave a cell empty when a
+  sensor was down; the grid then treats the time as missing); blank lines are skipped. Anything
+  else wrong raises ``InputError``, one line naming the file and the line (as an editor counts
+  them, the header is line 1), column or argument, and what was expected.
   """
   timezone = check_timezone(timezone)
   if capacity is not None and capacity_column is not None:
@@ -180,11 +159,8 @@ def _read_text(path: Path) -> tuple[bytes, str]:
 
 
 def _records(path: Path, text: str) -> tuple[list[str], list[list[str]], np.ndarray]:
-  """Header, data records and each record's first line number (1-based; blank lines dropped).
-
-  The stdlib csv module tokenizes, because it reports where each record starts (quoted fields
-  may span lines); pandas parses the values afterwards.
-  """
+  """Header, data records and each record's first line number (1-based; blank lines dropped),
+  by the stdlib csv module: it reports where each record starts (quoted fields span lines)."""
   reader = csv.reader(io.StringIO(text, newline=""))
   header: list[str] | None = None
   rows: list[list[str]] = []
@@ -268,12 +244,9 @@ def _columns(path, header: list[str], rows: list[list[str]], lines: np.ndarray, 
   times = pd.Series([r[t].strip() for r in rows], dtype=object)
   values = np.array([r[v].strip() for r in rows], dtype=object)
   keep = values != ""
-  problems = []
-  empty_time = (times == "").to_numpy(bool) & keep
-  if empty_time.any():
-    i = int(np.argmax(empty_time))
-    problems.append((lines[i], f"{path}: line {lines[i]}: empty timestamp in column "
-                     f"{time_column!r}; expected a date and time"))
+  problems = first_where((times == "").to_numpy(bool) & keep, lines, lambda i: (
+      f"{path}: line {lines[i]}: empty timestamp in column {time_column!r}; expected a date and "
+      "time"))
   if not keep.any():
     _first_problem(problems)
     fail(path, f"no readings: all {len(rows)} data rows have an empty {value_column!r}")
@@ -295,24 +268,18 @@ def _parse_numbers(path, strings: np.ndarray, lines: np.ndarray, column: str, wh
                    allow_zero: bool = True) -> tuple[np.ndarray, list[tuple[int, str]]]:
   """float64 of non-empty strings, and the first non-numeric/NaN/inf/negative line of each kind."""
   values = pd.to_numeric(pd.Series(strings, dtype=object), errors="coerce").to_numpy(np.float64)
-  problems = []
-  nan = np.isnan(values)
-  if nan.any():
-    i = int(np.argmax(nan))
-    text = str(strings[i])
-    kind = "is NaN" if text.strip().lower().lstrip("+-") == "nan" else "is not a number"
-    problems.append((lines[i], f"{path}: line {lines[i]}: {what} {text[:30]!r} in column "
-                     f"{column!r} {kind}; expected a finite number"))
-  inf = np.isinf(values)
-  if inf.any():
-    i = int(np.argmax(inf))
-    problems.append((lines[i], f"{path}: line {lines[i]}: {what} {strings[i][:30]!r} in column "
-                     f"{column!r} is infinite; expected a finite number"))
-  bad = (values < 0) if allow_zero else (values <= 0)
-  if bad.any():
-    i = int(np.argmax(bad))
-    sign = "negative" if values[i] < 0 else "zero"
-    problems.append((lines[i], f"{path}: line {lines[i]}: {what} {strings[i][:30]!r} in "
-                     f"column {column!r} is {sign}; expected a number "
-                     f"{'>= 0' if allow_zero else '> 0'}"))
-  return values, problems
+
+  def at(i: int) -> str:
+    return f"{path}: line {lines[i]}: {what} {str(strings[i])[:30]!r} in column {column!r} is"
+
+  def nan(i: int) -> str:
+    literal = str(strings[i]).strip().lower().lstrip("+-") == "nan"
+    return f"{at(i)} {'NaN' if literal else 'not a number'}; expected a finite number"
+
+  return values, (
+      first_where(np.isnan(values), lines, nan)
+      + first_where(np.isinf(values), lines, lambda i: f"{at(i)} infinite; expected a finite "
+                    "number")
+      + first_where((values < 0) if allow_zero else (values <= 0), lines, lambda i: (
+          f"{at(i)} {'negative' if values[i] < 0 else 'zero'}; expected a number "
+          f"{'>= 0' if allow_zero else '> 0'}")))

@@ -1,4 +1,4 @@
-"""The built-in synthetic gym: the default readings when no CSV is given."""
+"""The built-in synthetic gym."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,9 +15,8 @@ def _bump(hours: np.ndarray, centre: float, width: float) -> np.ndarray:
 
 
 def synthetic_readings(seed: int = 0, days: int = 120, step_minutes: int = 10) -> Readings:
-  """A built-in occupancy series (the default when no CSV is given), deterministic per seed.
-
-  A made-up gym of capacity 120, starting Monday 2024-01-01, times in UTC (local = UTC):
+  """The default occupancy series when no CSV is given, deterministic per seed: a made-up gym of
+  capacity 120, starting Monday 2024-01-01, times in UTC (local = UTC):
 
   * opening hours 06:00-23:00 on weekdays and 08:00-20:00 at weekends, 0 people otherwise;
   * a daily rhythm (morning, lunch and a big evening peak on weekdays; one broad midday peak at
@@ -61,11 +60,7 @@ def synthetic_readings(seed: int = 0, days: int = 120, step_minutes: int = 10) -
 
 def _occupancy_probability(rng: np.random.Generator, since_start: np.ndarray,
                            n_days: int) -> np.ndarray:
-  """[n] float64 probability that each place is taken, for ns since Monday 00:00 [n] int64.
-
-  The daily rhythm times the term cycle, the day's random factor and AR(1) noise; 0 outside
-  opening hours and on closed days.
-  """
+  """[n] float64 probability that each place is taken, for ns since Monday 00:00 [n] int64."""
   day = since_start // (1440 * NS_PER_MINUTE)
   hours = (since_start % (1440 * NS_PER_MINUTE)) / (60 * NS_PER_MINUTE)
   weekend = (day % 7) >= 5
@@ -81,7 +76,7 @@ def _occupancy_probability(rng: np.random.Generator, since_start: np.ndarray,
   n = since_start.shape[0]
   ar = np.zeros(n)
   eps = rng.normal(0.0, 0.08, n)
-  for t in range(1, n):  # data generation, not library math over time: a plain loop is clearest
+  for t in range(1, n):
     ar[t] = 0.9 * ar[t - 1] + eps[t]
   p = np.clip(rate * term[day] * day_factor[day] * np.exp(ar), 0.0, 0.98)
   return np.where(open_hours & ~closed_days[day], p, 0.0)

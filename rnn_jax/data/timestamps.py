@@ -1,9 +1,4 @@
-"""Timestamps: wall clock and UTC offset parsed apart, the early fall-back repair, UTC, local time.
-
-``read_csv`` (rnn_jax.data.readings) hands the timestamp column to ``parse_timestamps`` (wall
-clock and offset of each reading, with the first problem of each kind), then to ``to_utc``
-(UTC times and each reading's local offset, after ``_repair_early_fall_back``).
-"""
+"""Timestamps for ``read_csv``: wall clock and UTC offset apart (``parse_timestamps``), to UTC."""
 from __future__ import annotations
 
 import warnings
@@ -39,6 +34,14 @@ def check_timezone(timezone: str | None) -> str | None:
   return timezone.strip()
 
 
+def first_where(mask: np.ndarray, lines: np.ndarray, message) -> list[tuple[int, str]]:
+  """``[(line, message(i))]`` for the first row i where ``mask`` holds; ``[]`` when none does."""
+  if not mask.any():
+    return []
+  i = int(np.argmax(mask))
+  return [(lines[i], message(i))]
+
+
 class Timestamps(NamedTuple):
   """A timestamp column parsed apart into wall clock and UTC offset, R readings in file order."""
   wall: pd.Series      # [R] datetime64[ns] naive wall-clock time; NaT where unreadable
@@ -48,10 +51,10 @@ class Timestamps(NamedTuple):
 
 def parse_timestamps(path, times: pd.Series, lines: np.ndarray,
                      column: str) -> tuple[Timestamps, list[tuple[int, str]]]:
-  """Parses non-empty timestamp strings [R], keeping wall clock and offset apart (so that
-  ``to_utc`` can repair offsets). Returns the parts and, as ``(line, message)``, the first
-  unreadable timestamp, offset beyond +-18:00, and mix of timestamps with and without offsets.
-  """
+  """Parses non-empty timestamp strings [R] (ISO 8601, or one format for all rows that pandas
+  guesses), keeping wall clock and offset apart so that ``to_utc`` can repair offsets. Returns
+  them and, as ``(line, message)``, the first unreadable timestamp, offset beyond +-18:00, and
+  mix of timestamps with and without offsets."""
   parts = times.astype(str).str.extract(_OFFSET_RE)
   aware = parts["off"].notna().to_numpy(bool)
   wall_strings = pd.Series(np.where(aware, parts["wall"].fillna(""), times.astype(str)),
@@ -65,16 +68,11 @@ def parse_timestamps(path, times: pd.Series, lines: np.ndarray,
   def at(i: int) -> str:
     return f"{path}: line {lines[i]}: timestamp {times.iloc[i][:40]!r}"
 
-  problems = []
-  bad_time = stamps.wall.isna().to_numpy(bool)
-  if bad_time.any():
-    i = int(np.argmax(bad_time))
-    problems.append((lines[i], f"{at(i)} in column {column!r} is not a date and time between "
-                     "1678 and 2261 (expected e.g. 2015-08-14 17:00:11-07:00)"))
-  bad_offset = aware & ~(np.abs(np.nan_to_num(stamps.offsets)) <= 18 * 60)
-  if bad_offset.any():
-    i = int(np.argmax(bad_offset))
-    problems.append((lines[i], f"{at(i)} has a UTC offset beyond +-18:00"))
+  problems = (first_where(stamps.wall.isna().to_numpy(bool), lines, lambda i: (
+      f"{at(i)} in column {column!r} is not a date and time between 1678 and 2261 (expected "
+      "e.g. 2015-08-14 17:00:11-07:00)"))
+      + first_where(aware & ~(np.abs(np.nan_to_num(stamps.offsets)) <= 18 * 60), lines,
+                    lambda i: f"{at(i)} has a UTC offset beyond +-18:00"))
   if aware.any() and not aware.all():
     minority = ~aware if aware.sum() >= (~aware).sum() else aware
     i, j = int(np.argmax(minority)), int(np.argmax(~minority))
@@ -88,12 +86,10 @@ def parse_timestamps(path, times: pd.Series, lines: np.ndarray,
 def _parse_wall(strings: pd.Series) -> pd.Series:
   """Naive wall-clock datetimes (datetime64[ns]); NaT where unparseable or out of range.
 
-  ISO 8601 first. Timestamps that are not ISO 8601 must all share one format: pandas guesses it
-  from the first of them, once month first and once day first (``01.03.2021``); of the
-  guesses that read the most rows, the one whose times run most nearly in file order (fewest
-  backwards steps, then the shortest span) wins, so ``13.03.2021`` or a 10-minute series
-  settles the order. A row that the chosen format cannot read is unparseable: rows are never
-  read with different formats, which could silently swap day and month.
+  ISO 8601 first; the rest share one format that pandas guesses from the first of them, month
+  first and day first (``01.03.2021``): of the guesses that read the most rows, the one whose
+  times run most nearly in file order (fewest backwards steps, then shortest span) wins. Rows
+  are never read with different formats, which could silently swap day and month.
   """
   def parse(texts: pd.Series, fmt: str) -> pd.Series | None:
     try:
@@ -133,13 +129,17 @@ def _repair_early_fall_back(wall_ns: np.ndarray, offsets: np.ndarray) -> tuple[n
   """Moves readings labelled with the new offset too early on a fall-back night back to the old.
 
   ``wall_ns`` [R] int64 wall-clock time, ``offsets`` [R] int64 minutes, both in file order.
-  A correct clock shows the repeated hour twice: first with the old offset, then, after the
-  clock is turned back, with the new one; so the label changes exactly where the wall clock
-  steps back. The gym file changes the label at the START of the repeated hour instead. The rule
-  asks for evidence: after a change to a smaller offset (by ``delta`` minutes) at a reading whose
-  wall clock did not step back, if the wall clock steps back later, within ``delta`` of wall time
-  and with no further label change, then the readings in between still belong to the old offset.
-  Without such a step back (e.g. an outage across the transition) labels are left as they are.
+  A correct clock changes the label exactly where the wall clock steps back. The gym file changes
+  it at the START of the repeated hour: on 2016-11-06 from -07:00 to -08:00 at 01:01:48, although
+  the clock is turned back only after 01:51:52 (the next reading says 01:01:52 again). At face
+  value the six readings 01:01:48..01:51:52 land an hour late in UTC: a doubled 09:00 UTC hour,
+  an empty 08:00 UTC hour and a -50 minute step back (the file's only one, row 51178 / line
+  51180). The rule asks for evidence: after a change to a smaller offset (by ``delta`` minutes)
+  at a reading whose wall clock did not step back, if the wall clock steps back later, within
+  ``delta`` of wall time and with no further label change, the readings in between get the old
+  offset back (these 6). Without such a step back labels stay: on 2015-11-01 the label switches
+  at 01:00:13 too, but the next reading comes 4 h 20 min later, so nothing says which pass
+  through the repeated hour it belongs to (neither gives a backwards step or doubled hour).
   Returns the repaired offsets and how many readings were changed.
   """
   offsets = offsets.copy()
@@ -159,12 +159,9 @@ def _repair_early_fall_back(wall_ns: np.ndarray, offsets: np.ndarray) -> tuple[n
 
 
 def _localize(path, wall: pd.Series, lines: np.ndarray, timezone: str) -> np.ndarray:
-  """UTC ns int64 of naive wall-clock times in ``timezone``.
-
-  Wall times that do not exist (skipped by a spring-forward) raise InputError. Wall times that
-  occur twice (the repeated hour of a fall-back night) are read as the first pass (summer time)
-  until the wall clock steps back within the run of such readings, then as the second.
-  """
+  """UTC ns int64 of naive wall-clock times in ``timezone``; InputError for one that a
+  spring-forward skips. A repeated fall-back hour is read as the first pass (summer time) until
+  the wall clock steps back within the run of such readings, then as the second."""
   index = pd.DatetimeIndex(wall.to_numpy("datetime64[ns]"))
   n = len(index)
   first = index.tz_localize(timezone, ambiguous=np.ones(n, bool), nonexistent="NaT")
@@ -195,9 +192,9 @@ def to_utc(path, stamps: Timestamps, lines: np.ndarray,
   """UTC ns [R] int64, local offset minutes [R] int64 (local = UTC + offset) and the number of
   repaired offsets, for timestamps that ``parse_timestamps`` found no problem with.
 
-  With offsets: UTC after ``_repair_early_fall_back``. Naive: local time in ``timezone``
-  (``_localize``), or UTC without it. The local offset is from ``timezone`` when given, else the
-  (repaired) offsets, else 0.
+  Either every timestamp has a UTC offset (then UTC after ``_repair_early_fall_back``) or none
+  has (local time in ``timezone`` when given, ``_localize``, else UTC). The local offset is from
+  ``timezone`` when given, else the (repaired) offsets, else 0.
   """
   wall_ns = stamps.wall.to_numpy("datetime64[ns]").astype(np.int64)
   local_offset = np.zeros(len(wall_ns), np.int64)

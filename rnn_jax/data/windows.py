@@ -1,10 +1,9 @@
 """Windows: ``WindowSpec``, the chronological splits, ``make_dataset`` and ``newest_window``.
 
-Axis convention (as in rnn_jax.core.model): ``xs [N, T, D]`` windows of T steps with D inputs
-per step, ``ys [N, K]`` targets in [0, 1]. ``D = 1`` (occupancy fraction, the derivation
-notes' ``x in R^24``: 4 hours of readings every 10 minutes) or ``D = 5`` with calendar
-features (``Grid.calendar``). ``K = len(horizons)`` for the task ``horizons`` (the notes' 3
-sigmoid outputs), ``K = 3`` (low / medium / high) for ``levels``.
+Axis convention (as in rnn_jax.core.model): ``xs [N, T, D]`` windows of T steps with D = 1
+input per step (occupancy fraction, the derivation notes' ``x in R^24``) or D = 5 with calendar
+features; ``ys [N, K]`` targets in [0, 1], ``K = len(horizons)`` for the task ``horizons`` (the
+notes' 3 sigmoid outputs), ``K = 3`` (low / medium / high) for ``levels``.
 """
 from __future__ import annotations
 
@@ -177,8 +176,6 @@ def _window_ends(valid: np.ndarray, lo: int, hi: int, window: int, ahead: int) -
   valid (no gap inside a window or between it and its furthest target)."""
   bad = np.concatenate([[0], np.cumsum(~valid)])
   ends = np.arange(lo + window - 1, hi - ahead, dtype=np.int64)
-  if ends.size == 0:
-    return ends
   n_bad = bad[ends + ahead + 1] - bad[ends - window + 1]
   return ends[n_bad == 0]
 
@@ -202,29 +199,24 @@ def _inputs(grid: Grid, calendar: np.ndarray | None, ends: np.ndarray, window: i
 
 
 def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
-  """Windows for every split, with targets and what the baselines need.
-
-  Splits are chronological fractions of the grid's bins (``spec.splits``, 70/15/15 by default).
-  A window (its T inputs, and every bin up to its furthest target) lies inside one split and
-  contains no gap bin.
+  """Windows for every split, with targets and what the baselines need. Splits are chronological
+  fractions of the grid's bins; a window (its T inputs, and every bin up to its furthest target)
+  lies inside one split and contains no gap bin.
 
   Fitted on the training split only:
-  * capacity, when ``readings.capacity`` is None (the gym file): the maximum training reading
-    (145 on the gym file). The sigmoid outputs cannot exceed 1, so the capacity must be at
-    least every training target; the maximum is the smallest such value, while a high quantile
-    would clip the busiest training days. A later reading above it gives an input above 1 and
-    a target clipped to 1 (``ys``); ``target_people`` keep the real value, so errors in people
-    stay honest.
+  * capacity, when ``readings.capacity`` is None: the maximum training reading. The sigmoid
+    outputs cannot exceed 1, so the capacity must be at least every training target; the
+    maximum is the smallest such value, while a high quantile would clip the busiest training
+    days. A later reading above it gives an input above 1 and a target clipped to 1 (``ys``);
+    ``target_people`` keep the real value, so errors in people stay honest. The gym file's
+    maximum, 145 people on Monday 2015-08-24 13:20 local (two days before its
+    ``is_during_semester`` turns 1), follows readings of 134, 139 and 119 (12:40..13:00) and is
+    followed by 105 (13:30): a real peak, not a glitch, in the training split, so its fitted
+    capacity is 145.
   * tertiles (task levels): the 1/3 and 2/3 quantiles of the training windows' targets at the
     level horizon; low is ``<= t1``, medium ``<= t2``, high above (ties at 0 go to low).
 
-  Targets: task ``horizons``: the occupancy fraction at each horizon, clipped to [0, 1];
-  task ``levels``: one-hot of the level at ``spec.target_horizons[0]`` (K = 3).
-  Seasonal naive values are the grid's value one day / one week before each target, NaN when
-  that bin is a gap, lies before the grid, or is not yet known at the window's end.
-
-  InputError when there are too few gap-free bins for one window, or when a split has no
-  window; it says how many consecutive bins a window needs and how many windows each split has.
+  InputError (``_usable_ends``) when no split, or one split, has a window.
   """
   spec = spec if spec is not None else WindowSpec()
   grid = to_grid(readings, spec.step_minutes, spec.max_gap)
@@ -282,7 +274,8 @@ def _usable_ends(path: str, valid: np.ndarray, bounds: dict[str, tuple[int, int]
 
 
 def _seasonal(grid: Grid, e: np.ndarray, horizons: np.ndarray, lag: int) -> np.ndarray:
-  """[N, H] the grid's value ``lag`` bins before each target; NaN where not known at the end."""
+  """[N, H] the grid's value ``lag`` bins before each target; NaN where that bin is a gap, lies
+  before the grid, or is not yet known at the window's end."""
   src = e[:, None] + horizons[None, :] - lag
   known = (src >= 0) & (src <= e[:, None])
   out = np.full(src.shape, np.nan)
@@ -320,11 +313,8 @@ class NewestWindow(NamedTuple):
 
 
 def newest_window(readings: Readings, spec: WindowSpec, capacity: float) -> NewestWindow:
-  """The newest T consecutive gap-free grid bins of ``readings``, as model inputs.
-
-  ``capacity`` is the trained run's (fitted or given) capacity. InputError when no T
-  consecutive bins without a gap exist.
-  """
+  """The newest T consecutive gap-free grid bins of ``readings``, as model inputs, scaled by the
+  trained run's ``capacity``."""
   capacity = check_capacity(capacity)
   grid = to_grid(readings, spec.step_minutes, spec.max_gap)
   ends = _window_ends(grid.valid, 0, len(grid), spec.window, 0)

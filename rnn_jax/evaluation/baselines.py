@@ -1,25 +1,21 @@
 """Honest evaluation: the model's errors next to simple baselines on the same windows.
 
-Everything is in people (the original units) and in % of the capacity. Baselines
-(see rnn_jax.data.Split for the arrays they use):
+Errors are in people (the original units) and in % of the capacity. Baselines:
 
 * ``persistence``: the window's last reading, for every horizon.
 * ``seasonal_naive_day`` / ``seasonal_naive_week``: the reading one day / one week before the
-  target (Hyndman and Athanasopoulos, "Forecasting: Principles and Practice", 3rd ed., sec. 5.2).
-  Where that reading does not exist (a gap, or before the data starts) the baseline has no
-  value; its MAE is taken over the windows where it has a value for every horizon, and
-  ``n_windows`` says how many (``model_mae_same_windows`` gives the model on those windows).
+  target (Hyndman and Athanasopoulos, "Forecasting: Principles and Practice", 3rd ed., sec. 5.2),
+  no value where that reading does not exist (``mae``).
 * ``ridge``: scikit-learn ``RidgeCV`` on the window's T readings / capacity (plus the calendar
   features of the window's last step when the spec uses them), one linear output per horizon,
   alpha chosen by efficient leave-one-out on the training split only (validation stays unseen).
 * ``gbm``: scikit-learn ``HistGradientBoostingRegressor`` per horizon on the same features,
   ``random_state=0``, 100 iterations, no early stopping (so it is deterministic and needs no
-  held-out part of the training data), one OpenMP thread.
+  held-out part of the training data).
 
-Ridge and gbm predict occupancy fractions, clipped to [0, capacity] people, the range the
-model's sigmoid outputs can express. Task ``levels``: accuracy and macro-F1 for the model,
-``persistence`` (the level of the window's last reading) and ``ridge_threshold`` (the ridge
-forecast at the level horizon, cut at the training tertiles).
+Ridge and gbm predictions are clipped to [0, capacity] people, the range the model's sigmoid
+outputs can express. Task ``levels``: accuracy and macro-F1 for the model, ``persistence`` (the
+level of the last reading) and ``ridge_threshold`` (ridge cut at the training tertiles).
 """
 from __future__ import annotations
 
@@ -47,11 +43,8 @@ class MAE(NamedTuple):
 
 
 def mae(pred_people, target_people) -> MAE:
-  """Per-horizon MAE of ``pred_people`` [N, H] against ``target_people`` [N, H].
-
-  Windows where any horizon's prediction is NaN (a seasonal baseline without an earlier
-  reading) are left out, so every horizon is averaged over the same windows.
-  """
+  """Per-horizon MAE of ``pred_people`` [N, H] against ``target_people`` [N, H], over the windows
+  where no horizon's prediction is NaN (a seasonal baseline without an earlier reading)."""
   pred = np.asarray(pred_people, np.float64)
   target = np.asarray(target_people, np.float64)
   if pred.ndim == 1:
@@ -84,9 +77,8 @@ class FittedBaselines(NamedTuple):
 def fit_baselines(dataset: Dataset, *, gbm: bool = True,
                   gbm_max_iter: int = GBM_MAX_ITER) -> FittedBaselines:
   """Fits ridge (and, for task horizons, one gbm per horizon) on the training split."""
-  train = dataset.train
-  x = features(dataset, train)
-  y = train.target_people / dataset.capacity  # [N, H] unclipped fractions
+  x = features(dataset, dataset.train)
+  y = dataset.train.target_people / dataset.capacity  # [N, H] unclipped fractions
   ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(x, y)
   models = None
   if gbm and dataset.spec.task == "horizons":
@@ -101,19 +93,14 @@ def fit_baselines(dataset: Dataset, *, gbm: bool = True,
 
 
 def _clip(dataset: Dataset, fractions: np.ndarray) -> np.ndarray:
-  """Fractions [N] or [N, H] to people [N, H], clipped to [0, capacity]."""
   return np.clip(np.asarray(fractions, np.float64).reshape(len(fractions), -1), 0.0,
                  1.0) * dataset.capacity
 
 
 def baselines(dataset: Dataset, split: str,
               fitted: FittedBaselines | None = None) -> dict[str, np.ndarray]:
-  """Baseline predictions on one split.
-
-  Task horizons: name -> people [N, H] for persistence, seasonal_naive_day,
-  seasonal_naive_week, ridge, gbm. Task levels: name -> level [N] int64 for persistence and
-  ridge_threshold. ``fitted`` (from ``fit_baselines``) avoids refitting for every split.
-  """
+  """Baseline predictions on one split: name -> people [N, H] (task horizons) or level [N] int64
+  (task levels). ``fitted`` (from ``fit_baselines``) avoids refitting for every split."""
   s = dataset[split]
   if fitted is None:
     fitted = fit_baselines(dataset)
@@ -124,8 +111,7 @@ def baselines(dataset: Dataset, split: str,
     return {"persistence": levels_of(last, dataset.tertiles),
             "ridge_threshold": levels_of(ridge[:, 0], dataset.tertiles)}
   out = {"persistence": np.repeat(last[:, None], len(dataset.horizons), axis=1),
-         "seasonal_naive_day": s.naive_day.copy(),
-         "seasonal_naive_week": s.naive_week.copy(),
+         "seasonal_naive_day": s.naive_day.copy(), "seasonal_naive_week": s.naive_week.copy(),
          "ridge": ridge}
   if fitted.gbm is not None:
     with threadpool_limits(limits=1, user_api="openmp"):
@@ -143,16 +129,13 @@ def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None 
            baseline_predictions: Mapping[str, dict] | None = None) -> dict:
   """The results dictionary (``results.json``) for the validation and test splits.
 
-  ``model_predictions``: split -> the model's forecasts in people ``[N, H]`` (task horizons; use
-  ``dataset.to_people(sigmoid outputs)``) or its scores ``[N, 3]`` / levels ``[N]`` (task
-  levels); a split without one, or no argument, leaves the model out. ``baseline_predictions``:
-  split -> ``baselines(dataset, split, fitted)`` when the caller has them (a report per model
-  of an ensemble); otherwise they are computed here.
+  ``model_predictions``: split -> the model's forecasts in people ``[N, H]`` (task horizons) or
+  scores ``[N, 3]`` / levels ``[N]`` (task levels); a split without one leaves the model out.
+  ``baseline_predictions``: split -> ``baselines(dataset, split, fitted)``, computed if not given.
 
   ``out["splits"][split][method]`` is ``{"mae": [H], "mae_pct": [H], "n_windows": N}``
-  (seasonal methods add ``model_mae_same_windows`` when the model is given), or for task levels
-  ``{"accuracy", "macro_f1", "n_windows"}``. Top-level keys also give the task, horizons (steps
-  and minutes), capacity and tertiles. NaN is written as None.
+  (seasonal methods add the model's MAE on their windows, ``model_mae_same_windows``), or for
+  task levels ``{"accuracy", "macro_f1", "n_windows"}``. NaN is written as None.
   """
   model_predictions = dict(model_predictions or {})
   if baseline_predictions is None:
@@ -203,12 +186,9 @@ def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None 
 
 
 def format_table(results: dict) -> str:
-  """A plain-text table: one row per method, a column per horizon for val and for test.
-
-  Task horizons: MAE in the series' unit (``results["unit"]``, default people) with % of
-  capacity in brackets, then the model's interval coverage and width when present; task
-  levels: accuracy and macro-F1.
-  """
+  """A plain-text table, a row per method, a column per horizon for val and test: MAE in
+  ``results["unit"]`` (default people) and % of capacity, then the model's interval when
+  present; task levels: accuracy and macro-F1."""
   splits = [s for s in ("val", "test") if s in results.get("splits", {})]
   methods = list(dict.fromkeys(m for s in splits for m in results["splits"][s]))
   name_w = max([len(m) for m in methods] + [6])
@@ -217,7 +197,6 @@ def format_table(results: dict) -> str:
   unit, col = results.get("unit", "people"), 17
 
   def cells(e: dict | None) -> str:
-    """One method's cells on one split."""
     if levels:
       return "".join(("-" if e is None or e[key] is None else format(e[key], fmt)).rjust(width)
                      for key, fmt, width in (("accuracy", ".3f", 10), ("macro_f1", ".3f", 10),

@@ -2,12 +2,9 @@
 2018, "Distribution-Free Predictive Inference for Regression"), as darts' ``ConformalModel``
 and statsforecast's ``level=`` offer.
 
-Calibrate on one split (validation), apply to another (test): for horizon k, ``q_k`` is the
-``ceil((n + 1) * level)``-th smallest absolute residual ``|y - yhat|`` of the n calibration
-windows, and the interval is ``yhat -+ q_k`` clipped to ``[0, capacity]``. When calibration and
-test windows are exchangeable, the coverage is at least ``level`` (and below
-``level + 1/(n+1)`` without ties). The test split of a time series comes later than validation
-and is not exchangeable with it, so the coverage there is measured, not promised.
+Calibrated on validation, applied to test. When calibration and test windows are exchangeable,
+the coverage is at least ``level`` (and below ``level + 1/(n+1)`` without ties); the test split
+of a time series comes later and is not exchangeable with it, so there it is measured.
 """
 from __future__ import annotations
 
@@ -24,8 +21,8 @@ def check_level(level) -> float:
 
 
 def quantiles(abs_residuals, level: float) -> np.ndarray:
-  """``q [K]``: the ``ceil((n+1) level)``-th smallest of ``abs_residuals [n, K]`` per column;
-  ``inf`` when that rank exceeds n (too few calibration windows for the level)."""
+  """``q [K]``: the ``ceil((n+1) level)``-th smallest of the n calibration windows' ``|y - yhat|``
+  ``[n, K]`` per horizon; ``inf`` when that rank exceeds n (too few windows for the level)."""
   level = check_level(level)
   r = np.sort(np.asarray(abs_residuals, np.float64), axis=0)
   if r.ndim != 2:

@@ -1,11 +1,12 @@
 """The facts about the real campus gym file that the pipeline relies on (skipped without it).
 
-``../shared/data/campus_gym.csv``: every number that the rnn_jax.data.readings docstring (and
-the README's "Data" and "Results on the campus gym data" sections) states about the file is
-asserted here exactly, at the precision it is written with. Facts about the raw file are
-computed with pandas from the raw CSV, independently of rnn_jax.data (``repaired_utc`` applies
-the one offset repair by hand); facts about the grid and the windows come from rnn_jax.data,
-under the settings named beside them. The file is read once per module.
+``../shared/data/campus_gym.csv``: every number that the rnn_jax.data docstrings (the readings
+module's and those it names) and the README's "Data" and "Results on the campus gym data"
+sections state about the file is asserted here exactly, at the precision it is written with.
+Facts about the raw file are computed with pandas from the raw CSV, independently of
+rnn_jax.data (``repaired_utc`` applies the one offset repair by hand); facts about the grid and
+the windows come from rnn_jax.data, under the settings named beside them. The file is read once
+per module.
 """
 from __future__ import annotations
 
