@@ -1,21 +1,15 @@
 """Training checkpoints: one msgpack file (``flax.serialization``), checksummed, written atomically,
 and the run it records.
 
-On disk a checkpoint is a msgpack map of three entries: ``format`` ("rnn_jax.checkpoint/2"),
-``payload`` (the bytes of the state) and ``sha256`` (the SHA-256 of ``payload``, hex). ``load``
-recomputes the digest before it decodes anything, so a changed byte anywhere in the state is
-refused with one line naming the file instead of loading silently; the older format
-"rnn_jax.checkpoint/1", which has no checksum, is refused saying so. The file is written with
-rnn_jax.common.fileio.write_bytes (temporary file, fsync, rename), so a process killed at any
-moment leaves the previous checkpoint loadable.
-
-The state is a flat dict serialised with ``msgpack_serialize`` after ``to_state_dict``
-(NamedTuples such as ``RNNParams`` and optax states become dicts keyed by field name or
-position; arrays are stored as raw bytes with shape and dtype, so float32 and float64 values come
-back bit for bit). rnn_jax.train writes the fields of ``record`` after every epoch, and
-``restore_run`` reads them back for ``--resume`` after checking that the checkpoint is of the same
-run (the settings but MAY_CHANGE, the number of models, the data and the seed), else an
-InputError naming the file and the difference.
+On disk: a msgpack map of ``format`` ("rnn_jax.checkpoint/2"), ``payload`` (the state's bytes) and
+``sha256`` (of ``payload``, hex). ``load`` checks the digest before it decodes anything, so a
+changed byte anywhere is refused with one line naming the file; the older format without a
+checksum is refused saying so. The payload is ``msgpack_serialize(to_state_dict(state))``:
+NamedTuples such as ``RNNParams`` and optax states become dicts keyed by field name or position,
+arrays raw bytes with shape and dtype (float32 and float64 come back bit for bit). The file is
+written by rnn_jax.common.fileio.write_bytes (temporary file, fsync, rename), so a process killed
+at any moment leaves the previous checkpoint loadable. The training loop saves ``record`` after
+every epoch and ``restore_run`` reads it back for ``--resume``.
 """
 from __future__ import annotations
 
@@ -68,12 +62,8 @@ def _restore_bytes(path: Path, data: bytes):
 
 
 def load(path: str | os.PathLike) -> dict:
-  """The raw state dict of a checkpoint (numpy arrays, numbers, strings, nested dicts).
-
-  Raises InputError naming the file when it is missing, a directory, empty, truncated,
-  garbage, not an rnn_jax checkpoint, of the older format without a checksum, or when its
-  contents do not match their checksum.
-  """
+  """The raw state dict of a checkpoint (numpy arrays, numbers, strings, nested dicts), else an
+  InputError naming the file."""
   path = Path(path)
   if not path.exists():
     raise InputError(f"{path}: checkpoint not found")
@@ -105,29 +95,22 @@ def load(path: str | os.PathLike) -> dict:
   return state
 
 
-def _dtype(x) -> np.dtype:
-  return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
-
-
 def restore(template: Any, state: Any, *, path: str | os.PathLike, name: str) -> Any:
-  """``state`` (from ``load``) poured into the structure of ``template``, shapes checked.
-
-  Raises InputError naming the file and the field (``name``) when a leaf is missing or has a
-  different shape or dtype than the template's.
-  """
+  """``state`` (from ``load``) poured into the structure of ``template``, else an InputError naming
+  the file and the field (``name``) of a leaf that is missing or of another shape or dtype."""
   try:
     restored = serialization.from_state_dict(template, state)
   except (ValueError, KeyError, TypeError) as err:
     raise InputError(f"{path}: checkpoint field {name!r} does not match this configuration "
                      f"({err})") from None
-  leaves_t = jax.tree_util.tree_leaves_with_path(template)
-  leaves_r = jax.tree.leaves(restored)
+  leaves_t, leaves_r = jax.tree_util.tree_leaves_with_path(template), jax.tree.leaves(restored)
   if len(leaves_t) != len(leaves_r):
     raise InputError(f"{path}: checkpoint field {name!r} has {len(leaves_r)} arrays, "
                      f"expected {len(leaves_t)}")
   for (key_path, t), r in zip(leaves_t, leaves_r):
     t_shape, r_shape = np.shape(t), np.shape(r)
-    t_dtype, r_dtype = _dtype(t), _dtype(r)
+    t_dtype, r_dtype = (np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+                        for x in (t, r))
     if t_shape != r_shape or t_dtype != r_dtype:
       where = name + jax.tree_util.keystr(key_path)
       raise InputError(f"{path}: checkpoint array {where} is {r_dtype}{list(r_shape)}, this "
@@ -136,10 +119,8 @@ def restore(template: Any, state: Any, *, path: str | os.PathLike, name: str) ->
 
 
 def load_params(path: str | os.PathLike, *, best: bool = True) -> RNNParams:
-  """The best (or, with ``best=False``, the latest) RNNParams stored in a checkpoint.
-
-  For a checkpoint of train.fit_many every field has a leading model axis ``[S, ...]``.
-  """
+  """The best (or, with ``best=False``, the latest) RNNParams stored in a checkpoint; from
+  train.fit_many every field has a leading model axis ``[S, ...]``."""
   return params_of(load(path), path, best=best)
 
 
@@ -160,29 +141,22 @@ def check_writable(directory: str | os.PathLike, nbytes: int = 1 << 20) -> Path:
   are removed again and InputError names the directory and the reason, before any training.
   """
   directory = Path(directory)
-  missing = []
-  p = directory
-  while not p.exists() and p != p.parent:
-    missing.append(p)
-    p = p.parent
+  missing = [p for p in (directory, *directory.parents) if not p.exists()]   # deepest first
   probe = directory / fileio.WRITE_PROBE
   try:
     if directory.exists() and not directory.is_dir():
       raise InputError(f"{directory}: output directory is an existing file, expected a directory")
     directory.mkdir(parents=True, exist_ok=True)
     with open(probe, "wb") as f:
-      chunk = b"\0" * min(nbytes, 1 << 20)
-      left = nbytes
-      while left > 0:
-        f.write(chunk[:left])
-        left -= len(chunk)
+      for done in range(0, nbytes, 1 << 20):
+        f.write(b"\0" * min(1 << 20, nbytes - done))
       f.flush()
       os.fsync(f.fileno())
     probe.unlink()
   except (OSError, InputError) as err:
     with contextlib.suppress(OSError):
       probe.unlink()
-    for d in missing:                       # deepest first
+    for d in missing:
       with contextlib.suppress(OSError):
         d.rmdir()
     if isinstance(err, InputError):
@@ -194,74 +168,55 @@ def check_writable(directory: str | os.PathLike, nbytes: int = 1 << 20) -> Path:
 
 
 def record(st, *, cfg, n_models: int, fingerprint: dict, data_keys) -> dict:
-  """The checkpoint of the run state ``st`` (rnn_jax.train.loop.RunState; S models, S = 1 for
-  fit) with settings ``cfg`` (a TrainConfig)."""
-  return {
-      "config": json.dumps(cfg.to_dict()),     # JSON text of the TrainConfig (every setting)
-      "n_models": n_models,                    # 0 for fit (no model axis), S for fit_many
-      "data": json.dumps(fingerprint),         # shape, dtype, SHA-256 of train and val arrays
-      "epoch": st.epoch,                       # completed epochs
-      "params": st.params,                     # RNNParams after ``epoch`` epochs
-      "opt_state": st.opt_state,               # the optax state after ``epoch`` epochs
-      "best_params": st.best_params,           # RNNParams with the lowest val loss so far
-      "best_epoch": st.best_epoch,             # [S] int, epoch of best_params (0: none yet)
-      "best_val_loss": st.best_val,            # [S] float64 (inf: none yet)
-      "wait": st.wait,                         # [S] int, epochs since the last improvement
-      "status": json.dumps(list(st.status)),   # per model "running"|"early_stop"|"nonfinite"
-      "data_key": data_keys,                   # [S, 2] uint32, the data order's key
-      "history": json.dumps([list(h) for h in st.history]),   # per model, the metric dicts
-      "elapsed_s": st.elapsed_s,               # training seconds so far
-  }
-
-
-def _check_same_run(path: Path, raw: dict, *, cfg, n_models: int, S: int,
-                    fingerprint: dict) -> dict:
-  """The checkpoint's JSON and scalar fields, after the check that its settings (but
-  MAY_CHANGE), number of models and data are this run's; else InputError."""
-  try:
-    fields = {"config": json.loads(raw["config"]), "n_models": int(raw["n_models"]),
-              "data": json.loads(raw["data"]), "status": tuple(json.loads(raw["status"])),
-              "history": tuple(tuple(h) for h in json.loads(raw["history"])),
-              "epoch": int(raw["epoch"]), "elapsed_s": float(raw["elapsed_s"])}
-  except (KeyError, TypeError, ValueError) as err:
-    raise InputError(f"{path}: checkpoint is missing or has a damaged field ({err})") from None
-  for k, mine in cfg.to_dict().items():
-    theirs = fields["config"].get(k, object())
-    if k not in MAY_CHANGE and theirs != mine:
-      raise InputError(f"{path}: the run was made with {k}={fields['config'].get(k)!r}, this "
-                       f"run asks for {k}={mine!r}; resume with the same settings (only --epochs "
-                       "and --devices may change) or start a new --out")
-  saved = fields["n_models"]
-  if saved != n_models:
-    raise InputError(f"{path}: checkpoint holds {saved or 1} model(s) "
-                     f"({'fit_many' if saved else 'fit'}); this run trains {S}")
-  if fields["data"] != fingerprint:
-    raise InputError(f"{path}: the run was trained on different data (shapes or contents "
-                     "differ); resume with the same data or start a new --out")
-  return fields
+  """The checkpoint of the run state ``st`` (rnn_jax.train.loop.RunState; ``best_val`` stored as
+  ``best_val_loss``, status and history as JSON text) with the settings ``cfg`` (a TrainConfig,
+  as JSON), ``n_models`` (0 for fit: no model axis; S for fit_many), the ``fingerprint`` of the
+  train and val arrays (JSON) and the models' ``data_keys [S, 2]``."""
+  return {"config": json.dumps(cfg.to_dict()), "n_models": n_models,
+          "data": json.dumps(fingerprint), "epoch": st.epoch, "params": st.params,
+          "opt_state": st.opt_state, "best_params": st.best_params, "best_epoch": st.best_epoch,
+          "best_val_loss": st.best_val, "wait": st.wait, "status": json.dumps(list(st.status)),
+          "data_key": data_keys, "history": json.dumps([list(h) for h in st.history]),
+          "elapsed_s": st.elapsed_s}
 
 
 def restore_run(path: str | os.PathLike, initial, *, cfg, n_models: int, fingerprint: dict,
                 data_keys: np.ndarray):
   """The run state saved in ``path``, shaped like the run's ``initial`` state (host arrays),
-  after the checks that it is of the same run (settings, models, data), that its data key is the
-  seed's and that it holds S models; else InputError naming the file."""
-  path = Path(path)
+  after the checks that it is of the same run (the settings but MAY_CHANGE, the number of models,
+  the data, the seed's data key); else InputError naming the file and the difference."""
+  path, S = Path(path), len(initial.status)
   raw = load(path)
-  S = len(initial.status)
-  fields = _check_same_run(path, raw, cfg=cfg, n_models=n_models, S=S, fingerprint=fingerprint)
+  try:
+    config, saved, data = json.loads(raw["config"]), int(raw["n_models"]), json.loads(raw["data"])
+    status = tuple(json.loads(raw["status"]))
+    history = tuple(tuple(h) for h in json.loads(raw["history"]))
+    epoch, elapsed_s = int(raw["epoch"]), float(raw["elapsed_s"])
+  except (KeyError, TypeError, ValueError) as err:
+    raise InputError(f"{path}: checkpoint is missing or has a damaged field ({err})") from None
+  for k, mine in cfg.to_dict().items():
+    if k not in MAY_CHANGE and config.get(k, object()) != mine:
+      raise InputError(f"{path}: the run was made with {k}={config.get(k)!r}, this run asks for "
+                       f"{k}={mine!r}; resume with the same settings (only --epochs and "
+                       "--devices may change) or start a new --out")
+  if saved != n_models:
+    raise InputError(f"{path}: checkpoint holds {saved or 1} model(s) "
+                     f"({'fit_many' if saved else 'fit'}); this run trains {S}")
+  if data != fingerprint:
+    raise InputError(f"{path}: the run was trained on different data (shapes or contents "
+                     "differ); resume with the same data or start a new --out")
 
   def field(name, template):
     return restore(template, raw.get(name), path=path, name=name)
 
   if not np.array_equal(field("data_key", data_keys), data_keys):
     raise InputError(f"{path}: checkpoint data_key does not match --seed {cfg.seed}")
-  if len(fields["status"]) != S or len(fields["history"]) != S:
+  if len(status) != S or len(history) != S:
     raise InputError(f"{path}: checkpoint status/history do not hold {S} model(s)")
   return initial._replace(
-      epoch=fields["epoch"], params=field("params", initial.params),
+      epoch=epoch, params=field("params", initial.params),
       opt_state=field("opt_state", initial.opt_state),
       best_params=field("best_params", initial.params),
       best_epoch=field("best_epoch", initial.best_epoch),
       best_val=field("best_val_loss", initial.best_val), wait=field("wait", initial.wait),
-      status=fields["status"], history=fields["history"], elapsed_s=fields["elapsed_s"])
+      status=status, history=history, elapsed_s=elapsed_s)

@@ -1,14 +1,14 @@
-"""The training loop, top to bottom (the shape of the flax examples' ``train.py``): the settings
-(``TrainConfig``), the optimizer, the pure train step, one epoch as one ``lax.scan``, the state
-between epochs, and ``fit`` / ``fit_many``: the host loop with a tqdm bar, ``metrics.jsonl``, an
-atomic checkpoint each epoch (rnn_jax.train.checkpoint), resume, Ctrl-C and non-finite stops.
+"""The training loop, top to bottom (the shape of the flax examples' ``train.py``; settings in
+rnn_jax.settings.TrainConfig): the optimizer, the pure train step, one epoch as one ``lax.scan``,
+the state between epochs, and ``fit`` / ``fit_many``: the host loop with a tqdm bar,
+``metrics.jsonl``, an atomic checkpoint each epoch (rnn_jax.train.checkpoint), resume, Ctrl-C and
+non-finite stops.
 
 Data: ``train = (xs [N, T, D], ys [N, K])``, ys in [0, 1], likewise ``val``. Epoch e (1-based)
 visits the windows in the order ``permutation(fold_in(data_key, e), N)``, ``(init_key,
 data_key) = split(PRNGKey(seed))``; consecutive blocks of ``batch_size`` make the steps and the
 last ``N mod batch_size`` windows are dropped (another set each epoch; one batch shape for one
-compiled program, and an unweighted batch mean for the hand BPTT). A batch above N is all N
-windows, rounded down to a multiple of the device count.
+compiled program, and an unweighted batch mean for the hand BPTT); see effective_batch_size.
 
 Early stopping (Prechelt, "Early Stopping - But When?", 1998): after ``patience`` epochs without
 a lower loss on the whole validation set a model stops and keeps its best parameters (0: never).
@@ -18,10 +18,6 @@ Metrics per epoch: ``train_loss`` (mean of the step losses, each before its step
 Resume: everything a later epoch depends on is in the checkpoint and the data order of epoch e
 depends only on (seed, e); on CPU XLA is deterministic, so a resumed run computes the later
 epochs bit for bit as an uninterrupted one (only ``elapsed_s`` differs).
-
-``init_state``, ``train_epoch`` and ``commit`` are jitted here with the settings as static
-arguments: later runs of the same shapes and settings (other seeds, epochs or patience, a resumed
-run) reuse jit's compiled programs.
 """
 from __future__ import annotations
 
@@ -41,11 +37,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from rnn_jax.common import checks, cli, fileio
+from rnn_jax.common import fileio
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import gradients, model
 from rnn_jax.core.model import RNNParams
-from rnn_jax.settings import OPTIMIZERS, TrainConfig
+from rnn_jax.settings import TrainConfig
 from rnn_jax.train import checkpoint, parallel
 from rnn_jax.train.checkpoint import to_host
 
@@ -56,7 +52,7 @@ CURES = ("lower the learning rate (--lr), clip gradients by global norm (--clip 
          "or start from the identity recurrence (--init irnn)")
 
 
-# ----------------------------------------------------------------------------- the settings
+# ----------------------------------------------------------------------------- step and epoch
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
   """``sgd(lr)`` or ``adam(lr)``, after ``clip_by_global_norm(clip)`` when ``clip > 0``, for a
@@ -64,8 +60,6 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
   base = {"sgd": optax.sgd, "adam": optax.adam}[cfg.optimizer](cfg.lr)
   return optax.chain(optax.clip_by_global_norm(cfg.clip), base) if cfg.clip > 0 else base
 
-
-# ----------------------------------------------------------------------------- step and epoch
 
 def all_finite(tree) -> jax.Array:
   """``True`` when every element of every leaf of ``tree`` is finite (a bool scalar)."""
@@ -87,8 +81,8 @@ def make_train_step(optimizer: optax.GradientTransformation | TrainConfig,
   def step(params, opt_state, xs, ys):
     loss, grads = value_and_grad(params, xs, ys)
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, jnp.isfinite(loss) & all_finite(
-        grads)
+    finite = jnp.isfinite(loss) & all_finite(grads)
+    return optax.apply_updates(params, updates), opt_state, loss, finite
 
   return step
 
@@ -96,13 +90,11 @@ def make_train_step(optimizer: optax.GradientTransformation | TrainConfig,
 def make_epoch_fn(optimizer: optax.GradientTransformation | TrainConfig, batch_size: int,
                   method: str = "autodiff", unroll: int | bool = 1, remat: bool = False, *,
                   mesh=None) -> Callable:
-  """``epoch(params, opt_state, xs [N,T,D], ys [N,K], perm [N] int) ->
-  (params, opt_state, losses [S], finite [S])``: one ``lax.scan`` over ``S = N // batch_size``
-  steps of ``make_train_step``, step s on ``xs[perm[s*B:(s+1)*B]]`` (the rest dropped). Pure; a
-  new ``perm`` each epoch does not recompile. After a False ``finite[s]`` the returned state is
-  not to be used (fit keeps the one from before the epoch: a select every step would cost a pass
-  over the state). ``mesh`` (parallel.data_mesh) shards every batch; ``jax.vmap`` it over
-  (params, opt_state, perm) to train many models."""
+  """``epoch(params, opt_state, xs [N,T,D], ys [N,K], perm [N] int) -> (params, opt_state,
+  losses [S], finite [S])``, pure: one ``lax.scan`` over ``S = N // B`` steps of
+  ``make_train_step``, step s on ``xs[perm[s*B:(s+1)*B]]``. After a False ``finite[s]`` the
+  state is not to be used (fit keeps the one from before the epoch: a select every step would
+  cost a pass over the state). ``mesh`` (parallel.data_mesh) shards every batch."""
   step = make_train_step(optimizer, method, unroll, remat)
   if int(batch_size) != batch_size or batch_size < 1:
     raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
@@ -126,7 +118,7 @@ def make_epoch_fn(optimizer: optax.GradientTransformation | TrainConfig, batch_s
 
 def effective_batch_size(batch_size: int, n: int, n_devices: int = 1) -> int:
   """``batch_size``, or when it exceeds the ``n`` training windows, ``n`` rounded down to a
-  multiple of ``n_devices`` (one batch of everything per epoch)."""
+  multiple of ``n_devices``."""
   return batch_size if batch_size <= n else n - n % n_devices
 
 
@@ -154,8 +146,10 @@ def init_models(seeds, *, D: int, H: int, K: int, scheme: str = "normal",
   return jax.vmap(one)(seeds)
 
 
-# The compiled programs of fit and fit_many; ``prog``: the run's TrainConfig with the batch and
-# device count it trains with, seed, seeds, epochs and patience at fixed values.
+# The compiled programs of fit and fit_many, jitted with ``prog`` static: the run's TrainConfig
+# with the batch and device count it trains with, seed, seeds, epochs and patience at fixed
+# values, so later runs of the same shapes and settings (other seeds, epochs or patience, a
+# resumed run) reuse them.
 
 @functools.partial(jax.jit, static_argnames=("prog", "many", "D", "K", "dtype"))
 def init_state(seeds, *, prog: TrainConfig, many: bool, D: int, K: int, dtype: str):
@@ -206,7 +200,8 @@ def commit(advance, improved, new, old, best, *, n_dev: int = 1):
 # ----------------------------------------------------------------------------- the train state
 
 class RunState(NamedTuple):
-  """Everything the next epoch depends on (S models; S = 1 for fit), replaced whole per epoch."""
+  """Everything the next epoch depends on (S models; S = 1 for fit), replaced whole per epoch;
+  the checkpoint holds it (checkpoint.record)."""
   epoch: int
   params: Any                  # RNNParams, every field [S, ...] under fit_many
   opt_state: Any               # the optax state of ``params``
@@ -231,11 +226,9 @@ def initial_state(params, opt_state, n_models: int) -> RunState:
 def judge_epoch(st: RunState, finite: np.ndarray, losses: np.ndarray, val: np.ndarray, *,
                 patience: int, labels: list[str]):
   """The verdict on epoch ``st.epoch + 1`` of each running model from its steps' ``finite`` and
-  ``losses [S, steps]`` and its validation loss ``val [S]``: a non-finite one makes it
-  "nonfinite" with a fault message (prefixed ``labels[i]``) naming the epoch and first bad step;
-  else it advances, and improves on a lower loss than its best (wait 0) or waits one more epoch,
-  "early_stop" after ``patience`` (0: never). Returns ``(new, advance [S], improved [S],
-  faults)``, ``new`` the state with the new epoch, status and early-stopping fields."""
+  ``losses [S, steps]`` and its validation loss ``val [S]``: "nonfinite" with a fault message
+  (prefixed ``labels[i]``), else it advances, improving (wait 0) or waiting one more epoch
+  ("early_stop" after ``patience``). Returns ``(new state, advance [S], improved [S], faults)``."""
   e, S, steps = st.epoch + 1, *finite.shape
   status = list(st.status)
   best_epoch, best_val, wait = st.best_epoch.copy(), st.best_val.copy(), st.wait.copy()
@@ -286,12 +279,10 @@ def _check_pair(name: str, pair) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_inputs(cfg: TrainConfig, train, val):
-  """Every InputError that ``fit``/``fit_many`` could raise in their setup, raised now, for a
-  ``cfg`` that passed ``validate``: the arrays (``train`` and ``val`` pairs, val with train's D
-  inputs and K outputs), the batch against the data and the devices. A caller that writes files
-  before training (a run directory's config.json) calls it first, so a refused run leaves
-  nothing. Returns ``((xs, ys, vxs, vys), n_devices, batch, notes)``: the batch of every step
-  (``effective_batch_size``), with a note when it is not ``cfg.batch_size``."""
+  """Every InputError of the setup of ``fit``/``fit_many`` (arrays, batch, devices) for a validated
+  ``cfg``, raised now: a caller that writes files before training calls it first, so a refused
+  run leaves nothing. Returns ``((xs, ys, vxs, vys), n_devices, batch, notes)``, ``batch`` that
+  of every step, with a note when it is not ``cfg.batch_size``."""
   (xs, ys), (vxs, vys) = _check_pair("train", train), _check_pair("val", val)
   if vxs.shape[2] != xs.shape[2] or vys.shape[1] != ys.shape[1]:
     raise InputError(f"val: expected D={xs.shape[2]} inputs and K={ys.shape[1]} outputs like "
@@ -325,19 +316,20 @@ class FitResult:
   history: list[dict]          # one dict per completed epoch (see metrics.jsonl)
   best_epoch: int              # epoch of ``params`` (0: no epoch completed)
   best_val_loss: float         # validation loss of ``params`` (inf: no epoch completed)
-  stopped: str                 # "completed" | "early_stop" | "interrupted" | "nonfinite"
+  stopped: str                 # one of STOPPED
   message: str                 # one paragraph for the user, e.g. how to resume
   checkpoint: Path | None = None
 
 
 @dataclasses.dataclass
 class ManyFitResult:
-  """What ``fit_many`` returns: model i was initialised and shuffled with seed ``seeds[i]``."""
-  params: RNNParams            # best parameters per model, every field [S, ...]
-  histories: list[list[dict]]  # per model, one dict per epoch it trained
+  """What ``fit_many`` returns: per model i (seed ``seeds[i]``) the fields of FitResult, params
+  with a leading model axis ``[S, ...]``; one message and checkpoint for all."""
+  params: RNNParams
+  histories: list[list[dict]]
   best_epochs: list[int]
   best_val_losses: np.ndarray  # [S]
-  stopped: list[str]           # per model, as FitResult.stopped
+  stopped: list[str]
   message: str
   seeds: list[int]
   checkpoint: Path | None = None
@@ -352,14 +344,11 @@ class ManyFitResult:
   def summary(self, key: str = "val_loss") -> dict:
     """Mean, sample standard deviation, min and max over models of ``key`` at each model's best
     epoch (any history key, e.g. a metric returned by ``evaluate``)."""
-    values = []
-    for hist, best in zip(self.histories, self.best_epochs):
-      row = next((h for h in hist if h["epoch"] == best), None)
-      if row is not None and row.get(key) is not None:
-        values.append(float(row[key]))
-    v = np.asarray(values, np.float64)
-    if v.size == 0:
+    values = [float(row[key]) for hist, best in zip(self.histories, self.best_epochs)
+              for row in hist if row["epoch"] == best and row.get(key) is not None]
+    if not values:
       return {"n": 0, "mean": None, "std": None, "min": None, "max": None, "values": []}
+    v = np.asarray(values, np.float64)
     return {"n": int(v.size), "mean": float(v.mean()),
             "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
             "min": float(v.min()), "max": float(v.max()), "values": values}
@@ -445,16 +434,6 @@ def _write_metrics(run: _Run, st: RunState) -> None:
     fileio.write_text(run.ckpt.parent / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _begin(run: _Run, st: RunState, progress: bool) -> tqdm:
-  """metrics.jsonl and, for a fresh run, the epoch-0 checkpoint; the clock; the progress bar."""
-  _write_metrics(run, st)
-  if st.epoch == 0:
-    _save(run, st)
-  run.t0 = time.perf_counter() - st.elapsed_s
-  return tqdm(total=run.cfg.epochs, initial=min(st.epoch, run.cfg.epochs), desc="train",
-              unit="epoch", disable=not progress, dynamic_ncols=True, leave=True)
-
-
 def _json_value(v):
   v = float(np.asarray(v))
   return v if math.isfinite(v) else None
@@ -495,35 +474,21 @@ def _end_epoch(run: _Run, st: RunState, out: tuple, bar: tqdm) -> RunState:
                      history=tuple(h + ((rows[i],) if i in rows else ())
                                    for i, h in enumerate(st.history)))
   _save(run, new)
-  for row in rows.values():
-    if run.writes:
+  if run.writes:
+    for row in rows.values():
       fileio.append_line(run.ckpt.parent / METRICS, json.dumps(row))
-  if rows:
-    keys = [k for k in next(iter(rows.values())) if k not in ("epoch", "model", "seed",
-                                                              "elapsed_s")]
-    means = {k: [r[k] for r in rows.values() if r.get(k) is not None] for k in keys}
+  if rows:     # the bar: each metric's mean over the models that advanced
+    means = {k: [r[k] for r in rows.values() if r.get(k) is not None]
+             for k in next(iter(rows.values())) if k not in ("epoch", "model", "seed", "elapsed_s")}
     bar.set_postfix({k: f"{np.mean(v):.4g}" for k, v in means.items() if v}, refresh=False)
   bar.update(1)
   return new
 
 
-def _interrupted(run: _Run, st: RunState) -> bool:
-  """Ctrl-C: the last complete epoch saved (an interrupted one is redone on resume)."""
-  _save(run, st)
-  _write_metrics(run, st)
-  return True
-
-
-def _stopped(st: RunState, interrupted: bool) -> list[str]:
-  """Each model's ``stopped``: its status, or for one still running how the loop ended."""
-  return [("interrupted" if interrupted else "completed") if s == RUNNING else s
-          for s in st.status]
-
-
 def _message(run: _Run, st: RunState, interrupted: bool) -> str:
-  """The result's message: the run's notes and faults, what was kept and how to go on, how
-  the models stopped and their best epochs."""
-  parts = [m[0].upper() + m[1:] + "." for m in run.messages]
+  """The run's notes and faults, what was kept and how to go on, how the models stopped and
+  their best epochs."""
+  parts, cures = [m[0].upper() + m[1:] + "." for m in run.messages], f"Usual cures: {CURES}."
   if interrupted:
     parts.append(f"Interrupted after epoch {st.epoch}; " + (
         f"checkpoint saved in {run.ckpt}. Run the same command with --resume to continue from "
@@ -531,15 +496,13 @@ def _message(run: _Run, st: RunState, interrupted: bool) -> str:
   elif not run.many and st.status[0] == "nonfinite":
     kept = (f"the last good checkpoint (epoch {st.epoch}) in {run.ckpt} is kept"
             if run.ckpt is not None else f"the parameters after epoch {st.epoch} are kept")
-    parts.append(f"Training stopped; {kept} and the best parameters so far are returned. "
-                 f"Usual cures: {CURES}.")
+    parts.append(f"Training stopped; {kept} and the best parameters so far are returned. {cures}")
   elif "nonfinite" in st.status:
     parts.append("Those models keep their last good parameters and their best ones; the "
-                 f"others trained on. Usual cures: {CURES}.")
-  n_early = st.status.count("early_stop")
-  if n_early and not interrupted:
-    parts.append(f"{n_early} of {len(st.status)} models stopped early (no better validation "
-                 f"loss for {run.cfg.patience} epochs)." if run.many else
+                 f"others trained on. {cures}")
+  if "early_stop" in st.status and not interrupted:
+    parts.append(f"{st.status.count('early_stop')} of {len(st.status)} models stopped early (no "
+                 f"better validation loss for {run.cfg.patience} epochs)." if run.many else
                  f"Stopped early after epoch {st.epoch}: no better validation loss for "
                  f"{run.cfg.patience} epochs.")
   if RUNNING in st.status and not interrupted:
@@ -552,39 +515,55 @@ def _message(run: _Run, st: RunState, interrupted: bool) -> str:
   return " ".join(parts)
 
 
+def _fit(cfg: TrainConfig, train, val, *, many: bool, out_dir, resume: bool, progress: bool,
+         evaluate) -> tuple[_Run, RunState, list[str], str]:
+  """The host loop of fit and fit_many: metrics.jsonl and, for a fresh run, the epoch-0 checkpoint
+  written, then ``train_epoch`` until ``cfg.epochs`` or no model runs; Ctrl-C saves the last
+  complete epoch. Returns the run, its final state, each model's ``stopped`` and the message."""
+  run, st = _start(cfg, train, val, many=many, out_dir=out_dir, resume=resume,
+                   evaluate=evaluate)
+  _write_metrics(run, st)
+  if st.epoch == 0:
+    _save(run, st)
+  run.t0 = time.perf_counter() - st.elapsed_s
+  bar = tqdm(total=cfg.epochs, initial=min(st.epoch, cfg.epochs), desc="train", unit="epoch",
+             disable=not progress, dynamic_ncols=True, leave=True)
+  interrupted = False
+  try:
+    while st.epoch < cfg.epochs and RUNNING in st.status:
+      out = train_epoch(st.params, st.opt_state, run.data, run.keys, st.epoch + 1,
+                        prog=run.prog, many=many)
+      st = _end_epoch(run, st, out, bar)
+  except KeyboardInterrupt:    # the epoch under way is lost, and redone on resume
+    interrupted = True
+    _save(run, st)
+    _write_metrics(run, st)
+  finally:
+    bar.close()
+  stopped = [("interrupted" if interrupted else "completed") if s == RUNNING else s
+             for s in st.status]
+  return run, st, stopped, _message(run, st, interrupted)
+
+
 def fit(cfg: TrainConfig, train: tuple, val: tuple, *, out_dir: str | os.PathLike | None = None,
         resume: bool = False, progress: bool = True,
         evaluate: Callable[[RNNParams], dict] | None = None) -> FitResult:
   """Trains one model on ``train = (xs [N,T,D], ys [N,K])``, early-stopped on ``val`` (likewise),
-  and returns its best parameters. ``evaluate(params)`` (optional) gives extra metrics (e.g.
-  validation MAE) for the progress bar and the history.
+  and returns its best parameters; ``evaluate(params)`` (optional) gives extra metrics (e.g.
+  validation MAE) for the progress bar and the history. ``cfg.seeds`` is ignored (fit_many).
 
   ``out_dir``: created and proven writable (a probe file) before any training, else InputError;
-  ``metrics.jsonl`` gets a JSON line per epoch and ``checkpoint.msgpack`` is rewritten atomically
-  after every epoch (a fresh run overwrites both; refusing to is the caller's decision); only
-  process 0 writes. ``resume=True`` continues from the checkpoint, bit-identically on CPU; the
-  settings must match except ``epochs`` and ``devices``. ``cfg.seeds`` is ignored (fit_many).
-
-  Ctrl-C saves the last complete epoch and returns ``stopped="interrupted"``; a non-finite loss
-  or gradient stops with ``stopped="nonfinite"``, a message naming epoch and step, and the
-  checkpoint of the last good epoch untouched.
-  """
-  run, st = _start(cfg, train, val, many=False, out_dir=out_dir, resume=resume,
-                   evaluate=evaluate)
-  bar, interrupted = _begin(run, st, progress), False
-  try:
-    while st.epoch < cfg.epochs and RUNNING in st.status:
-      out = train_epoch(st.params, st.opt_state, run.data, run.keys, st.epoch + 1,
-                        prog=run.prog, many=False)
-      st = _end_epoch(run, st, out, bar)
-  except KeyboardInterrupt:
-    interrupted = _interrupted(run, st)
-  finally:
-    bar.close()
+  process 0 writes ``metrics.jsonl`` (a JSON line per epoch) and ``checkpoint.msgpack``
+  (atomically, every epoch), a fresh run overwriting both (refusing to is the caller's decision).
+  ``resume=True`` continues from the checkpoint; the settings must match but ``epochs`` and
+  ``devices``. Ctrl-C saves the last complete epoch and returns ``stopped="interrupted"``; a
+  non-finite loss or gradient stops with ``stopped="nonfinite"``, a message naming epoch and
+  step, and the checkpoint of the last good epoch untouched."""
+  run, st, stopped, message = _fit(cfg, train, val, many=False, out_dir=out_dir, resume=resume,
+                                   progress=progress, evaluate=evaluate)
   return FitResult(params=to_host(st.best_params), history=list(st.history[0]),
                    best_epoch=int(st.best_epoch[0]), best_val_loss=float(st.best_val[0]),
-                   stopped=_stopped(st, interrupted)[0], message=_message(run, st, interrupted),
-                   checkpoint=run.ckpt)
+                   stopped=stopped[0], message=message, checkpoint=run.ckpt)
 
 
 def fit_many(cfg: TrainConfig, train: tuple, val: tuple, *,
@@ -592,29 +571,16 @@ def fit_many(cfg: TrainConfig, train: tuple, val: tuple, *,
              progress: bool = True,
              evaluate: Callable[[RNNParams], dict] | None = None) -> ManyFitResult:
   """Trains ``cfg.seeds`` models at once in one compiled program (``jax.vmap`` over parameters,
-  optimizer state and data order): model i uses seed ``cfg.seed + i`` for its initialisation
-  and data order, so it equals ``fit(replace(cfg, seed=cfg.seed + i))`` up to float rounding.
-
-  Early stopping and a non-finite loss freeze one model (parameters, optimizer state and history
-  stop changing; it keeps its best parameters) while the others go on, until none is running or
-  after ``epochs``; frozen models still ride along in the program (vmap cannot skip them).
-  ``evaluate`` is called per model; metrics.jsonl has a line per model per epoch (with ``model``
-  and ``seed``); ``ManyFitResult.summary(key)`` gives the spread over models at their best
-  epochs. Outputs, resume and Ctrl-C as in ``fit``."""
-  run, st = _start(cfg, train, val, many=True, out_dir=out_dir, resume=resume,
-                   evaluate=evaluate)
-  bar, interrupted = _begin(run, st, progress), False
-  try:
-    while st.epoch < cfg.epochs and RUNNING in st.status:
-      out = train_epoch(st.params, st.opt_state, run.data, run.keys, st.epoch + 1,
-                        prog=run.prog, many=True)
-      st = _end_epoch(run, st, out, bar)
-  except KeyboardInterrupt:
-    interrupted = _interrupted(run, st)
-  finally:
-    bar.close()
+  optimizer state and data order): model i uses seed ``cfg.seed + i``, so it equals
+  ``fit(replace(cfg, seed=cfg.seed + i))`` up to float rounding. Early stopping and a non-finite
+  loss freeze one model (it keeps its state, history and best parameters, and rides along in the
+  program: vmap cannot skip it) while the others go on. ``evaluate`` is called per model;
+  metrics.jsonl has a line per model per epoch (with ``model`` and ``seed``);
+  ``ManyFitResult.summary(key)`` gives the spread over models at their best epochs. Outputs,
+  resume and Ctrl-C as in ``fit``."""
+  run, st, stopped, message = _fit(cfg, train, val, many=True, out_dir=out_dir, resume=resume,
+                                   progress=progress, evaluate=evaluate)
   return ManyFitResult(params=to_host(st.best_params), histories=[list(h) for h in st.history],
                        best_epochs=[int(b) for b in st.best_epoch],
-                       best_val_losses=np.asarray(st.best_val), stopped=_stopped(st, interrupted),
-                       message=_message(run, st, interrupted), seeds=run.seeds,
-                       checkpoint=run.ckpt)
+                       best_val_losses=np.asarray(st.best_val), stopped=stopped,
+                       message=message, seeds=run.seeds, checkpoint=run.ckpt)

@@ -1,18 +1,15 @@
 """Data-parallel training over devices with ``jax.sharding``: batch sharded, parameters replicated.
 
 A 1-D ``Mesh`` over a ``'data'`` axis holds the devices. Parameters, optimizer state and the
-(device-resident) data set are replicated on every device; each step's batch ``[B, T, D]`` is
-split along B (``PartitionSpec('data')``), so every device runs the recurrence for B/n windows
-and XLA's SPMD partitioner inserts the all-reduce of the gradient (the batch-mean loss makes the
-mean of the per-device gradients the single-device gradient). The batches are those of one
-device, so the result is the same up to the order of the float additions.
+(device-resident) data set are replicated; each step's batch ``[B, T, D]`` is split along B, so
+every device runs the recurrence for B/n windows and XLA's SPMD partitioner inserts the
+all-reduce of the gradient (the mean of the per-device batch-mean gradients is the single-device
+gradient, up to the order of the float additions).
 
 Multi-host: every process calls ``jax.distributed.initialize`` before any other JAX call and
-runs the same program on the same data and flags (README, "Several processes"); ``jax.devices()``
-then lists every host's devices and ``data_mesh`` spans them all. Arrays are placed with
-``jax.make_array_from_callback``, which works when some devices belong to other processes; only
-process 0 writes checkpoints and metrics. tests/train/test_parallel.py simulates 4 devices in one
-process, tests/train/test_multiprocess.py runs two real processes (gloo collectives).
+runs the same program on the same data and flags (README, "Several processes"); ``data_mesh``
+then spans every host's devices, arrays are placed with ``jax.make_array_from_callback`` and only
+process 0 writes checkpoints and metrics. tests/train/test_multiprocess.py runs two processes.
 """
 from __future__ import annotations
 
@@ -79,9 +76,6 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
 
 def shard_step(step: Callable, mesh: Mesh) -> Callable:
   """``jax.jit`` of a ``step(params, opt_state, xs, ys) -> (params, opt_state, loss, finite)``
-  with parameters and state replicated and the batch sharded over ``mesh``.
-
-  The batch size must be a multiple of the number of devices in the mesh.
-  """
+  with parameters and state replicated and the batch (a multiple of the devices) sharded."""
   rep, data = replicated(mesh), batch_sharding(mesh)
   return jax.jit(step, in_shardings=(rep, rep, data, data), out_shardings=rep)
