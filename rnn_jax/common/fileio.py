@@ -32,7 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     yield tmp
     with open(tmp, "rb+") as f:
       os.fsync(f.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode of a new file
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the usual mode of a new file
     os.replace(tmp, path)
     _fsync_dir(path.parent)
   finally:
@@ -40,7 +40,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
       tmp.unlink()
 
 
-def _umask() -> int:
+def umask() -> int:
+  """The process's umask (read by setting it and back)."""
   mask = os.umask(0)
   os.umask(mask)
   return mask
