@@ -49,10 +49,6 @@ def _horizon_label(minutes) -> str:
   return f"+{minutes / 60:g} h" if minutes >= 60 and minutes % 60 == 0 else f"+{minutes:g} min"
 
 
-# --------------------------------------------------------------------------------------------
-# Per-epoch histories
-
-
 def _members(history) -> list[list[Mapping]]:
   """One model's history (a list of per-epoch dicts) or several (a list of such lists), checked,
   as a list of per-model histories."""
@@ -144,11 +140,10 @@ def _curves(history, word: str, title: str, best_key: str, mode: str, fmt: str, 
   if best is not None:
     ax.axvline(best[0], color="0.35", linestyle=":", linewidth=1.2,
                label=f"best epoch {best[0]:g} ({best_key} {best[1]:{fmt}})")
-  ax.set_xlabel("epoch")
-  ax.set_ylabel(word)
-  ax.grid(True, alpha=0.3)
   n = len(members)
-  ax.set_title(title if n == 1 else f"{title}\n{n} models: their mean bold, each model faint")
+  ax.set(xlabel="epoch", ylabel=word,
+         title=title if n == 1 else f"{title}\n{n} models: their mean bold, each model faint")
+  ax.grid(True, alpha=0.3)
   return fig, ax, members, [k for k in found if word not in k], series
 
 
@@ -189,10 +184,6 @@ def accuracy_curve(history, path: str | os.PathLike, *, title: str | None = None
   return _save(fig, path)
 
 
-# --------------------------------------------------------------------------------------------
-# Forecasts
-
-
 def _with_breaks(x: np.ndarray, ys: list[np.ndarray]):
   """Inserts a NaN after every step longer than 1.5 typical steps so lines break at gaps."""
   if len(x) < 3:
@@ -212,15 +203,12 @@ def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
                        title: str | None = None, band=None, band_label: str = "interval") -> None:
   """One panel per horizon: the actual value and each method's forecast against time.
 
-  ``times [N]`` (numpy datetime64): when each forecast is made (the end of its input window).
-  ``actual [N, n_h]``: the value ``horizons_minutes[j]`` after ``times[i]``; ``predictions``:
-  method name -> ``[N, n_h]`` forecasts of it, the first drawn as the model (solid), the rest as
-  baselines (dashed). Panel j draws everything at the target time ``times + horizon_j``, so the
-  curves line up with what actually happened. Only the first ``days`` days from the earliest
-  time are drawn (``None``: all); lines break where consecutive times are more than 1.5
-  typical steps apart (gaps in the data). ``[N]`` arrays are accepted when there is one horizon.
-  ``band``: ``(lo, hi)``, each ``[N, n_h]``, shaded around the model's forecast (its prediction
-  interval), labelled ``band_label``.
+  ``times [N]`` (datetime64): when each forecast is made; ``actual [N, n_h]``: the value
+  ``horizons_minutes[j]`` after ``times[i]``; ``predictions``: method -> ``[N, n_h]``, the first
+  the model (solid), the rest baselines (dashed); ``band``: ``(lo, hi)``, each ``[N, n_h]``, the
+  model's interval, shaded. ``[N]`` arrays do when there is one horizon. Panel j draws all at
+  ``times + horizon_j``, so the curves line up with what happened; only the first ``days`` days
+  are drawn (``None``: all), and lines break at gaps (steps over 1.5 typical steps).
   """
   times = np.asarray(times)
   if times.ndim != 1 or not np.issubdtype(times.dtype, np.datetime64):
@@ -305,16 +293,10 @@ def mae_by_horizon(results_split: Mapping[str, Mapping], horizons_minutes: Seque
     for p in pos[~ok]:
       ax.text(p, 0, "n/a", ha="center", va="bottom", fontsize="x-small", rotation=90)
   ax.set_xticks(x, [_horizon_label(h) for h in horizons])
-  ax.set_xlabel("forecast horizon")
-  ax.set_ylabel(ylabel)
+  ax.set(xlabel="forecast horizon", ylabel=ylabel, title=title or "mean absolute error by horizon")
   ax.grid(True, axis="y", alpha=0.3)
   ax.legend(fontsize="small", ncol=min(n_m, 3))
-  ax.set_title(title or "mean absolute error by horizon")
   _save(fig, path)
-
-
-# --------------------------------------------------------------------------------------------
-# Gradients
 
 
 def grad_norms(norms, path: str | os.PathLike, *, title: str | None = None) -> None:
@@ -348,8 +330,7 @@ def grad_norms(norms, path: str | os.PathLike, *, title: str | None = None) -> N
   else:
     ax.text(0.5, 0.5, "no positive finite norm to draw", transform=ax.transAxes, ha="center")
   ratio = curve[0] / curve[-1] if len(curve) > 1 else math.nan
-  ax.set_xlabel("t (1 = oldest step of the window, T = last)")
-  ax.set_ylabel("||dL/dh_t||")
+  ax.set(xlabel="t (1 = oldest step of the window, T = last)", ylabel="||dL/dh_t||")
   ax.grid(True, which="both", alpha=0.3)
   if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize="small")
