@@ -309,7 +309,7 @@ def grad_norms(norms, path: str | os.PathLike, *, title: str | None = None) -> N
   """
   norms = np.asarray(norms, float)
   norms = norms[None, :] if norms.ndim == 1 else norms
-  if norms.ndim != 2 or norms.shape[1] == 0 or norms.shape[0] == 0:
+  if norms.ndim != 2 or norms.size == 0:
     raise ValueError(f"norms: expected shape [T] or [n, T] with T >= 1, got {list(norms.shape)}")
   t = np.arange(1, norms.shape[1] + 1)
   plottable = np.where(np.isfinite(norms) & (norms > 0), norms, np.nan)
@@ -332,8 +332,7 @@ def grad_norms(norms, path: str | os.PathLike, *, title: str | None = None) -> N
   ratio = curve[0] / curve[-1] if len(curve) > 1 else math.nan
   ax.set(xlabel="t (1 = oldest step of the window, T = last)", ylabel="||dL/dh_t||")
   ax.grid(True, which="both", alpha=0.3)
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize="small")
+  ax.legend(fontsize="small")                   # one line is labelled: the only row or the median
   suffix = f"  (||dL/dh_1|| / ||dL/dh_T|| = {ratio:.3g})" if np.isfinite(ratio) else ""
   ax.set_title((title or "gradient norm through time") + suffix, fontsize="medium")
   _save(fig, path)
