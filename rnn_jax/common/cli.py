@@ -33,8 +33,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def entry_point(run: Callable[[list[str] | None], int | None]) -> Callable[..., int]:
   """A script's ``main(argv=None) -> exit status`` from ``run(argv)``: an InputError becomes
-  the one line ``error: <message>`` on stderr and exit status 2. Every script in experiments/
-  defines ``main`` with it and ends with ``sys.exit(main())``."""
+  the one line ``error: <message>`` on stderr and exit status 2."""
   @functools.wraps(run)
   def main(argv: list[str] | None = None) -> int:
     try:
@@ -58,14 +57,11 @@ def option(default, help: str):  # noqa: A002  (``help`` as argparse calls it)
 
 def _base_type(tp):
   """(element type, is_tuple, is_optional) of a field annotation."""
-  optional = False
-  origin = typing.get_origin(tp)
-  if origin in (typing.Union, types.UnionType):
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    optional = len(args) < len(typing.get_args(tp))
-    tp = args[0]
-    origin = typing.get_origin(tp)
-  if origin is tuple:
+  optional = typing.get_origin(tp) in (typing.Union, types.UnionType)
+  if optional:
+    args = typing.get_args(tp)
+    optional, tp = type(None) in args, [a for a in args if a is not type(None)][0]
+  if typing.get_origin(tp) is tuple:
     return typing.get_args(tp)[0], True, optional
   return tp, False, optional
 
