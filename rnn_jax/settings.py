@@ -1,12 +1,9 @@
-"""The settings of the runs, without JAX, scikit-learn or matplotlib, so the scripts read and
-check their flags (``--help`` included) before the heavy parts load: for the occupancy run
-(rnn_jax.forecasting.occupancy) where the readings come from (``DataSource``), the presets of
-experiments/train_occupancy.py and the interval level; for the letters run (rnn_jax.letters)
-``LettersConfig``."""
+"""The runs' settings, free of JAX, scikit-learn and matplotlib so the scripts check their flags
+(``--help`` too) before the heavy parts load: the occupancy run's (``DataSource``, ``PRESETS``,
+``TrainConfig``, the interval level) and the letters run's (``LettersConfig``)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import numpy as np
@@ -15,21 +12,18 @@ from rnn_jax import data
 from rnn_jax.common import checks, cli
 from rnn_jax.common.errors import InputError
 
-# The choices of rnn_jax.core, written out so that reading the flags imports no JAX
-# (tests/train/test_train_config.py checks they are core's).
+# rnn_jax.core's choices written out, so reading flags imports no JAX (test_startup.py checks)
 INIT_SCHEMES = ("normal", "irnn")      # rnn_jax.core.model.INIT_SCHEMES
 GRADS = ("autodiff", "hand")           # rnn_jax.core.gradients.METHODS
 OPTIMIZERS = ("sgd", "adam")
 
 INTERVAL = 0.8   # nominal level of the prediction intervals (--interval)
 
-# The configurations train_occupancy.py offers (--preset): settings of DataSource, WindowSpec and
-# TrainConfig where they differ from the library's own defaults; flags given on the command line
-# win. "forecast" (the default) was chosen on the validation splits of the gym file and the
-# synthetic series (never on test; README "Forecasting"): calendar features, a 2-hour window,
-# 64 IRNN units, Adam, and the mean of 5 models trained at once in one vmapped program (fit_many).
-# "notes" is the derivation notes' network exactly: readings only, T=24, H=200, N(0, 1/fan_in)
-# weights, sigmoid outputs and BCE, plain SGD without clipping, one model.
+# train_occupancy.py's --preset: WindowSpec and TrainConfig settings where they differ from the
+# defaults; flags given win. "forecast" was chosen on the validation splits of the gym file and
+# the synthetic series (never on test; README "Forecasting"): calendar features, a 2-hour window,
+# 64 IRNN units, Adam, the mean of 5 models trained in one vmapped program (fit_many). "notes" is
+# the derivation notes' network: readings only, T=24, H=200, N(0, 1/fan_in), SGD, no clipping.
 PRESETS: dict[str, dict[str, Any]] = {
     "forecast": {"features": ("occupancy", "calendar"), "window": 12, "hidden_size": 64,
                  "init": "irnn", "optimizer": "adam", "lr": 1e-3, "clip": 1.0,
@@ -48,17 +42,13 @@ class DataSource:
       "CSV of readings; none = the built-in synthetic gym (rnn_jax.data.synthetic_readings)")
   time_column: str | None = cli.option(None,
       "timestamp column (the campus gym format is recognised by itself)")
-  value_column: str | None = cli.option(None,
-      "column with the number of people")
+  value_column: str | None = cli.option(None, "column with the number of people")
   capacity: float | None = cli.option(None,
       "capacity in people (none: the capacity column, or fitted on the training split)")
-  capacity_column: str | None = cli.option(None,
-      "column with the capacity (its largest value is used)")
+  capacity_column: str | None = cli.option(None, "column with the capacity (its largest value)")
   timezone: str | None = cli.option(None,
-      "IANA time zone of naive timestamps and of the calendar features (default: the file's "
-      "UTC offsets)")
-  synthetic_seed: int = cli.option(0,
-      "seed of the built-in synthetic series (used when no --csv is given)")
+      "IANA time zone of naive timestamps and the calendar features (default: the file's offsets)")
+  synthetic_seed: int = cli.option(0, "seed of the built-in synthetic series (without --csv)")
   unit: str = cli.option("people",
       "what the series counts, as tables, plots and forecasts name it (a garage counts cars)")
 
@@ -70,8 +60,7 @@ class DataSource:
     return self
 
   def _check_columns(self) -> None:
-    """One column cannot be both the time and the value: said with the flags the user gave
-    (a flag not given defaults to the campus gym format's column)."""
+    """One column cannot be both time and value (an absent flag means the gym format's)."""
     given = {"time": self.time_column, "value": self.value_column}
     names = {k: (v if v is not None else default).strip() for (k, v), default in
              zip(given.items(), (data.GYM_TIME_COLUMN, data.GYM_VALUE_COLUMN))}
@@ -108,14 +97,10 @@ class LettersConfig:
   seed: int = cli.option(0, "seeds the split, the initial weights and the shuffling")
 
   def validate(self) -> "LettersConfig":
-    """Raises InputError naming the flag of the first nonsensical value; returns self.
-
-    An integer setting given as a whole float (``12.0``, from JSON) is stored as int."""
-    keep = functools.partial(object.__setattr__, self)
-    keep("hidden_size", checks.integer("hidden_size", self.hidden_size, 1))
-    keep("epochs", checks.integer("epochs", self.epochs, 1))
-    keep("batch_size", checks.integer("batch_size", self.batch_size, 1))
-    keep("seed", checks.integer("seed", self.seed, 0, 2**32 - 1))
+    """As ``TrainConfig.validate``."""
+    for name, low, high in (("hidden_size", 1, None), ("epochs", 1, None),
+                            ("batch_size", 1, None), ("seed", 0, 2**32 - 1)):
+      object.__setattr__(self, name, checks.integer(name, getattr(self, name), low, high))
     checks.number("lr", self.lr)
     checks.choice("grad", self.grad, GRADS)
     return self
@@ -123,21 +108,17 @@ class LettersConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Every training setting; field ``name`` is the command-line flag ``--name`` (``_`` -> ``-``).
-
-  Saved as JSON beside every run (checkpoint ``config``) and compared on ``--resume``.
-  """
+  """Every training setting of the occupancy run; field ``name`` is the flag ``--name``. Saved as
+  JSON beside every run (checkpoint ``config``) and compared on ``--resume``."""
   hidden_size: int = cli.option(200, "H, hidden units (the notes use 200)")
   init: str = cli.option("normal", '"normal" (N(0, 1/fan_in)) | "irnn" (U = I; Le et al. 2015)')
   optimizer: str = cli.option("adam", '"sgd" (the notes\' plain SGD) | "adam"')
   lr: float = cli.option(1e-3, "learning rate (a finite positive number)")
-  clip: float = cli.option(
-      1.0, "clip gradients to this global norm (Pascanu et al. 2013); 0 = off")
+  clip: float = cli.option(1.0, "clip gradients to this global norm (Pascanu et al. 2013); 0 = off")
   batch_size: int = cli.option(
       64, "windows per step; the last partial batch of an epoch is dropped")
   epochs: int = cli.option(50, "maximum passes over the training set")
-  patience: int = cli.option(
-      10, "stop after this many epochs without a better val loss; 0 = never")
+  patience: int = cli.option(10, "stop after this many epochs without a better val loss; 0 = never")
   grad: str = cli.option(
       "autodiff", '"autodiff" (jax.grad through the scan) | "hand" (the hand BPTT)')
   unroll: int = cli.option(1, "lax.scan unroll factor (autodiff only)")
@@ -151,13 +132,12 @@ class TrainConfig:
 
   def __post_init__(self):
     for f in dataclasses.fields(self):            # numpy scalars -> Python (JSON-serialisable)
-      v = getattr(self, f.name)
-      if isinstance(v, np.generic):
+      if isinstance(v := getattr(self, f.name), np.generic):
         object.__setattr__(self, f.name, v.item())
 
   def validate(self) -> "TrainConfig":
-    """Raises InputError naming the flag of the first nonsensical value; returns self.
-    An integer setting given as a whole float (``12.0``, from JSON) is stored as int."""
+    """Raises InputError naming the flag of the first nonsensical value; returns self. An
+    integer given as a whole float (``12.0``, from JSON) is stored as int."""
     for name, low in (("hidden_size", 1), ("batch_size", 1), ("epochs", 1), ("patience", 0),
                       ("unroll", 1), ("seed", 0), ("seeds", 1)):
       object.__setattr__(self, name, checks.integer(name, getattr(self, name), low))
@@ -179,8 +159,8 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, d: dict) -> "TrainConfig":
-    """The inverse of ``to_dict``; unknown keys are an InputError. ``hidden``, the name of
-    ``hidden_size`` in runs written before the flag vocabulary was unified, is read too."""
+    """The inverse of ``to_dict`` (unknown keys: InputError); reads ``hidden``, older runs'
+    name of ``hidden_size``, too."""
     if "hidden" in d and "hidden_size" not in d:
       d = {("hidden_size" if k == "hidden" else k): v for k, v in d.items()}
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}

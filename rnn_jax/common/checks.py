@@ -1,18 +1,8 @@
 """The argument checks every config shares: integers, numbers, choices, booleans and lists.
 
-Each check returns the value it accepted and raises ``InputError`` with the one line
-``"--flag-name: expected <what>, got <value!r>"``, the flag from ``cli.flag(name)``. One
-meaning and one wording per kind:
-
-- an integer is an int, a numpy integer or a whole float (CSV and JSON may give ``12.0``),
-  returned as int; never a bool. "a positive integer" (low 1), "an integer >= N",
-  "an integer from A to B".
-- a number is an int, float or numpy number, finite, returned as float; never a bool or text.
-  "a finite positive number", or "a finite number >= 0 (0 = off)" where 0 switches it off.
-- a choice is one of the given options: "one of a, b, c".
-- a boolean is True or False (or a numpy bool): "true or false".
-- a list of integers is a non-empty tuple or list of integers (a comma-separated flag):
-  "a comma-separated list of positive integers"; a bad element: "positive integers".
+Each returns the value it accepted, converted (a whole float such as CSV's or JSON's ``12.0`` is
+an integer; a bool is never a number), or raises InputError with one line in one wording per
+kind, ``"--flag-name: expected <what>, got <value!r>"``.
 """
 from __future__ import annotations
 
@@ -47,19 +37,19 @@ def _integer_words(low: int, high: int | None, plural: bool = False) -> str:
   return f"{'' if plural else 'an '}integer{s} >= {low}"
 
 
-def _whole(value) -> int | None:
-  """``value`` as int when it is an integer (int, numpy integer, whole float), else None."""
-  if not is_number(value):
+def _whole(value, low: int, high: int | None) -> int | None:
+  """``value`` as int when it is an integer (int, numpy integer, whole float) from ``low`` to
+  ``high``, else None."""
+  if not is_number(value) or (isinstance(value, (float, np.floating))
+                              and not (math.isfinite(value) and float(value).is_integer())):
     return None
-  if isinstance(value, (float, np.floating)):
-    return int(value) if math.isfinite(value) and float(value).is_integer() else None
-  return int(value)
+  return int(value) if low <= value and (high is None or value <= high) else None
 
 
 def integer(name: str, value, low: int, high: int | None = None) -> int:
   """An integer from ``low`` to ``high`` (no upper bound when None), as int."""
-  whole = _whole(value)
-  if whole is None or whole < low or (high is not None and whole > high):
+  whole = _whole(value, low, high)
+  if whole is None:
     refuse(name, _integer_words(low, high), value)
   return whole
 
@@ -68,13 +58,10 @@ def integers(name: str, values, low: int = 1, high: int | None = None) -> tuple[
   """A non-empty tuple or list of integers from ``low`` to ``high``, as a tuple of ints."""
   if not isinstance(values, (tuple, list)) or not values:
     refuse(name, "a comma-separated list of " + _integer_words(low, high, plural=True), values)
-  out = []
   for v in values:
-    whole = _whole(v)
-    if whole is None or whole < low or (high is not None and whole > high):
+    if _whole(v, low, high) is None:
       refuse(name, _integer_words(low, high, plural=True), v)
-    out.append(whole)
-  return tuple(out)
+  return tuple(int(v) for v in values)
 
 
 def number(name: str, value, *, zero_is_off: bool = False) -> float:
@@ -105,9 +92,7 @@ def boolean(name: str, value) -> bool:
   return bool(value)
 
 
-# The data modules' own checks: a file's one-line error, a capacity, a grid step.
-
-check_int = integer   # (name, value, low, high=None): int; whole floats (CSV, JSON) too
+check_int = integer   # the name the data modules use
 
 
 def fail(path, message: str):

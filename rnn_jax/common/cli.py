@@ -1,11 +1,9 @@
 """What every script in experiments/ shares: one-line errors with exit status 2, and flags
-derived mechanically from a frozen config dataclass.
+derived from a frozen config dataclass whose fields are declared with ``option(default, help)``.
 
-Every config field is declared with ``option(default, help)``: field ``name`` becomes the flag
-``--name`` (``_`` -> ``-``) with that help. Flag vocabulary, the same in every script: one value
-takes the singular (``--window``, ``--hidden-size``, ``--batch-size``), a sweep the plural of the
-same stem (``--windows``, ``--hidden-sizes``, ``--batch-sizes``); a boolean is a plain on/off
-pair (``--remat`` / ``--no-remat``); ``--grad`` is ``autodiff`` or ``hand``.
+Flag vocabulary, the same in every script: one value takes the singular (``--window``,
+``--batch-size``), a sweep the plural of the same stem (``--windows``, ``--batch-sizes``); a
+boolean is an on/off pair (``--remat`` / ``--no-remat``); ``--grad`` is ``autodiff`` or ``hand``.
 """
 from __future__ import annotations
 
@@ -35,8 +33,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def entry_point(run: Callable[[list[str] | None], int | None]) -> Callable[..., int]:
   """A script's ``main(argv=None) -> exit status`` from ``run(argv)``: an InputError becomes
-  the one line ``error: <message>`` on stderr and exit status 2. Every script in experiments/
-  defines ``main`` with it and ends with ``sys.exit(main())``."""
+  the one line ``error: <message>`` on stderr and exit status 2."""
   @functools.wraps(run)
   def main(argv: list[str] | None = None) -> int:
     try:
@@ -52,39 +49,24 @@ def flag(name: str) -> str:
   return "--" + name.replace("_", "-")
 
 
-
-def option(default, help: str, **metadata):  # noqa: A002  (``help`` as argparse calls it)
-  """A config dataclass field whose flag help is ``help`` (the one place flag help comes from).
-
-  ``metadata`` passes on, e.g. ``cli=False`` for a field that has no flag of its own.
-  """
-  if isinstance(default, (list, dict, set)):
-    raise TypeError("option: use a tuple for a sequence default")
-  return dataclasses.field(default=default, metadata={"help": help, **metadata})
+def option(default, help: str):  # noqa: A002  (``help`` as argparse calls it)
+  """A config dataclass field whose flag help is ``help`` (the one place flag help comes from);
+  a sequence default is a tuple."""
+  return dataclasses.field(default=default, metadata={"help": help})
 
 
 def _base_type(tp):
   """(element type, is_tuple, is_optional) of a field annotation."""
-  optional = False
-  origin = typing.get_origin(tp)
-  if origin in (typing.Union, types.UnionType):
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    optional = len(args) < len(typing.get_args(tp))
-    tp = args[0]
-    origin = typing.get_origin(tp)
-  if origin is tuple:
+  optional = typing.get_origin(tp) in (typing.Union, types.UnionType)
+  if optional:
+    args = typing.get_args(tp)
+    optional, tp = type(None) in args, [a for a in args if a is not type(None)][0]
+  if typing.get_origin(tp) is tuple:
     return typing.get_args(tp)[0], True, optional
   return tp, False, optional
 
 
 def _parse_scalar(flag: str, kind, text: str):
-  if kind is bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-      return True
-    if lowered in ("0", "false", "no", "off"):
-      return False
-    raise InputError(f"{flag}: expected true or false, got {text!r}")
   try:
     value = kind(text.strip())
   except ValueError:
@@ -97,37 +79,29 @@ def _parse_scalar(flag: str, kind, text: str):
 
 def add_config_flags(parser: argparse.ArgumentParser, cls,
                      defaults: dict[str, Any] | None = None) -> None:
-  """One flag per field of the dataclass ``cls``: ``field_name`` -> ``--field-name``.
-
-  Help comes from ``field.metadata["help"]`` (declare fields with ``option``); tuples are
-  comma-separated; ``None`` is "none"; a bool field is the pair ``--name`` / ``--no-name``.
-  Values are parsed strictly (InputError naming the flag) when ``config_from_args`` runs.
-  ``defaults`` overrides the dataclass defaults for this script (shown in --help and used when
-  the flag is absent).
+  """One flag per field of the dataclass ``cls`` (``field_name`` -> ``--field-name``, help from
+  ``option``): tuples comma-separated, ``None`` as "none", a bool the pair ``--name`` /
+  ``--no-name``; parsed strictly by ``config_from_args``. ``defaults`` overrides the dataclass
+  defaults for this script (shown in --help and used when the flag is absent).
   """
   defaults = defaults or {}
   hints = typing.get_type_hints(cls)
   for field in dataclasses.fields(cls):
-    if field.metadata.get("cli") is False:
-      continue
     if "help" not in field.metadata:
       raise TypeError(f"{cls.__name__}.{field.name}: declare it with cli.option(default, help)")
     kind, is_tuple, _ = _base_type(hints[field.name])
     default = defaults.get(field.name, field.default)
-    shown = ",".join(map(str, default)) if is_tuple and default is not None else default
     help_text = field.metadata["help"].replace("%", "%%")
     if kind is bool and not is_tuple:
       parser.add_argument(flag(field.name), dest=field.name, default=defaults.get(field.name),
                           action=argparse.BooleanOptionalAction,
                           help=f"{help_text} (default: {'on' if default else 'off'})")
       continue
-    given = defaults.get(field.name)
-    if is_tuple and given is not None:
-      given = ",".join(map(str, given))
-    parser.add_argument(flag(field.name), dest=field.name, default=(
-        str(given) if field.name in defaults else None), metavar=(
-        "A,B,..." if is_tuple else kind.__name__.upper()),
-        help=f"{help_text} (default: {'none' if shown is None else shown})")
+    text = ",".join(map(str, default)) if is_tuple and default is not None else default
+    parser.add_argument(flag(field.name), dest=field.name,
+                        default=str(text) if field.name in defaults else None,
+                        metavar="A,B,..." if is_tuple else kind.__name__.upper(),
+                        help=f"{help_text} (default: {'none' if text is None else text})")
 
 
 def config_from_args(cls, args: argparse.Namespace, **overrides: Any):
@@ -146,8 +120,8 @@ def config_from_args(cls, args: argparse.Namespace, **overrides: Any):
     if optional and text.strip().lower() in ("none", ""):
       values[field.name] = None
     elif is_tuple:
-      parts = [p for p in text.split(",")]
-      if not text.strip() or any(not p.strip() for p in parts):
+      parts = text.split(",")
+      if any(not p.strip() for p in parts):
         raise InputError(f"{name}: expected a comma-separated list, got {text!r}")
       values[field.name] = tuple(_parse_scalar(name, kind, p) for p in parts)
     else:

@@ -1,8 +1,6 @@
-"""Atomic writes: a temporary file beside the target, flushed and fsynced, then renamed.
-
-A process killed at any moment leaves either the previous file or the new one, never half of
-one (``os.replace`` is atomic on POSIX within one file system).
-"""
+"""Atomic writes: a temporary file beside the target, fsynced, then renamed onto it, so a
+process killed at any moment leaves the previous file or the new one, never half of one
+(``os.replace`` is atomic on POSIX within one file system)."""
 from __future__ import annotations
 
 import contextlib
@@ -19,11 +17,8 @@ WRITE_PROBE = ".rnn_jax_write_probe"
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-  """Yields a temporary path beside ``path``; on success it is fsynced and renamed onto it.
-
-  For writers that want a file name (``fig.savefig(tmp)``). On an exception the temporary
-  file is removed and ``path`` is untouched.
-  """
+  """Yields a temporary path beside ``path`` to write (``fig.savefig(tmp)``); renamed onto
+  ``path`` on success, removed on an exception (``path`` untouched)."""
   path = Path(path)
   fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
   os.close(fd)
@@ -32,7 +27,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     yield tmp
     with open(tmp, "rb+") as f:
       os.fsync(f.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode of a new file
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the usual mode of a new file
     os.replace(tmp, path)
     _fsync_dir(path.parent)
   finally:
@@ -40,7 +35,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
       tmp.unlink()
 
 
-def _umask() -> int:
+def umask() -> int:
+  """The process's umask (read by setting it and back)."""
   mask = os.umask(0)
   os.umask(mask)
   return mask
@@ -67,8 +63,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-  """Writes ``obj`` as indented JSON to ``path`` atomically."""
-  write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+  """Writes ``obj`` as indented JSON (NaN refused) to ``path`` atomically."""
+  write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

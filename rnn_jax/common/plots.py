@@ -1,16 +1,11 @@
 """PNG plots of a run: learning curves, forecasts against actuals, MAE by horizon, gradient norms.
 
-Inputs are plain numbers (lists of per-epoch dicts, numpy arrays); nothing here knows about
-CSVs, checkpoints or training. Every function draws one figure and writes it with
-``rnn_jax.common.fileio.atomic_path`` (a temporary file beside the target, then a rename), so an
-interrupted run never leaves half a PNG, and raises ``ValueError`` before drawing when its
-inputs do not fit together (lengths, shapes), leaving no file behind.
-
-Figures are built on ``matplotlib.figure.Figure`` directly and rendered by the Agg canvas that
-``savefig(..., format="png")`` picks, never through ``pyplot``: no display is needed, no global
-backend is switched under a user who imported pyplot themselves, and no figure is kept alive in
-pyplot's registry (the matplotlib docs' recommendation for figures made outside a GUI,
-"Embedding in a web application server").
+Inputs are plain numbers (lists of per-epoch dicts, numpy arrays). Every function checks its
+inputs fit together (``ValueError`` before drawing, no file left), draws one figure and writes it
+with ``rnn_jax.common.fileio.atomic_path``, so an interrupted run never leaves half a PNG.
+Figures are ``matplotlib.figure.Figure`` rendered by the Agg canvas ``savefig`` picks, never
+through ``pyplot``: no display, no global backend switched under the user, no figure kept alive
+in pyplot's registry (matplotlib docs, "Embedding in a web application server").
 """
 from __future__ import annotations
 
@@ -27,24 +22,39 @@ from matplotlib.figure import Figure
 from rnn_jax.common.checks import is_number
 from rnn_jax.common.fileio import atomic_path
 
-_DPI = 110
 # Per-epoch keys that are not a metric to draw: counters, clocks, settings, and the identifiers
 # of a model (fit_many's rows carry "model" and "seed").
 _NOT_METRICS = ("epoch", "step", "steps", "lr", "learning_rate", "seconds", "time", "elapsed",
                 "model", "seed")
 
 
+def _figure(size=(7.5, 4.5), rows: int = 0):
+  fig = Figure(figsize=size, layout="constrained")
+  return fig, (fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0] if rows else
+               fig.subplots())
+
+
 def _save(fig: Figure, path: str | os.PathLike) -> Figure:
   with atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=_DPI)
+    fig.savefig(tmp, format="png", dpi=110)
   return fig
 
 
-# --------------------------------------------------------------------------------------------
-# Per-epoch histories
+def _colors() -> list:
+  return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
-def _check_history(history) -> list[Mapping]:
+def _horizon_label(minutes) -> str:
+  minutes = float(minutes)
+  return f"+{minutes / 60:g} h" if minutes >= 60 and minutes % 60 == 0 else f"+{minutes:g} min"
+
+
+def _members(history) -> list[list[Mapping]]:
+  """One model's history (a list of per-epoch dicts) or several (a list of such lists), checked,
+  as a list of per-model histories."""
+  if (isinstance(history, Sequence) and history
+      and all(isinstance(h, Sequence) and not isinstance(h, (str, Mapping)) for h in history)):
+    return [h for one in history for h in _members(one)]
   if isinstance(history, Mapping) or not isinstance(history, Sequence) or not history:
     what = "an empty list" if isinstance(history, Sequence) else type(history).__name__
     raise ValueError(f"history: expected a non-empty list of per-epoch dicts, got {what}")
@@ -52,28 +62,15 @@ def _check_history(history) -> list[Mapping]:
     if not isinstance(row, Mapping):
       raise ValueError(f"history[{i}]: expected a dict of per-epoch metrics, got "
                        f"{type(row).__name__}")
-  return list(history)
-
-
-def _members(history) -> list[list[Mapping]]:
-  """One model's history (a list of per-epoch dicts) or several (a list of such lists), as a
-  list of per-model histories."""
-  if (isinstance(history, Sequence) and history
-      and all(isinstance(h, Sequence) and not isinstance(h, (str, Mapping)) for h in history)):
-    return [_check_history(h) for h in history]
-  return [_check_history(history)]
+  return [list(history)]
 
 
 def _metric_keys(history) -> list[str]:
   """Numeric keys in first-seen order, leaving out counters, clocks and identifiers."""
   keys: list[str] = []
   for row in history:
-    for key, value in row.items():
-      if key in keys or not is_number(value):
-        continue
-      if key in _NOT_METRICS or key.endswith(("_s", "_seconds", "_time")):
-        continue
-      keys.append(key)
+    keys += [k for k, v in row.items() if k not in keys and is_number(v) and k not in _NOT_METRICS
+             and not k.endswith(("_s", "_seconds", "_time"))]
   return keys
 
 
@@ -93,29 +90,28 @@ def _plot_series(ax, members, keys, *, color_offset=0, style=None) -> tuple[np.n
   one model as it is; several as their mean per epoch (over the models that trained it), bold,
   over each model's own curve, faint. Returns the epochs and the drawn series by key."""
   epochs = np.unique(np.concatenate([_epochs(h) for h in members]))
-  colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-  drawn = {}
+  colors, many, drawn = _colors(), len(members) > 1, {}
   for i, key in enumerate(keys):
     stack = np.full((len(members), len(epochs)), np.nan)
     for m, h in enumerate(members):
       stack[m, np.searchsorted(epochs, _epochs(h))] = _series(h, key)
     color = colors[(color_offset + i) % len(colors)]
     line = style or ("--" if key.startswith("val") else "-")
-    if len(members) > 1:
+    drawn[key] = stack[0]
+    if many:
       for row in stack:
         ax.plot(epochs, row, color=color, linestyle=line, linewidth=0.7, alpha=0.3)
       with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # an epoch no model reached
         drawn[key] = np.nanmean(stack, axis=0)
-    else:
-      drawn[key] = stack[0]
     ax.plot(epochs, drawn[key], color=color, linestyle=line, linewidth=1.6,
             marker="o" if len(epochs) < 30 else None, markersize=3,
-            label=key if len(members) == 1 else f"{key} (mean)")
+            label=f"{key} (mean)" if many else key)
   return epochs, drawn
 
 
 def _best(epochs, values, mode: str):
+  """(epoch, value) of the lowest (``mode="min"``) or highest finite value; None without one."""
   finite = np.isfinite(values)
   if not finite.any():
     return None
@@ -124,56 +120,55 @@ def _best(epochs, values, mode: str):
   return epochs[i], values[i]
 
 
-def _mark_best(ax, epoch, label):
-  ax.axvline(epoch, color="0.35", linestyle=":", linewidth=1.2, label=label)
-
-
-def _title(title: str, members) -> str:
+def _curves(history, word: str, title: str, best_key: str, mode: str, fmt: str, chance=None):
+  """The figure of every numeric per-epoch key with ``word`` in its name, one model or the mean
+  of several (the title says so), the best epoch of ``best_key`` (or of the first such key)
+  marked, ``chance`` drawn. Returns the figure, its axis, the histories, the other keys, and
+  the drawn series."""
+  members = _members(history)
+  found = _metric_keys([row for h in members for row in h])
+  keys = [k for k in found if word in k]
+  if not keys:
+    raise ValueError(f"history: no numeric key with '{word}' in its name "
+                     f"(found {found or 'none'})")
+  fig, ax = _figure()
+  epochs, series = _plot_series(ax, members, keys)
+  if chance is not None:
+    ax.axhline(chance, color="0.6", linewidth=1, label=f"chance ({chance:.3g})")
+  best_key = best_key if best_key in series else keys[0]
+  best = _best(epochs, series[best_key], mode)
+  if best is not None:
+    ax.axvline(best[0], color="0.35", linestyle=":", linewidth=1.2,
+               label=f"best epoch {best[0]:g} ({best_key} {best[1]:{fmt}})")
   n = len(members)
-  return title if n == 1 else f"{title}\n{n} models: their mean bold, each model faint"
+  ax.set(xlabel="epoch", ylabel=word,
+         title=title if n == 1 else f"{title}\n{n} models: their mean bold, each model faint")
+  ax.grid(True, alpha=0.3)
+  return fig, ax, members, [k for k in found if word not in k], series
 
 
 def learning_curves(history, path: str | os.PathLike, *, title: str | None = None) -> Figure:
-  """Training and validation loss per epoch, the best epoch marked; returns the figure.
+  """Training and validation loss per epoch, the best (lowest mean ``val_loss``) marked.
 
-  ``history``: one dict per epoch (``{"epoch": 3, "train_loss": ..., "val_loss": ...,
-  "val_mae": ...}``), or a list of such lists, one per model (fit_many's histories): then
-  every model is drawn faint and their mean per epoch bold, and the title says so. Every
-  numeric key with "loss" in its name goes on the left axis (log scale when it spans more than
-  a factor of 30); any other metric (``val_mae``, ``val_accuracy``; not counters, clocks or
-  the ``model`` and ``seed`` identifiers) on a second axis on the right. The best epoch is the
-  lowest (mean) ``val_loss`` (or, without one, of the first loss series). Missing values are
-  gaps.
+  ``history``: one dict per epoch (``{"epoch": 3, "train_loss": ..., "val_mae": ...}``), or a
+  list of such lists, one per model (fit_many's): then each model is faint and their mean bold.
+  Keys with "loss" in their name go on the left axis (log scale when they span more than a
+  factor of 30), other metrics (not counters, clocks, ``model`` or ``seed``) on a right axis.
+  Missing values are gaps. Returns the figure.
   """
-  members = _members(history)
-  keys = _metric_keys([row for h in members for row in h])
-  loss_keys = [k for k in keys if "loss" in k]
-  other_keys = [k for k in keys if "loss" not in k]
-  if not loss_keys:
-    raise ValueError(f"history: no numeric key with 'loss' in its name (found {keys or 'none'})")
-  fig = Figure(figsize=(7.5, 4.5), layout="constrained")
-  ax = fig.subplots()
-  epochs, losses = _plot_series(ax, members, loss_keys)
+  fig, ax, members, other_keys, losses = _curves(history, "loss", title or "learning curves",
+                                                  "val_loss", "min", ".4g")
   positive = np.concatenate([v[np.isfinite(v)] for v in losses.values()])
   if positive.size and positive.min() > 0 and positive.max() / positive.min() > 30:
     ax.set_yscale("log")
-  ax.set_xlabel("epoch")
-  ax.set_ylabel("loss")
-  handles_extra = []
+  handles = ax.get_legend_handles_labels()[0]
   if other_keys:
     ax2 = ax.twinx()
-    _plot_series(ax2, members, other_keys, color_offset=len(loss_keys), style="-.")
-    handles_extra = ax2.get_legend_handles_labels()[0]
+    _plot_series(ax2, members, other_keys, color_offset=len(losses), style="-.")
+    handles += ax2.get_legend_handles_labels()[0]
     ax2.set_ylabel(", ".join(other_keys))
-  best_key = "val_loss" if "val_loss" in losses else loss_keys[0]
-  best = _best(epochs, losses[best_key], "min")
-  if best is not None:
-    _mark_best(ax, best[0], f"best epoch {best[0]:g} ({best_key} {best[1]:.4g})")
-  handles = ax.get_legend_handles_labels()[0] + handles_extra
   fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center",
              ncol=min(len(handles), 4), fontsize="small")
-  ax.grid(True, alpha=0.3)
-  ax.set_title(_title(title or "learning curves", members))
   return _save(fig, path)
 
 
@@ -183,38 +178,10 @@ def accuracy_curve(history, path: str | os.PathLike, *, title: str | None = None
   ``history`` as for ``learning_curves``. The best epoch is the highest ``val_accuracy`` (or
   of the first accuracy series); ``chance`` (for example 1/26) draws the chance level.
   """
-  members = _members(history)
-  found = _metric_keys([row for h in members for row in h])
-  keys = [k for k in found if "accuracy" in k]
-  if not keys:
-    raise ValueError(f"history: no numeric key with 'accuracy' in its name "
-                     f"(found {found or 'none'})")
-  fig = Figure(figsize=(7.5, 4.5), layout="constrained")
-  ax = fig.subplots()
-  epochs, series = _plot_series(ax, members, keys)
-  if chance is not None:
-    ax.axhline(chance, color="0.6", linewidth=1, label=f"chance ({chance:.3g})")
-  best_key = "val_accuracy" if "val_accuracy" in series else keys[0]
-  best = _best(epochs, series[best_key], "max")
-  if best is not None:
-    _mark_best(ax, best[0], f"best epoch {best[0]:g} ({best_key} {best[1]:.4f})")
-  ax.set_xlabel("epoch")
-  ax.set_ylabel("accuracy")
-  ax.grid(True, alpha=0.3)
+  fig, ax, *_ = _curves(history, "accuracy", title or "accuracy", "val_accuracy", "max", ".4f",
+                        chance)
   ax.legend(loc="lower right", fontsize="small")
-  ax.set_title(_title(title or "accuracy", members))
   return _save(fig, path)
-
-
-# --------------------------------------------------------------------------------------------
-# Forecasts
-
-
-def _horizon_label(minutes) -> str:
-  minutes = float(minutes)
-  if minutes >= 60 and minutes % 60 == 0:
-    return f"+{minutes / 60:g} h"
-  return f"+{minutes:g} min"
 
 
 def _with_breaks(x: np.ndarray, ys: list[np.ndarray]):
@@ -236,15 +203,12 @@ def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
                        title: str | None = None, band=None, band_label: str = "interval") -> None:
   """One panel per horizon: the actual value and each method's forecast against time.
 
-  ``times [N]`` (numpy datetime64): when each forecast is made (the end of its input window).
-  ``actual [N, n_h]``: the value ``horizons_minutes[j]`` after ``times[i]``; ``predictions``:
-  method name -> ``[N, n_h]`` forecasts of it, the first drawn as the model (solid), the rest as
-  baselines (dashed). Panel j draws everything at the target time ``times + horizon_j``, so the
-  curves line up with what actually happened. Only the first ``days`` days from the earliest
-  time are drawn (``None``: all); lines break where consecutive times are more than 1.5
-  typical steps apart (gaps in the data). ``[N]`` arrays are accepted when there is one horizon.
-  ``band``: ``(lo, hi)``, each ``[N, n_h]``, shaded around the model's forecast (its prediction
-  interval), labelled ``band_label``.
+  ``times [N]`` (datetime64): when each forecast is made; ``actual [N, n_h]``: the value
+  ``horizons_minutes[j]`` after ``times[i]``; ``predictions``: method -> ``[N, n_h]``, the first
+  the model (solid), the rest baselines (dashed); ``band``: ``(lo, hi)``, each ``[N, n_h]``, the
+  model's interval, shaded. ``[N]`` arrays do when there is one horizon. Panel j draws all at
+  ``times + horizon_j``, so the curves line up with what happened; only the first ``days`` days
+  are drawn (``None``: all), and lines break at gaps (steps over 1.5 typical steps).
   """
   times = np.asarray(times)
   if times.ndim != 1 or not np.issubdtype(times.dtype, np.datetime64):
@@ -257,8 +221,7 @@ def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
 
   def as_2d(name, a):
     a = np.asarray(a, float)
-    if a.ndim == 1 and n_h == 1:
-      a = a[:, None]
+    a = a[:, None] if a.ndim == 1 and n_h == 1 else a
     if a.shape != (len(times), n_h):
       raise ValueError(f"{name}: expected shape [{len(times)}, {n_h}] (one row per time, one "
                        f"column per horizon), got {list(a.shape)}")
@@ -268,33 +231,24 @@ def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
   if not predictions:
     raise ValueError("predictions: expected at least one method")
   preds = {name: as_2d(f"predictions[{name!r}]", p) for name, p in predictions.items()}
-  if band is not None:
-    band = (as_2d("band[0]", band[0]), as_2d("band[1]", band[1]))
+  bands = [] if band is None else [as_2d("band[0]", band[0]), as_2d("band[1]", band[1])]
   if len(times) == 0:
     raise ValueError("times: no forecasts to draw (empty)")
-  order = np.argsort(times, kind="stable")
-  times = times[order]
-  actual = actual[order]
-  preds = {k: v[order] for k, v in preds.items()}
-  band = band and tuple(b[order] for b in band)
+  rows = np.argsort(times, kind="stable")
   if days is not None:
-    end = times[0] + np.timedelta64(int(round(float(days) * 86400)), "s")
-    keep = times < end
-    times, actual = times[keep], actual[keep]
-    preds = {k: v[keep] for k, v in preds.items()}
-    band = band and tuple(b[keep] for b in band)
+    end = times[rows[0]] + np.timedelta64(int(round(float(days) * 86400)), "s")
+    rows = rows[times[rows] < end]
+  times = times[rows]
+  columns = [actual[rows], *(p[rows] for p in preds.values()), *(b[rows] for b in bands)]
 
-  fig = Figure(figsize=(11, 2.6 * n_h + 0.6), layout="constrained")
-  axes = np.atleast_1d(fig.subplots(n_h, 1, sharex=True, squeeze=False)[:, 0])
+  fig, axes = _figure((11, 2.6 * n_h + 0.6), rows=n_h)
   for j, (ax, h) in enumerate(zip(axes, horizons)):
-    target_times = times + np.timedelta64(int(round(h * 60)), "s")
-    x, (y_act, *y_preds) = _with_breaks(target_times,
-                                        [actual[:, j]] + [p[:, j] for p in preds.values()])
+    x, (y_act, *ys) = _with_breaks(times + np.timedelta64(int(round(h * 60)), "s"),
+                                   [c[:, j] for c in columns])
     ax.plot(x, y_act, color="black", linewidth=1.3, label="actual", zorder=3)
-    if band is not None:
-      xb, (lo, hi) = _with_breaks(target_times, [band[0][:, j], band[1][:, j]])
-      ax.fill_between(xb, lo, hi, color="C0", alpha=0.2, linewidth=0, label=band_label)
-    for i, (name, y) in enumerate(zip(preds, y_preds)):
+    if bands:
+      ax.fill_between(x, ys[-2], ys[-1], color="C0", alpha=0.2, linewidth=0, label=band_label)
+    for i, (name, y) in enumerate(zip(preds, ys)):
       ax.plot(x, y, linewidth=1.1 if i == 0 else 0.9, linestyle="-" if i == 0 else "--",
               alpha=1.0 if i == 0 else 0.8, label=name)
     ax.set_ylabel(ylabel)
@@ -330,50 +284,36 @@ def mae_by_horizon(results_split: Mapping[str, Mapping], horizons_minutes: Seque
       raise ValueError(f"results_split[{name!r}]['mae']: {len(mae)} values for "
                        f"{len(horizons)} horizons")
     values[name] = np.asarray([np.nan if v is None else float(v) for v in mae])
-  n_m = len(values)
-  width = 0.8 / n_m
-  fig = Figure(figsize=(max(6.0, 1.2 + len(horizons) * (0.5 + 0.35 * n_m)), 4.5),
-               layout="constrained")
-  ax = fig.subplots()
-  x = np.arange(len(horizons))
-  colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+  n_m, x, colors = len(values), np.arange(len(horizons)), _colors()
+  fig, ax = _figure((max(6.0, 1.2 + len(horizons) * (0.5 + 0.35 * n_m)), 4.5))
   for i, (name, v) in enumerate(values.items()):
-    pos = x + (i - (n_m - 1) / 2) * width
-    ok = np.isfinite(v)
-    ax.bar(pos[ok], v[ok], width, label=name, color=colors[i % len(colors)],
+    pos, ok = x + (i - (n_m - 1) / 2) * 0.8 / n_m, np.isfinite(v)
+    ax.bar(pos[ok], v[ok], 0.8 / n_m, label=name, color=colors[i % len(colors)],
            edgecolor="black" if i == 0 else None, linewidth=1.0 if i == 0 else 0)
     for p in pos[~ok]:
       ax.text(p, 0, "n/a", ha="center", va="bottom", fontsize="x-small", rotation=90)
   ax.set_xticks(x, [_horizon_label(h) for h in horizons])
-  ax.set_xlabel("forecast horizon")
-  ax.set_ylabel(ylabel)
+  ax.set(xlabel="forecast horizon", ylabel=ylabel, title=title or "mean absolute error by horizon")
   ax.grid(True, axis="y", alpha=0.3)
   ax.legend(fontsize="small", ncol=min(n_m, 3))
-  ax.set_title(title or "mean absolute error by horizon")
   _save(fig, path)
-
-
-# --------------------------------------------------------------------------------------------
-# Gradients
 
 
 def grad_norms(norms, path: str | os.PathLike, *, title: str | None = None) -> None:
   """``||dL/dh_t||`` against t on a log axis: vanishing or exploding gradients at a glance.
 
-  ``norms``: ``[T]`` (one sequence) or ``[n, T]`` (n sequences, e.g. one per window). t runs from 1 (the oldest step of the window) to T (the last,
-  next to the loss). With several rows the median over rows is drawn in black. Zeros and
-  non-finite values cannot sit on a log axis and leave gaps; the ratio
-  ``||dL/dh_1|| / ||dL/dh_T||`` of the (median) curve is printed in the title.
+  ``norms``: ``[T]`` (one sequence) or ``[n, T]`` (n sequences, e.g. one per window); t runs
+  from 1 (the oldest step of the window) to T (the last, next to the loss). With several rows
+  the median over rows is drawn in black. Zeros and non-finite values cannot sit on a log axis
+  and leave gaps; the ratio ``||dL/dh_1|| / ||dL/dh_T||`` of the (median) curve is in the title.
   """
   norms = np.asarray(norms, float)
-  if norms.ndim == 1:
-    norms = norms[None, :]
-  if norms.ndim != 2 or norms.shape[1] == 0 or norms.shape[0] == 0:
+  norms = norms[None, :] if norms.ndim == 1 else norms
+  if norms.ndim != 2 or norms.size == 0:
     raise ValueError(f"norms: expected shape [T] or [n, T] with T >= 1, got {list(norms.shape)}")
   t = np.arange(1, norms.shape[1] + 1)
   plottable = np.where(np.isfinite(norms) & (norms > 0), norms, np.nan)
-  fig = Figure(figsize=(7.5, 4.5), layout="constrained")
-  ax = fig.subplots()
+  fig, ax = _figure()
   many = norms.shape[0] > 1
   for row in plottable:
     ax.plot(t, row, marker="o" if len(t) <= 50 else None, markersize=3,
@@ -381,21 +321,18 @@ def grad_norms(norms, path: str | os.PathLike, *, title: str | None = None) -> N
             label=None if many else "||dL/dh_t||")
   curve = plottable[0]
   if many:
-    with np.errstate(all="ignore"):
-      finite_cols = np.isfinite(plottable).any(axis=0)
-      curve = np.full(norms.shape[1], np.nan)
-      curve[finite_cols] = np.nanmedian(plottable[:, finite_cols], axis=0)
+    finite_cols = np.isfinite(plottable).any(axis=0)
+    curve = np.full(norms.shape[1], np.nan)
+    curve[finite_cols] = np.nanmedian(plottable[:, finite_cols], axis=0)
     ax.plot(t, curve, color="black", linewidth=2, label="median")
   if np.isfinite(plottable).any():
     ax.set_yscale("log")
   else:
     ax.text(0.5, 0.5, "no positive finite norm to draw", transform=ax.transAxes, ha="center")
   ratio = curve[0] / curve[-1] if len(curve) > 1 else math.nan
-  ax.set_xlabel("t (1 = oldest step of the window, T = last)")
-  ax.set_ylabel("||dL/dh_t||")
+  ax.set(xlabel="t (1 = oldest step of the window, T = last)", ylabel="||dL/dh_t||")
   ax.grid(True, which="both", alpha=0.3)
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize="small")
+  ax.legend(fontsize="small")                   # one line is labelled: the only row or the median
   suffix = f"  (||dL/dh_1|| / ||dL/dh_T|| = {ratio:.3g})" if np.isfinite(ratio) else ""
   ax.set_title((title or "gradient norm through time") + suffix, fontsize="medium")
   _save(fig, path)

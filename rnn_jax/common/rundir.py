@@ -1,25 +1,10 @@
 """Run directories: whether ``--out`` may be used, leftovers of killed writes, staging, config.json.
 
-A run directory is made one of two ways, each checked before anything is created:
-
-* In place (the occupancy run, which checkpoints and resumes): ``check_out`` allows a new or
-  empty directory, ``--resume`` of a run there, or ``--overwrite`` of a directory holding only
-  an rnn_jax run's files; ``clear_run`` then removes the old run's files. Every file is written
-  atomically (rnn_jax.common.fileio), so a write killed midway leaves only a hidden temporary
-  file (``is_leftover``), which blocks neither ``--resume`` nor ``--overwrite``.
-* Staged (the letters run, short and never resumed): ``check_new_out`` refuses an existing
-  ``--out`` unless ``--overwrite`` is given and it is a run; ``staging`` assembles the run in a
-  hidden directory beside ``--out`` and renames it into place when complete, so a refused or
-  failed run leaves nothing behind and ``--out`` is never half-written.
-
-Either way, a live run holds an exclusive ``fcntl.flock`` lock (``lock``) on a lock file for the
-whole run, and every other run on the same ``--out`` (``--overwrite`` and ``--resume``
-included) is refused while it lives. The OS releases the lock when the process exits or is
-killed (SIGKILL included), so a killed run leaves no stale lock.
-
-``write_config`` saves config.json with the library versions
-(rnn_jax.common.versions.versions()) beside every result; ``read_config`` reads it back,
-checked.
+Two ways to make one, each checked before anything is created: in place (the occupancy run,
+which checkpoints and resumes: ``check_out``, ``clear_run``), where every file is written
+atomically so a killed write leaves only a temporary file (``is_leftover``); or staged (the
+letters run, never resumed: ``check_new_out``, ``staging``), assembled in a hidden directory and
+renamed into place when complete. Either way a live run holds ``lock`` for its whole life.
 """
 from __future__ import annotations
 
@@ -40,32 +25,22 @@ CONFIG = "config.json"
 LOCK = ".lock"   # in a run directory made in place: held by the run writing it (``lock``)
 
 
-# --------------------------------------------------------------------------- in place
-
 def is_leftover(name: str, run_files: Sequence[str]) -> bool:
-  """A temporary file of rnn_jax.common.fileio (``.<run file>.<random>.tmp``) left by a killed write,
-  or the probe of checkpoint.check_writable."""
+  """A temporary file of a killed write (``.<run file>.<random>.tmp``) or the write probe."""
   return name == fileio.WRITE_PROBE or (
       name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in run_files))
 
 
-def existing_files(out: Path) -> list[str]:
-  """The names in directory ``out`` but its lock file, sorted; none when it is not a directory."""
-  return sorted(p.name for p in out.iterdir() if p.name != LOCK) if out.is_dir() else []
-
-
 def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool,
               run_files: Sequence[str], resume_needs: Sequence[str]) -> Path:
-  """Decides whether ``--out`` may be used for a run of ``run_files``, without creating anything.
-
-  ``resume_needs``: the files ``--resume`` requires there. Raises InputError naming ``--out``.
-  """
+  """Whether ``--out`` may hold a run of ``run_files`` (a new or empty directory, ``--resume``
+  of a run with ``resume_needs``, ``--overwrite`` of a run); InputError naming ``--out``."""
   out = Path(out)
   if resume and overwrite:
     raise InputError("--resume and --overwrite: expected at most one of them")
   if out.exists() and not out.is_dir():
     raise InputError(f"--out {out}: exists and is not a directory")
-  existing = existing_files(out)
+  existing = sorted(p.name for p in out.iterdir() if p.name != LOCK) if out.is_dir() else []
   if resume:
     if not all((out / name).is_file() for name in resume_needs):
       raise InputError(f"--out {out}: --resume needs a run there ({' and '.join(resume_needs)}"
@@ -92,16 +67,12 @@ def clear_run(out: Path, run_files: Sequence[str]) -> None:
 
 @contextlib.contextmanager
 def lock(out: Path, *, staged: bool = False) -> Iterator[None]:
-  """Holds the lock file of run directory ``out`` locked with ``fcntl.flock`` while the block
-  runs (creating it and its directory); InputError naming ``--out`` when a live run holds it.
+  """Holds an exclusive ``fcntl.flock`` on ``out/.lock`` (in place) or ``.<name>.lock`` beside
+  ``out`` (staged) while the block runs; InputError naming ``--out`` when a live run holds it.
 
-  The lock file is ``out/.lock`` for a run made in place, and ``.<name>.lock`` beside ``out``
-  for a staged one (``out`` itself is swapped when the run is complete). flock locks belong
-  to the open file, so the OS drops the lock when its process dies: a killed run never leaves
-  ``out`` locked (its lock file stays, unlocked, and is ignored). The holder removes the file
-  before it lets go; a run that opened the file just before that sees it is gone (its inode
-  is no longer the path's) and opens the new one. When the block fails, directories made here
-  and left empty are removed again.
+  The OS drops a flock when its process dies, so a killed run never leaves ``out`` locked. The
+  holder removes the file before it lets go; a run that opened it just before sees its inode is
+  no longer the path's and opens the new one. Directories made here are removed on failure.
   """
   lock_file = out.parent / f".{out.name}.lock" if staged else out / LOCK
   where = lock_file.absolute().parent
@@ -135,14 +106,9 @@ def lock(out: Path, *, staged: bool = False) -> Iterator[None]:
       _remove_created(created)
 
 
-# --------------------------------------------------------------------------- staged
-
 def check_new_out(out: Path, overwrite: bool) -> None:
-  """Decides whether a staged run may be written to ``out``, without creating anything.
-
-  ``out`` must not exist, or be a run directory (holding config.json, or empty) and
-  ``overwrite`` given; its nearest existing parent must be a writable directory.
-  """
+  """Whether a staged run may be written to ``out``: it does not exist, or is a run directory
+  (config.json, or empty) and ``overwrite`` is given; its nearest existing parent is writable."""
   if out.exists() or out.is_symlink():
     if not out.is_dir():
       raise InputError(f"--out {out}: exists and is not a directory")
@@ -169,18 +135,13 @@ def _remove_created(created: list[Path]) -> None:
 
 @contextlib.contextmanager
 def staging(out: Path) -> Iterator[Path]:
-  """A hidden directory beside ``out``; renamed onto it on success, removed on any failure.
-
-  Parent directories created for it are removed again on failure. An existing ``out`` is
-  swapped out only once the new run is complete.
-  """
+  """A hidden directory beside ``out``, renamed onto it (swapping out an old run) on success;
+  on any failure it and the parents made for it are removed."""
   created = [parent for parent in reversed(out.absolute().parents) if not parent.exists()]
   try:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's 0700 would hide the run from the group
+    os.chmod(tmp, 0o777 & ~fileio.umask())   # mkdtemp's 0700 would hide the run from the group
   except OSError as err:
     _remove_created(created)
     raise InputError(f"--out {out}: cannot create it ({err.strerror or err})") from None
@@ -199,8 +160,6 @@ def staging(out: Path) -> Iterator[Path]:
     raise
 
 
-# --------------------------------------------------------------------------- config.json
-
 def write_config(directory: str | os.PathLike, config: dict[str, Any]) -> Path:
   """Writes ``config`` and, last, ``"versions": versions()`` to ``directory``/config.json."""
   path = Path(directory) / CONFIG
@@ -209,11 +168,8 @@ def write_config(directory: str | os.PathLike, config: dict[str, Any]) -> Path:
 
 
 def read_config(run: str | os.PathLike, parse: Callable[[dict], Any] = lambda cfg: cfg) -> Any:
-  """``parse(config.json)`` of run directory ``run``; InputError naming the file otherwise.
-
-  ``parse`` turns the JSON object into settings; its ValueError, KeyError or TypeError is
-  reported as an unreadable config, like a file that is not JSON.
-  """
+  """``parse(config.json)`` of run directory ``run``; InputError naming the file otherwise (a
+  ValueError, KeyError or TypeError of ``parse`` reads as an unreadable config)."""
   path = Path(run) / CONFIG
   if not Path(run).is_dir():
     raise InputError(f"--run {run}: no such run directory")
