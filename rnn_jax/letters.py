@@ -1,15 +1,6 @@
-"""The notes' letters experiment: the one-hidden-layer tanh network trained by plain SGD, and
-its run directory (``run``, experiments/train_letters.py).
-
-The training loop around ``rnn_jax.core.mlp`` (the network, its loss and the notes' hand
-gradients) on the data of ``rnn_jax.data.letter_recognition`` (reading, split,
-standardisation, one-hot; its names used here can be reached as ``letters.read_letters``, ...).
-
-Training (``train``): the notes' loop, "V <- V - eps grad_V, W <- W - eps grad_W", one sample at
-a time by default (``batch_size=1``). One epoch is one jitted ``lax.scan`` over the minibatches
-of a fresh seeded permutation, so there is no Python loop per sample and the same seed gives
-the same numbers. ``grad="hand"`` uses ``mlp.loss_and_grads`` (the notes' equations (1)-(3));
-``grad="autodiff"`` uses ``jax.value_and_grad(mlp.loss)``; the update is otherwise identical.
+"""The notes' letters experiment: the tanh network of ``rnn_jax.core.mlp`` trained by plain SGD,
+"V <- V - eps grad_V, W <- W - eps grad_W" (``train``), and its run directory (``run``,
+experiments/train_letters.py). Re-exports rnn_jax.data.letter_recognition's names.
 """
 from __future__ import annotations
 
@@ -42,10 +33,11 @@ from rnn_jax.data.letter_recognition import (  # noqa: F401  some only for lette
 def make_epoch(grad: str, batch_size: int) -> Callable:
   """A jitted epoch ``(params, key, xs [n, d], ys [n, K], lr) -> (params, losses [n // B])``.
 
-  Draws ``jax.random.permutation(key, n)``, cuts it into ``n // batch_size`` minibatches (the
-  remainder of the permutation is left out this epoch, a different one every epoch) and runs
-  ``lax.scan`` over them, each step ``params - lr * grad`` as in the notes. Cached per
-  ``(grad, batch_size)``, so later runs with the same shapes reuse the compiled epoch.
+  One ``lax.scan`` (no Python loop per sample; the same seed gives the same numbers) over the
+  ``n // batch_size`` minibatches of ``jax.random.permutation(key, n)`` (its remainder waits,
+  a different one every epoch), each step ``params - lr * grad``. ``grad="hand"``:
+  ``mlp.loss_and_grads`` (the notes' equations (1)-(3)); ``"autodiff"``:
+  ``jax.value_and_grad(mlp.loss)``. Cached per ``(grad, batch_size)``.
   """
   if grad not in GRADS:
     raise ValueError(f"grad: expected one of {GRADS}, got {grad!r}")
@@ -75,8 +67,7 @@ def _loss_and_correct(params: mlp.MLPParams, xs, ys):
 
 
 def evaluate(params: mlp.MLPParams, xs, ys) -> tuple[float, float]:
-  """``(loss, accuracy)`` on ``xs [n, d]`` with one-hot ``ys [n, K]``; class = argmax logit.
-  The loss is the training loss (BCE summed over K, mean over n); accuracy is correct / n."""
+  """``(training loss, accuracy)`` on ``xs [n, d]``, one-hot ``ys [n, K]``; class = argmax."""
   value, correct = _loss_and_correct(params, xs, ys)
   return float(value), int(correct) / xs.shape[0]
 
@@ -96,9 +87,9 @@ def _epoch_and_metrics(grad: str, batch_size: int) -> Callable:
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-  """What ``train`` returns. ``history[i]`` is epoch ``i + 1``'s metrics."""
+  """What ``train`` returns."""
   params: mlp.MLPParams        # V [H, d+1], W [K, H+1], for standardised inputs
-  history: list[dict]          # epoch, train_loss, train_accuracy, val_loss, val_accuracy
+  history: list[dict]          # [i]: epoch i + 1's metrics
   test_loss: float
   test_accuracy: float
   mean: np.ndarray             # [d] training-split mean used to standardise
@@ -114,13 +105,10 @@ def train(X, y, *, hidden_size: int = LettersConfig.hidden_size, lr: float = Let
   """Trains the notes' tanh network on ``X [N, d]``, integer labels ``y [N]``, by plain SGD.
 
   ``prepare`` splits and standardises (seed ``seed``); parameters come from
-  ``mlp.init_params(fold_in(PRNGKey(seed), 0))``; epoch ``e`` (1-based) shuffles with
-  ``fold_in(PRNGKey(seed), e)``. Minibatches are drawn without replacement; with
-  ``batch_size > 1`` the last ``n_train % batch_size`` of each epoch's permutation wait.
-  ``batch_size=1`` is the notes' one-sample-at-a-time update.
-  ``dtype`` is the compute dtype (float64 needs ``jax_enable_x64``). After each epoch the
-  metrics dict is appended to the history, shown on the tqdm bar and passed to ``on_epoch``.
-  The returned parameters are the last epoch's.
+  ``mlp.init_params(fold_in(PRNGKey(seed), 0))``, epoch ``e`` (1-based) shuffles with
+  ``fold_in(PRNGKey(seed), e)`` (``make_epoch``; ``batch_size=1`` is the notes' update).
+  ``dtype``: the compute dtype (float64 needs ``jax_enable_x64``). Each epoch's metrics go to
+  the history, the tqdm bar and ``on_epoch``. Returns the last epoch's parameters.
   """
   cfg = LettersConfig(hidden_size=hidden_size, lr=lr, epochs=epochs, batch_size=batch_size,
                       grad=grad, seed=seed).validate()
@@ -141,8 +129,7 @@ def train(X, y, *, hidden_size: int = LettersConfig.hidden_size, lr: float = Let
     params, losses, (train_loss, train_ok), (val_loss, val_ok) = epoch_fn(
         params, jax.random.fold_in(key, e), x_tr, y_tr, lr, x_va, y_va)
     losses = np.asarray(losses)
-    row = {"epoch": e,
-           "sgd_loss": float(losses.mean()),       # mean minibatch loss during the epoch
+    row = {"epoch": e, "sgd_loss": float(losses.mean()),   # mean minibatch loss of the epoch
            "train_loss": float(train_loss), "train_accuracy": int(train_ok) / n_train,
            "val_loss": float(val_loss), "val_accuracy": int(val_ok) / len(x_va)}
     if not all(math.isfinite(v) for v in row.values()):
@@ -155,14 +142,9 @@ def train(X, y, *, hidden_size: int = LettersConfig.hidden_size, lr: float = Let
     if on_epoch is not None:
       on_epoch(row)
   bar.close()
-  test_loss, test_acc = evaluate(params, x_te, y_te)
-  return TrainResult(params=params, history=history, test_loss=test_loss,
-                     test_accuracy=test_acc, mean=splits.mean, std=splits.std,
-                     sizes={"train": n_train, "val": len(splits.x_val),
-                            "test": len(splits.x_test)})
+  return TrainResult(params, history, *evaluate(params, x_te, y_te), splits.mean, splits.std,
+                     {"train": n_train, "val": len(x_va), "test": len(x_te)})
 
-
-# --------------------------------------------------------------------------- the run directory
 
 RESULTS = "results.json"
 METRICS = "metrics.jsonl"
@@ -186,48 +168,23 @@ def load_data(csv: Path | None) -> LettersData:
     source = {"name": "sklearn.datasets.load_digits", "version": sklearn.__version__}
     return LettersData(X, y, [str(i) for i in range(10)], source)
   X, y = read_letters(csv)
-  digest = hashlib.sha256(csv.read_bytes()).hexdigest()
-  source = {"name": "UCI letter recognition", "path": str(csv), "sha256": digest}
+  source = {"name": "UCI letter recognition", "path": str(csv),
+            "sha256": hashlib.sha256(csv.read_bytes()).hexdigest()}
   return LettersData(X, y, list(LETTERS), source)
-
-
-def check_sizes(loaded: LettersData, cfg: LettersConfig, csv: Path | None) -> tuple[int, ...]:
-  """Rows per split (train, val, test); InputError when a split would be empty or the batch is
-  larger than the training split."""
-  try:
-    sizes = split_sizes(len(loaded.X))
-  except InputError as err:
-    raise InputError(f"{csv}: {err}") from None
-  if cfg.batch_size > sizes[0]:
-    raise InputError(f"--batch-size {cfg.batch_size}: larger than the {sizes[0]} training rows")
-  return sizes
 
 
 def make_config(loaded: LettersData, cfg: LettersConfig, sizes) -> dict[str, Any]:
   """config.json of the run (rundir.write_config adds the versions)."""
-  return {
-      "script": "experiments/train_letters.py",
-      "data": {**loaded.source, "rows": int(len(loaded.X)), "features": int(loaded.X.shape[1]),
-               "classes": loaded.classes},
-      "split": dict(zip(("train", "val", "test"), sizes)),
-      "split_fractions": list(DEFAULT_FRACTIONS),
-      "preprocessing": "standardised by training-split mean and std; one-hot targets",
-      "train": dataclasses.asdict(cfg),
-      "model": {"hidden": cfg.hidden_size, "activation": "tanh", "output": "sigmoid",
-                "loss": "binary cross-entropy summed over classes, mean over the batch",
-                "init": "N(0, 1/fan_in) (rnn_jax.mlp.init_params)"},
-  }
-
-
-def summarize(result: TrainResult, seconds: float) -> dict[str, Any]:
-  """results.json: the test numbers, the last epoch's metrics, the best validation epoch."""
-  best = max(result.history, key=lambda row: row["val_accuracy"])
-  return {
-      "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
-      "n_test": result.sizes["test"], "final_epoch": result.history[-1],
-      "best_val_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
-      "train_seconds": round(seconds, 2),
-  }
+  return {"script": "experiments/train_letters.py",
+          "data": {**loaded.source, "rows": int(len(loaded.X)), "features": int(loaded.X.shape[1]),
+                   "classes": loaded.classes},
+          "split": dict(zip(("train", "val", "test"), sizes)),
+          "split_fractions": list(DEFAULT_FRACTIONS),
+          "preprocessing": "standardised by training-split mean and std; one-hot targets",
+          "train": dataclasses.asdict(cfg),
+          "model": {"hidden": cfg.hidden_size, "activation": "tanh", "output": "sigmoid",
+                    "loss": "binary cross-entropy summed over classes, mean over the batch",
+                    "init": "N(0, 1/fan_in) (rnn_jax.mlp.init_params)"}}
 
 
 def run(cfg: LettersConfig, out: str | Path, *, csv: Path | None = None,
@@ -241,9 +198,13 @@ def run(cfg: LettersConfig, out: str | Path, *, csv: Path | None = None,
   cfg = cfg.validate()
   rundir.check_new_out(out, overwrite)
   loaded = load_data(csv)
-  sizes = check_sizes(loaded, cfg, csv)
-  # A live run holds the lock beside out (rundir.lock): another run there is refused until it
-  # ends, so a run without --overwrite never swaps out a run that completed meanwhile.
+  try:
+    sizes = split_sizes(len(loaded.X))   # (train, val, test) rows
+  except InputError as err:
+    raise InputError(f"{csv}: {err}") from None
+  if cfg.batch_size > sizes[0]:
+    raise InputError(f"--batch-size {cfg.batch_size}: larger than the {sizes[0]} training rows")
+  # The lock beside out (rundir.lock) refuses another run there until this one ends.
   with rundir.lock(out, staged=True):
     rundir.check_new_out(out, overwrite)   # again under the lock
     with rundir.staging(out) as tmp:
@@ -257,7 +218,11 @@ def run(cfg: LettersConfig, out: str | Path, *, csv: Path | None = None,
                      on_epoch=lambda row: fileio.append_line(tmp / METRICS, json.dumps(
                          {**row, "elapsed_s": round(time.perf_counter() - start, 3)})))
       seconds = time.perf_counter() - start
-      results = summarize(result, seconds)
+      best = max(result.history, key=lambda row: row["val_accuracy"])
+      results = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
+                 "n_test": result.sizes["test"], "final_epoch": result.history[-1],
+                 "best_val_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
+                 "train_seconds": round(seconds, 2)}
       fileio.write_json(tmp / RESULTS, results)
       buffer = io.BytesIO()
       np.savez(buffer, V=np.asarray(result.params.V), W=np.asarray(result.params.W),

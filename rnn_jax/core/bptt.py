@@ -13,24 +13,15 @@ with the batch on the leading axis, the notes' equations become:
     grad_V  = sum_t delta_t^T x_t              [H, D]
     grad_b  = sum_t sum_b delta_t              [H]
 
-With the anchor (``anchor=True``, rnn_jax.core.model.anchor_logit) the logits gain
-``a = logit(clip(x_T[0], eps, 1 - eps))`` for every k. The formulas above are unchanged, with
-Q taken from the anchored logits; the skip adds one term to the input gradient, at the last
-step on feature 0 only:
+With the anchor (``anchor=True``, rnn_jax.core.model.anchor_logit) Q is taken from the anchored
+logits and the skip adds one term to the input gradient, at the last step on feature 0 only:
 
     dL/dx_T[0] += (sum_k Q_k) / (x (1 - x))    where eps < x < 1 - eps, else 0 (clipped)
 
-``g_t`` is dL/dh_t. The backward recursion is one reverse ``lax.scan`` over the dependent chain
-``g_{t-1} = delta_t U``. The sums grad_U, grad_V, grad_b are formed by shape (``sums_for``):
-for small ``T B H`` as one GEMM each over the deltas stacked by the scan (``T*B`` rows, the
-dense rate), otherwise accumulated step by step in the scan's carry as the notes write them.
-
-``hidden_states_vjp`` runs the same reverse scan (``_reverse``) with a cotangent added to g_t at
-every step instead of only at T: the hand vector-Jacobian product of ``rnn_jax.hidden_states``.
-
-This module must not call JAX differentiation (grad, value_and_grad, vjp, jvp, linearize);
-``loss`` below is a ``jax.custom_vjp`` whose backward rule is ``loss_and_grads``, so training
-code can differentiate it and get the hand gradient (see rnn_jax/core/gradients.py).
+``g_t`` is dL/dh_t; the recursion is one reverse ``lax.scan`` (``_reverse``). This module must
+not call JAX differentiation (grad, value_and_grad, vjp, jvp, linearize); ``loss`` is a
+``jax.custom_vjp`` whose backward rule is ``loss_and_grads``, so training code can
+differentiate it and get the hand gradient (rnn_jax/core/gradients.py).
 """
 from __future__ import annotations
 
@@ -54,22 +45,19 @@ class BPTTResult(NamedTuple):
   dys: jax.Array        # [B, K]    dL/dy = -logits / B
 
 
-# Where the stacked deltas stop paying. "stacked" writes delta_t for every step, [T, B, H], and
-# reads it back with h_{t-1} (the same size) in one GEMM, in a scan that runs only the chain
-# (one select, one product, one store a step); "carry" adds two small GEMMs a step but writes no
-# [T, B, H] array and (reading relu' from h_t) keeps no mask either. Measured side by side,
-# training step at T=24, H=200 (15 rounds, against autodiff): stacked 0.95x / carry 0.83x at B=1,
-# 1.33x / 1.09x at B=32, 1.44x / 1.03x at 64, 1.28x / 1.02x at 128 (T B H = 614k), then
-# 0.93-0.97x / 1.03-1.10x at B=256 (1.2M elements: the stacked pair is 9.8 MB) and
-# 0.86x / 1.03x at 512. So stacked up to 2^20 elements (a pair of 8 MB), the carry beyond.
+# Where the stacked deltas (``_reverse``: [T, B, H] written, read back with h_{t-1}) stop paying
+# against the carry's two small GEMMs a step. Measured side by side, training step at T=24,
+# H=200 (15 rounds, against autodiff): stacked 0.95x / carry 0.83x at B=1, 1.33x / 1.09x at
+# B=32, 1.44x / 1.03x at 64, 1.28x / 1.02x at 128 (T B H = 614k), then 0.93-0.97x / 1.03-1.10x
+# at B=256 (1.2M elements: the stacked pair is 9.8 MB) and 0.86x / 1.03x at 512. So stacked up
+# to 2^20 elements (a pair of 8 MB), the carry beyond.
 STACKED_MAX_ELEMENTS = 2 ** 20
 SUMS = ("stacked", "carry")
 
 
 def sums_for(T: int, B: int, H: int) -> str:
-  """How ``_reverse`` forms grad_U, grad_V, grad_b at this shape: ``"stacked"`` (one GEMM each
-  over all T*B rows after the scan) when ``T B H <= STACKED_MAX_ELEMENTS``, else ``"carry"``
-  (summed step by step in the reverse scan's carry, as the notes write them)."""
+  """How ``_reverse`` forms grad_U, grad_V, grad_b at this shape: ``"stacked"`` when
+  ``T B H <= STACKED_MAX_ELEMENTS``, else ``"carry"``."""
   return "stacked" if T * B * H <= STACKED_MAX_ELEMENTS else "carry"
 
 
@@ -83,30 +71,25 @@ def _reverse(params: RNNParams, xs_t, h_prev, active, hT, g_last, cotangent_hs=N
   """The one reverse ``lax.scan`` of BPTT, shared by the loss and the hidden-state VJP.
 
   Runs ``g_t <- g_t + cotangent_t``, ``delta_t = g_t * relu'(A_t)``, ``g_{t-1} = delta_t U``
-  from t = T down to 1, starting from ``g_last`` (the part of dL/dh_T that comes from the
-  head; zeros for a pure hidden-state VJP). Inputs are time-major, from
-  ``model._run_for_bptt``: ``h_prev [T,B,H]`` holds h_{t-1}, ``active [T,B,H]`` is
-  ``A_t > 0``, i.e. relu'(A_t), and ``hT [B,H]`` is h_T. ``cotangent_hs [T,B,H]`` (or None for
-  the loss, whose only cotangent is ``g_last``) is a cotangent on every h_t.
+  from t = T down to 1, from ``g_last`` (dL/dh_T through the head; zeros for a pure VJP).
+  Time-major inputs from ``model._run_for_bptt``: ``h_prev [T,B,H]`` (h_{t-1}), ``active
+  [T,B,H]`` (A_t > 0, i.e. relu'(A_t)), ``hT [B,H]``; ``cotangent_hs [T,B,H]`` on every h_t,
+  or None (the loss).
 
-  ``grad_U = sum_t delta_t^T h_{t-1}``, ``grad_V = sum_t delta_t^T x_t`` and ``grad_b`` are
-  formed one of two ways (``sums``, by default ``sums_for(T, B, H)``; the same numbers up to
-  the order of the float additions):
+  The sums grad_U, grad_V, grad_b are formed one of two ways (``sums``, default ``sums_for``;
+  the same numbers up to the order of the float additions):
 
-  * ``"stacked"``: the scan only runs the dependent chain and stacks the deltas; each sum is
-    then one GEMM over all ``T*B`` rows (and dL/dx = deltas V one more, which XLA drops when
-    nothing reads it).
-  * ``"carry"``: accumulated step by step in the scan's carry, so nothing of size [T, B, H] is
-    written in the backward pass; faster once the stacked deltas leave the cache. This way
-    reads ``relu'(A_t) = [h_t > 0]`` from the hidden states it reads anyway for grad_U
-    (h_t = relu(A_t) is positive exactly where A_t is; the carry holds h_t, starting from
-    h_T), so ``active`` goes unread and XLA drops the mask from the forward pass: no
-    [T, B, H] mask written and read back (measured side by side, training step: 1.01-1.04x
-    at B=1024, 1.08x at B=4096; in the stacked way the one-byte mask stays cheaper to read).
+  * ``"stacked"``: the scan runs only the dependent chain and stacks the deltas; each sum is
+    then one GEMM over all ``T*B`` rows (dL/dx = deltas V one more, dropped by XLA when unread).
+  * ``"carry"``: accumulated step by step in the scan's carry, as the notes write them, so
+    nothing of size [T, B, H] is written in the backward pass. It reads
+    ``relu'(A_t) = [h_t > 0]`` from the h_t it reads anyway for grad_U (the carry holds h_t,
+    from h_T), so ``active`` goes unread and XLA drops the mask from the forward pass
+    (training step 1.01-1.04x faster at B=1024, 1.08x at B=4096; in the stacked way the
+    one-byte mask stays cheaper to read).
 
-  Returns ``(grad_U [H,H], grad_V [H,D], grad_b [H], dxs [T,B,D], dh0 [B,H],
-  dh_norms [T])`` where ``dh_norms[t] = ||dL/dh_t||`` over the batch (after the cotangent
-  of step t is added, i.e. the total derivative).
+  Returns ``(grad_U [H,H], grad_V [H,D], grad_b [H], dxs [T,B,D], dh0 [B,H], dh_norms [T])``,
+  ``dh_norms[t] = ||dL/dh_t||`` over the batch (with step t's cotangent: the total derivative).
   """
   _check_sums(sums)
   T, B, H = h_prev.shape
@@ -144,11 +127,8 @@ def _reverse(params: RNNParams, xs_t, h_prev, active, hT, g_last, cotangent_hs=N
 
 
 def _anchor_dxs(xs, Q):
-  """The anchor's term of dL/dxs ``[B,T,D]``: ``sum_k Q_k * dlogit(x)/dx`` at (T, feature 0).
-
-  ``dlogit(p)/dp = 1 / (p (1 - p))``, times the clip's derivative (1 inside, 0 where clipped;
-  rnn_jax.core.model.anchor_inside).
-  """
+  """The anchor's term of dL/dxs ``[B,T,D]``: ``sum_k Q_k / (x (1 - x))`` at (T, feature 0),
+  times the clip's derivative (``model.anchor_inside``)."""
   x = xs[:, -1, 0]
   inside = model.anchor_inside(x)
   safe = jnp.where(inside, x, 0.5)                           # no 1/0 in the branch not taken
@@ -182,14 +162,9 @@ def _backward(params: RNNParams, xs, ys, h0, anchor: bool = False, sums=None) ->
 
 def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None, *, sums: str | None = None
                       ) -> tuple[RNNParams, jax.Array, jax.Array]:
-  """The hand VJP of ``rnn_jax.hidden_states``: ``(grads, dxs [B,T,D], dh0 [B,H])``.
-
-  For a cotangent ``cotangent_hs [B,T,H]`` on every hidden state, the same reverse recursion
-  as the loss's BPTT with ``g_t += cotangent_t`` at every step and no head (so ``grads.W`` and
-  ``grads.c`` are zero). Equals autodiff's VJP of ``rnn_jax.hidden_states`` applied to ``ct``
-  without calling it. ``sums``: how the parameter sums are formed (``_reverse``; None picks
-  by shape, ``sums_for``).
-  """
+  """The hand VJP of ``rnn_jax.hidden_states``, ``(grads, dxs [B,T,D], dh0 [B,H])``: the
+  loss's reverse recursion with ``g_t += cotangent_t`` at every step for ``cotangent_hs
+  [B,T,H]`` and no head (``grads.W``, ``grads.c`` zero). ``sums``: as in ``_reverse``."""
   B, T, _, H, _ = model.check_inputs(params, xs, h0=h0)
   model.check_shape("cotangent_hs", cotangent_hs, (B, T, H))
   _check_sums(sums)
@@ -204,11 +179,8 @@ def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None, *, sums: str
 
 def backward(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False,
              sums: str | None = None) -> BPTTResult:
-  """Loss, parameter gradients and the gradient-flow diagnostics of the hand BPTT.
-
-  ``anchor=True``: of rnn_jax.loss(..., anchor=True) (the skip from the last reading).
-  ``sums``: ``"stacked"`` or ``"carry"`` (see ``_reverse``), or None to pick by shape.
-  """
+  """Loss, parameter gradients and the gradient-flow diagnostics of the hand BPTT
+  (``BPTTResult``). ``anchor``: as in rnn_jax.loss. ``sums``: as in ``_reverse``."""
   model.check_inputs(params, xs, ys, h0)
   _check_sums(sums)
   return _backward(params, xs, ys, h0, anchor, sums)
@@ -247,11 +219,8 @@ _loss.defvjp(_loss_fwd, _loss_bwd)
 
 
 def loss(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False, sums: str | None = None):
-  """rnn_jax.loss with the hand BPTT as its derivative (a ``jax.custom_vjp``).
-
-  Same value as ``rnn_jax.loss`` (with the same ``anchor``); differentiating it with any JAX
-  transformation runs ``loss_and_grads`` for the backward pass (``sums`` as there).
-  """
+  """rnn_jax.loss (same value, same ``anchor``) whose derivative, under any JAX transformation,
+  is the hand BPTT (``loss_and_grads``, ``sums`` as there)."""
   B, _, _, H, _ = model.check_inputs(params, xs, ys, h0)
   _check_sums(sums)
   if h0 is None:

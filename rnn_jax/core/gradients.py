@@ -1,10 +1,6 @@
-"""One switch between JAX's autodiff and the hand-written gradients for every caller that trains.
-
-The gradient choice has one vocabulary in every function and script (``--grad``):
-
-    "autodiff"   JAX's reverse mode through the scan (jax.grad)
-    "hand"       the notes' equations written out: the hand BPTT (rnn_jax.bptt) for the RNN,
-                 the matrix-form gradients (rnn_jax.mlp) for the letters network
+"""One switch between JAX's autodiff and the hand-written gradients, one vocabulary in every
+function and script (``--grad``): "autodiff" is JAX's reverse mode through the scan, "hand" the
+notes' equations written out (the hand BPTT, rnn_jax.bptt; rnn_jax.mlp for the letters network).
 """
 from __future__ import annotations
 
@@ -27,11 +23,8 @@ def check_method(method: str) -> str:
 
 def loss_fn(method: str = "autodiff", *, unroll: int | bool = 1, remat: bool = False,
             anchor: bool = False) -> Callable:
-  """``loss(params, xs, ys)`` whose derivative is autodiff through the scan or the hand BPTT.
-
-  ``anchor=True``: the loss of the network with the skip from the last reading
-  (rnn_jax.core.model.anchor_logit), for both methods.
-  """
+  """``loss(params, xs, ys)`` whose derivative is autodiff through the scan or the hand BPTT;
+  ``anchor=True``: with the skip from the last reading (rnn_jax.core.model.anchor_logit)."""
   if check_method(method) == "autodiff":
     return partial(model.loss, unroll=unroll, remat=remat, anchor=anchor)
   return partial(bptt.loss, anchor=True) if anchor else bptt.loss

@@ -12,11 +12,8 @@ The cell (derivation notes, "RNN Diagram"), with a bias the notes leave implicit
 
 and the loss is the notes' binary cross-entropy, summed over the K outputs and averaged over
 the batch. In code the batch sits on the leading axis, so ``U h`` is written ``h @ U.T``.
-
-``anchor=True`` (off by default: the notes' network) adds a skip in logit space from the last
-reading, ``logits = W h_T + c + logit(clip(x_T[0], eps, 1 - eps))`` for every output k, so a
-network whose head gives 0 (``init_params(..., zero_head=True)``) forecasts persistence and
-learns only the correction (see ``anchor_logit``).
+``anchor=True`` (off by default: the notes' network) adds ``anchor_logit``, a skip from the
+last reading, to every logit.
 """
 from __future__ import annotations
 
@@ -43,12 +40,11 @@ class ShapeError(ValueError):
 
 INIT_SCHEMES = ("normal", "irnn")
 
-# The anchor clips the reading to [ANCHOR_EPS, 1 - ANCHOR_EPS] before the logit: logit(0) is
-# -inf, and an empty room (common at night) reads 0. The core does not know the capacity, so
-# eps cannot be "half a person"; 1e-3 of capacity makes persistence from an empty room forecast
-# under a tenth of a person for rooms of up to 100 (below one count up to 1000), while
-# logit(1e-3) = -6.9 keeps the correction from an empty room to a busy one a few units of
-# logit. A smaller eps buys almost nothing in error and lengthens that climb.
+# The anchor clips the reading to [ANCHOR_EPS, 1 - ANCHOR_EPS]: logit(0) is -inf, and an empty
+# room (common at night) reads 0. The core does not know the capacity; 1e-3 of it makes
+# persistence from an empty room forecast under a tenth of a person for rooms of up to 100
+# (below one count up to 1000), while logit(1e-3) = -6.9 keeps the correction from an empty
+# room to a busy one a few units of logit. A smaller eps buys almost nothing in error.
 ANCHOR_EPS = 1e-3
 
 
@@ -58,22 +54,21 @@ def init_params(key, input_size: int = 1, hidden_size: int = 200, output_size: i
   """Draws the notes' parameters.
 
   ``scheme="normal"``: every weight matrix from N(0, sigma^2) with sigma^2 = 1 / fan_in
-  (fan_in = H for U and W, D for V), biases zero. The notes leave sigma^2 blank ("(...)").
-  1/fan_in keeps Var(A_t) close to Var(h_{t-1}) + Var(x_t); since ReLU passes half of a
-  symmetric pre-activation's second moment, the hidden state then shrinks (rather than blows
-  up) over the 24 steps at initialisation. 2/fan_in (He) would sit on the edge of explosion.
+  (fan_in = H for U and W, D for V), biases zero; the notes leave sigma^2 blank. 1/fan_in
+  keeps Var(A_t) close to Var(h_{t-1}) + Var(x_t); since ReLU passes half of a symmetric
+  pre-activation's second moment, the hidden state then shrinks (rather than blows up) over the
+  24 steps at initialisation. 2/fan_in (He) would sit on the edge of explosion.
 
   ``scheme="irnn"``: U = I and b = c = 0, as in Le, Jaitly and Hinton (2015), "A Simple Way to
   Initialize Recurrent Networks of Rectified Linear Units". The paper draws the other weights
   with std 0.001; we keep the 1/fan_in normal for V and W instead, because with both V and W
   near zero plain SGD (the notes' optimiser) starts at a saddle and barely moves.
 
-  ``zero_head=True`` sets W = 0 and c = 0 (the recurrent weights are drawn exactly as
-  without it), so that with ``anchor=True`` the untrained network forecasts persistence. The
-  first gradient then reaches only the head (dL/dh_T = Q W = 0), which grad_W = Q^T h_T moves
-  off zero in one step; zero-initialising the last layer of a residual branch is the same
-  trick (Goyal et al. 2017, "Accurate, Large Minibatch SGD", zero gamma; Fixup, Zhang et al.
-  2019).
+  ``zero_head=True`` sets W = 0 and c = 0 (the rest drawn as without it), so that with
+  ``anchor=True`` the untrained network forecasts persistence. The first gradient then reaches
+  only the head (dL/dh_T = Q W = 0), which grad_W = Q^T h_T moves off zero in one step;
+  zero-initialising the last layer of a residual branch is the same trick (Goyal et al. 2017,
+  "Accurate, Large Minibatch SGD", zero gamma; Fixup, Zhang et al. 2019).
   """
   if scheme not in INIT_SCHEMES:
     raise ValueError(f"scheme: expected one of {INIT_SCHEMES}, got {scheme!r}")
@@ -148,14 +143,13 @@ def cell(params: RNNParams, h, x):
 def _step_fn(params: RNNParams, batch: int, unroll: int | bool = 1):
   """``cell`` as a scan body, its transposes formed once outside the loop where that is faster.
 
-  For a rolled scan (``unroll=1``) and B > 1, ``U^T`` is laid out once before the loop (one
-  [H,H] copy per call) and every step is a plain GEMM; left inside the step, XLA:CPU multiplies
-  by a transposed operand at every step (measured at T=24, H=200: inference 1.15-1.2x faster at
-  B=32, the training step unchanged). Elsewhere the transpose stays in the product: for B = 1
-  ``h @ U^T`` is the matrix-vector product ``U h``, which XLA reads row by row from U as it is
-  (a hoisted ``U^T`` made the training step 15-25% slower in CPU time), and an unrolled scan
-  with a hoisted ``U^T`` trained 2x slower at B=32 (XLA no longer folds the transpose into the
-  24 products).
+  For a rolled scan (``unroll=1``) and B > 1, ``U^T`` is laid out once before the loop and
+  every step is a plain GEMM; inside the step, XLA:CPU multiplies by a transposed operand at
+  every step (measured at T=24, H=200: inference 1.15-1.2x faster at B=32, training step
+  unchanged). Elsewhere the transpose stays in the product: for B = 1 ``h @ U^T`` is ``U h``,
+  read row by row from U as it is (a hoisted ``U^T`` made the training step 15-25% slower in
+  CPU time), and an unrolled scan with a hoisted ``U^T`` trained 2x slower at B=32 (XLA no
+  longer folds the transpose into the 24 products).
   """
   rolled = not isinstance(unroll, bool) and unroll == 1
   if batch == 1 or not rolled:
@@ -169,12 +163,11 @@ def _scan(params: RNNParams, xs, h0, unroll, remat):
 
   ``remat=True`` rematerialises in chunks of ``c = floor(sqrt(T))`` steps (Chen et al. 2016,
   "Training Deep Nets with Sublinear Memory Cost"): an outer scan over the chunks keeps only
-  the hidden state at each chunk boundary, and each chunk, wrapped in ``jax.checkpoint``, is
-  recomputed in the backward pass. Activations kept for the gradient fall from T to about
-  2 sqrt(T) steps' worth, for one extra forward pass (at T=1536, B=32, H=200: XLA's temporary
-  memory for the gradient falls from 49.6 MB to 2.8 MB, docs/benchmarking.md). The forward
-  values are identical; the gradient sums over chunks in another order, so it agrees to float
-  rounding (~1e-15 in float64, tests/train).
+  the hidden state at each chunk boundary and each chunk (``jax.checkpoint``) is recomputed in
+  the backward pass: activations kept fall from T to about 2 sqrt(T) steps' worth, for one
+  extra forward pass (at T=1536, B=32, H=200: XLA's temporary memory for the gradient 49.6 MB
+  -> 2.8 MB, docs/benchmarking.md). The gradient sums over chunks in another order: equal to
+  float rounding (~1e-15 in float64, tests/train).
   """
   step = _step_fn(params, xs.shape[1], unroll)
   if not remat:
@@ -202,23 +195,17 @@ def _initial_state(params: RNNParams, xs, h0):
 
 
 def _run(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1, remat: bool = False):
-  """Unchecked core of the public functions: ``(h_T [B,H], hs [T,B,H], As [T,B,H])``.
-
-  Private because it is time-major: the scan runs over the leading axis of its inputs, so the
-  per-step outputs come back ``[T, B, H]``; every public function turns them to ``[B, T, ...]``.
-  """
+  """Unchecked core of the public functions: ``(h_T [B,H], hs [T,B,H], As [T,B,H])``;
+  private because time-major (the public functions return ``[B, T, ...]``)."""
   h0 = _initial_state(params, xs, h0)
   hT, (hs, As) = _scan(params, jnp.swapaxes(xs, 0, 1), h0, unroll, remat)
   return hT, hs, As
 
 
 def _run_for_bptt(params: RNNParams, xs, h0):
-  """The forward pass the hand BPTT needs: ``(h_T [B,H], h_prev [T,B,H], active [T,B,H])``.
-
-  Time-major and private, like ``_run``: step t keeps ``h_{t-1}`` (for grad_U) and
-  ``A_t > 0`` as booleans (relu'(A_t), for the deltas), all the reverse pass reads, and no
-  shifted copy of the hidden states is made afterwards.
-  """
+  """The forward pass the hand BPTT needs, time-major: ``(h_T [B,H], h_prev [T,B,H],
+  active [T,B,H])``: step t keeps ``h_{t-1}`` (for grad_U) and ``A_t > 0`` (relu'(A_t)), so
+  no shifted copy of the hidden states is made afterwards."""
   step = _step_fn(params, xs.shape[0])
 
   def keep(h, x):
@@ -236,22 +223,17 @@ def head(params: RNNParams, h):
 
 
 def anchor_inside(x):
-  """Where the anchor's clip passes the reading ``x`` through: ``eps < x < 1 - eps``.
-
-  The clip's derivative is 1 there and 0 elsewhere, at the bounds included (one-sided
-  derivatives differ there; 0 is the choice, as relu'(0) = 0 in rnn_jax.bptt).
-  """
+  """Where the anchor's clip passes ``x`` through, ``eps < x < 1 - eps``: its derivative is 1
+  there and 0 elsewhere, the bounds included (as relu'(0) = 0 in rnn_jax.bptt)."""
   return (x > ANCHOR_EPS) & (x < 1 - ANCHOR_EPS)
 
 
 def anchor_logit(xs):
-  """The anchor's skip ``logit(clip(x_T[0], eps, 1 - eps))``, ``[B, 1]`` (broadcast over K).
-
-  Feature 0 of the last step is the latest reading as a fraction of capacity (rnn_jax.data;
-  on val/test it may exceed 1 a little). ``eps = ANCHOR_EPS``. The clip is written with
-  ``where`` against constants so that autodiff's derivative is exactly ``anchor_inside``'s
-  mask (``jnp.clip`` would give 1/2 at a bound), which the hand BPTT reproduces.
-  """
+  """The anchor's skip ``logit(clip(x_T[0], eps, 1 - eps))``, ``[B, 1]`` (broadcast over K),
+  ``eps = ANCHOR_EPS``. Feature 0 of the last step is the latest reading as a fraction of
+  capacity (rnn_jax.data), so with ``init_params(..., zero_head=True)`` the network forecasts
+  persistence and learns only the correction. ``where``, not ``jnp.clip`` (1/2 at a bound),
+  makes autodiff's derivative exactly ``anchor_inside``, which the hand BPTT reproduces."""
   x = xs[:, -1, 0]
   p = jnp.where(x <= ANCHOR_EPS, ANCHOR_EPS, jnp.where(x >= 1 - ANCHOR_EPS, 1 - ANCHOR_EPS, x))
   return (jnp.log(p) - jnp.log1p(-p))[:, None]
@@ -266,12 +248,8 @@ def logits_of(params: RNNParams, hT, xs, anchor: bool = False):
 def forward(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1,
             remat: bool = False, anchor: bool = False):
   """Logits ``[B,K]`` after reading ``xs [B,T,D]`` from ``h0 [B,H]`` (zeros by default).
-
-  ``unroll`` is passed to ``lax.scan`` (an int, or True for a full unroll; the default is the
-  notes' rolled scan). ``remat`` rematerialises each step in the backward pass (``jax.checkpoint``) for long
-  windows. ``anchor=True`` adds the skip from the last reading, ``anchor_logit(xs)``, to every
-  logit.
-  """
+  ``unroll``: passed to ``lax.scan`` (True: a full unroll). ``remat``: rematerialise in the
+  backward pass, for long windows (``_scan``). ``anchor``: add ``anchor_logit(xs)``."""
   check_inputs(params, xs, h0=h0)
   hT, _, _ = _run(params, xs, h0, unroll=unroll, remat=remat)
   return logits_of(params, hT, xs, anchor)
@@ -297,20 +275,15 @@ def predict(params: RNNParams, xs, h0=None, *, anchor: bool = False):
 
 
 def bce_from_logits(logits, ys):
-  """Binary cross-entropy summed over K and averaged over B, stable for any logit size.
-
-  ``-[y log z + (1-y) log(1-z)]`` with ``z = sigmoid(l)`` equals ``softplus(l) - y l``;
-  optax computes it through ``log_sigmoid`` so logits of +-1000 stay finite.
-  """
+  """Binary cross-entropy summed over K and averaged over B, stable for any logit size:
+  ``-[y log z + (1-y) log(1-z)]`` with ``z = sigmoid(l)`` equals ``softplus(l) - y l``, which
+  optax computes through ``log_sigmoid``, so logits of +-1000 stay finite."""
   return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(logits, ys), axis=-1))
 
 
 def loss(params: RNNParams, xs, ys, h0=None, *, unroll: int | bool = 1, remat: bool = False,
          anchor: bool = False):
-  """The notes' loss: binary cross-entropy of ``sigmoid(forward(params, xs))`` against ``ys``.
-
-  Its gradient with respect to the logits is ``Q = (z - y) / B`` (see rnn_jax.bptt), with or
-  without the anchor.
-  """
+  """The notes' loss: binary cross-entropy of ``sigmoid(forward(params, xs))`` against ``ys``;
+  its gradient with respect to the logits is ``Q = (z - y) / B`` (rnn_jax.bptt)."""
   check_inputs(params, xs, ys, h0)
   return bce_from_logits(forward(params, xs, h0, unroll=unroll, remat=remat, anchor=anchor), ys)

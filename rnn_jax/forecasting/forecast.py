@@ -1,8 +1,5 @@
-"""Forecasting with a finished occupancy run (experiments/forecast.py): the mean forecast of
-the run's models for the newest complete window of a CSV, with the run's split-conformal
-interval, in the series' local time and units.
-
-``forecast`` gives a dictionary (also what ``--json`` prints), ``forecast_text`` the lines:
+"""Forecasting with a finished occupancy run (experiments/forecast.py): the mean of its models
+for the newest complete window of a CSV, with the run's interval, in local time and units:
 
     newest complete window ends 2017-03-18 23:50 UTC-07:00 (capacity 145 people; the mean of 5 models)
       +10 min (00:00 UTC-07:00): 2 people (80%: 0-7), 1% of capacity
@@ -28,8 +25,7 @@ from rnn_jax.train import checkpoint
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[dict, model.RNNParams]:
-  """(config, best parameters) of a finished or interrupted run; InputError if unusable. The
-  parameters of a ``--seeds N`` run hold all N models (every field ``[N, ...]``)."""
+  """(config, best parameters, ``[N, ...]`` for ``--seeds N``) of a run; InputError if unusable."""
   config = read_config(run_dir)
   ckpt = Path(run_dir) / checkpoint.FILENAME
   if not ckpt.is_file():
@@ -58,19 +54,9 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, model.RNNParams]:
   return config, params
 
 
-def _run_interval(run_dir: Path) -> dict | None:
-  """``{"level", "q"}`` of the run's interval (results.json, calibrated on val), or None."""
-  try:
-    iv = json.loads((run_dir / RESULTS).read_text())["splits"]["val"]["model"]["interval"]
-    return {"level": float(iv["level"]), "q": np.asarray(iv["q"], np.float64)}
-  except (OSError, ValueError, KeyError, TypeError):
-    return None
-
-
 def local_time(times_utc: np.ndarray, readings: data.Readings) -> tuple[list[str], str]:
-  """``(["YYYY-MM-DD HH:MM", ...], zone)``: ``times_utc`` in the series' local time: the IANA
-  zone of ``readings`` when it has one (``timestamps.local_wall_ns``, as the calendar features
-  take it), else the UTC offset of its newest reading."""
+  """``(["YYYY-MM-DD HH:MM", ...], zone)``: ``times_utc`` in the IANA zone of ``readings`` (as
+  the calendar features take it), else at the UTC offset of its newest reading."""
   utc = np.atleast_1d(np.asarray(times_utc, "datetime64[ns]"))
   if readings.timezone:
     local, zone = local_wall_ns(utc.astype(np.int64), readings.timezone), readings.timezone
@@ -84,9 +70,10 @@ def local_time(times_utc: np.ndarray, readings: data.Readings) -> tuple[list[str
 
 
 def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
-  """The run's forecast for the newest complete window of ``source``: per horizon the mean of
-  its models in the series' units, the share of capacity, and the run's interval (when its
-  results.json has one), with times in UTC and in the series' local time."""
+  """The run's forecast for the newest complete window of ``source`` (what ``--json`` prints):
+  per horizon the value, the share of capacity and the run's interval (when its results.json
+  has one), with times in UTC and local time."""
+  iso_utc = lambda t: str(np.datetime64(t, "s")) + "Z"
   config, params = load_run(run_dir)
   spec: WindowSpec = config["windows"]
   readings = source.load()
@@ -98,12 +85,18 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
   horizons = spec.horizons if spec.task == "horizons" else spec.target_horizons[:1]
   times = np.array([window.end_time + h * step for h in horizons])
   local, zone = local_time(np.r_[window.end_time, times], readings)
-  out = {"window_end_utc": _iso_utc(window.end_time), "window_end_local": local[0],
+  out = {"window_end_utc": iso_utc(window.end_time), "window_end_local": local[0],
          "timezone": zone, "task": spec.task, "capacity": capacity, "unit": unit,
          "models": len(members), "forecasts": []}
-  iv = _run_interval(Path(run_dir)) if spec.task == "horizons" else None
+  iv = None
+  if spec.task == "horizons":   # the run's interval, calibrated on val
+    try:
+      iv = json.loads((Path(run_dir) / RESULTS).read_text())["splits"]["val"]["model"]["interval"]
+      iv = {"level": float(iv["level"]), "q": np.asarray(iv["q"], np.float64)}
+    except (OSError, ValueError, KeyError, TypeError):
+      iv = None
   for i, h in enumerate(horizons):
-    f = {"horizon_minutes": int(h * spec.step_minutes), "time_utc": _iso_utc(times[i]),
+    f = {"horizon_minutes": int(h * spec.step_minutes), "time_utc": iso_utc(times[i]),
          "time_local": local[i + 1]}
     if spec.task == "horizons":
       f.update(value=float(z[i] * capacity), fraction=float(z[i]))
@@ -117,14 +110,10 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
   return out
 
 
-def _iso_utc(t: np.datetime64) -> str:
-  return str(np.datetime64(t, "s")) + "Z"
-
-
 def forecast_text(run_dir: str | os.PathLike, csv: str | None = None, *,
                   as_json: bool = False) -> str:
-  """What experiments/forecast.py prints: ``forecast`` on ``csv`` (None: the run's own data
-  source) as one line per horizon, or as JSON (the same fields)."""
+  """What experiments/forecast.py prints: ``forecast`` on ``csv`` (None: the run's own data)
+  as one line per horizon, or as JSON."""
   source = read_config(run_dir)["source"]
   if csv is not None:
     source = dataclasses.replace(source, csv=csv)
@@ -143,10 +132,8 @@ def forecast_text(run_dir: str | os.PathLike, csv: str | None = None, *,
     if "value" not in f:
       lines.append(f"  {when}: {f['level']}")
       continue
-    band = ""
-    if "interval" in f:
-      band = (f" ({100 * f['interval']['level']:g}%: {f['interval']['low']:.0f}-"
-              f"{f['interval']['high']:.0f})")
+    iv = f.get("interval")
+    band = f" ({100 * iv['level']:g}%: {iv['low']:.0f}-{iv['high']:.0f})" if iv else ""
     lines.append(f"  {when}: {f['value']:.0f} {unit}{band}, {100 * f['fraction']:.0f}% of "
                  "capacity")
   if result["task"] == "horizons" and not any("interval" in f for f in result["forecasts"]):

@@ -1,24 +1,14 @@
-"""The occupancy experiment end to end: data in, a trained RNN, evaluation, a run directory.
+"""The occupancy experiment end to end (experiments/train_occupancy.py): data in, a trained
+RNN, evaluation, a run directory (``--out``) holding
 
-``run`` is experiments/train_occupancy.py once its flags are read (its settings:
-rnn_jax.settings; forecasting with a finished run: rnn_jax.forecasting.forecast).
-A run directory (``--out``) holds:
-
-    config.json         every setting (data source, windows, training), the data file's SHA-256,
-                        the fitted capacity and tertiles, the library versions
+    config.json         every setting, the data's SHA-256, capacity and tertiles, versions
     metrics.jsonl       one JSON line per epoch (and per model with --seeds N)
-    checkpoint.msgpack  rnn_jax.train.checkpoint: the latest and the best parameters, optimizer
-                        state, data order: everything --resume needs
-    results.json        the evaluation (rnn_jax.evaluation.report) of the forecast the run
-                        gives (the mean of its --seeds models), each model's own errors, and
-                        the split-conformal interval (calibrated on val), written last
-    *.png               learning curves, forecast against actual over a test week (with the
-                        interval), MAE by horizon, ||dL/dh_t|| against t
+    checkpoint.msgpack  rnn_jax.train.checkpoint: everything --resume needs
+    results.json        ``evaluate``'s report, written last
+    *.png               learning curves, a test week with the interval, MAE by horizon, ||dL/dh_t||
 
-Every file is written atomically (rnn_jax.common.fileio). Bad input is found before the
-directory is created, so a run refused for bad input leaves nothing behind; whether ``--out``
-may be used (``check_out``), its lock while the run lives and reading config.json back
-(``read_config``) are rnn_jax.common.rundir's rules for a run made in place.
+Every file is written atomically (rnn_jax.common.fileio); bad input is refused before the
+directory is created. Its rules for ``--out``, the lock and config.json: rnn_jax.common.rundir.
 """
 from __future__ import annotations
 
@@ -33,12 +23,11 @@ import jax
 import numpy as np
 
 from rnn_jax import data, evaluation, train
-from rnn_jax.common import fileio, plots
+from rnn_jax.common import fileio, plots, rundir
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import bptt, model
 from rnn_jax.data import Dataset, WindowSpec
 from rnn_jax.evaluation import conformal
-from rnn_jax.common import rundir
 from rnn_jax.settings import DEFAULT_PRESET, INTERVAL, PRESETS, DataSource  # noqa: F401
 from rnn_jax.train import TrainConfig, checkpoint, parallel
 
@@ -47,23 +36,6 @@ RESULTS = "results.json"
 RUN_FILES = (CONFIG, train.METRICS, checkpoint.FILENAME, RESULTS, "learning_curves.png",
              "forecast_test_week.png", "mae_by_horizon.png", "grad_norms.png")
 
-
-def initialize_distributed(coordinator: str, num_processes: int | None,
-                           process_id: int | None) -> None:
-  """``jax.distributed.initialize`` for a multi-host run, before any other JAX call.
-
-  Every host runs the same command with its own ``process_id``; the devices of all hosts then
-  form one data-parallel mesh (rnn_jax.train.parallel) and only process 0 writes the run directory.
-  """
-  if num_processes is None or process_id is None or num_processes < 1 or not (
-      0 <= process_id < num_processes):
-    raise InputError("--coordinator: expected --num-processes N >= 1 and --process-id in "
-                     f"0..N-1 with it, got {num_processes!r} and {process_id!r}")
-  jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                             process_id=process_id)
-
-
-# --------------------------------------------------------------------------- the run directory
 
 def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
   """Decides whether ``--out`` may be used, without creating anything (rundir.check_out)."""
@@ -78,10 +50,8 @@ def _parse_config(cfg: dict) -> dict:
         os.path.join(cfg.get("cwd") or os.getcwd(), source.csv)))
   spec = WindowSpec(**{k: tuple(v) if isinstance(v, list) else v
                        for k, v in cfg["windows"].items()})
-  train_cfg = TrainConfig.from_dict(cfg["train"])
-  capacity = float(cfg["data"]["capacity"])
-  return {"source": source, "windows": spec, "train": train_cfg, "capacity": capacity,
-          "raw": cfg}
+  return {"source": source, "windows": spec, "train": TrainConfig.from_dict(cfg["train"]),
+          "capacity": float(cfg["data"]["capacity"]), "raw": cfg}
 
 
 def read_config(run: str | os.PathLike) -> dict:
@@ -89,11 +59,8 @@ def read_config(run: str | os.PathLike) -> dict:
   return rundir.read_config(run, _parse_config)
 
 
-# --------------------------------------------------------------------------- training
-
 def _evaluator(dataset: Dataset):
-  """Per-epoch validation metric for the progress bar: MAE in the series' units (mean over
-  horizons), or accuracy for task levels."""
+  """Per-epoch validation metric for the progress bar: MAE in units, or accuracy (levels)."""
   xs = jax.device_put(dataset.val.xs)
   predict = jax.jit(model.predict)
   if dataset.spec.task == "levels":
@@ -106,17 +73,15 @@ def _evaluator(dataset: Dataset):
 
 
 def member_predict(params: model.RNNParams, xs) -> jax.Array:
-  """``[S, N, K]``: the sigmoid outputs of every model in ``params`` (every field ``[S, ...]``,
-  as fit_many gives; one model's parameters give S = 1)."""
+  """``[S, N, K]``: the outputs of the S models in ``params`` (fields ``[S, ...]``, or S = 1)."""
   if params.U.ndim == 3:
     return jax.vmap(model.predict, in_axes=(0, None))(params, xs)
   return model.predict(params, xs)[None]
 
 
 def predictions(dataset: Dataset, params, *, members: bool = False) -> dict[str, np.ndarray]:
-  """The forecasts per split: ``[N, K]`` in the series' units (task horizons) or scores
-  ``[N, 3]`` (levels). ``params`` may hold several models (``member_predict``): their
-  forecasts are averaged, or with ``members`` returned as ``[S, N, K]``."""
+  """The forecasts per split, ``[N, K]`` in units (horizons) or scores (levels): the mean of
+  the models in ``params``, or with ``members`` each one's, ``[S, N, K]``."""
   predict = jax.jit(member_predict)
   out = {}
   for split in ("val", "test"):
@@ -126,44 +91,24 @@ def predictions(dataset: Dataset, params, *, members: bool = False) -> dict[str,
   return out
 
 
-def _mean_over_models(per_model: list[dict]) -> dict:
-  """Model results averaged over seeds, with their spread (sample std) per entry."""
-  out = {}
-  for split in ("val", "test"):
-    entries = [r["splits"][split]["model"] for r in per_model]
-    merged = {"n_windows": entries[0]["n_windows"], "n_models": len(entries)}
-    for key, value in entries[0].items():
-      if key == "n_windows" or not isinstance(value, (int, float, list)):
-        continue
-      stack = np.asarray([e[key] for e in entries], np.float64)
-      merged[key] = np.mean(stack, axis=0).tolist()
-      merged[key + "_std"] = (np.std(stack, axis=0, ddof=1) if len(entries) > 1
-                              else np.zeros_like(stack[0])).tolist()
-    out[split] = merged
-  return out
-
-
 def baseline_predictions(dataset: Dataset) -> dict[str, dict[str, np.ndarray]]:
-  """Every baseline's predictions on val and test (``evaluation.baselines``), fitted once on
-  train: what ``evaluate`` scores against and the run's plots draw."""
+  """Every baseline's predictions on val and test, fitted once on train (``evaluate``, plots)."""
   fitted = evaluation.fit_baselines(dataset, gbm=dataset.spec.task == "horizons")
   return {split: evaluation.baselines(dataset, split, fitted) for split in ("val", "test")}
 
 
 def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
              interval: float = INTERVAL, unit: str = "people", base: dict | None = None) -> dict:
-  """results.json of a run: ``evaluation.report`` of the forecast the run gives (the mean of
-  its models' ``member_preds [S, N, K]``), with, under ``splits.<split>.model``:
+  """results.json: ``evaluation.report`` of the mean of ``member_preds [S, N, K]``, with under
+  ``splits.<split>.model``:
 
-  * ``members``: each model's own metrics averaged over the S models, with ``*_std`` (S > 1);
-    ``spread`` (horizons): the models' standard deviation around their mean forecast,
-    averaged over windows, per horizon, in units;
-  * ``interval`` (horizons): the split-conformal interval at level ``interval``
-    (rnn_jax.evaluation.conformal) calibrated on val: ``{"level", "q", "coverage",
-    "mean_width"}`` per horizon.
+  * ``members`` (S > 1): each model's own metrics averaged over the S models, with ``*_std``;
+    ``spread`` (horizons): the models' std around their mean, averaged over windows, in units;
+  * ``interval`` (horizons): the split-conformal interval at level ``interval`` calibrated on
+    val: ``{"level", "q", "coverage", "mean_width"}`` per horizon.
 
-  ``models``: every model's own metrics, with its seed. ``base``: ``baseline_predictions``
-  when the caller has them (else they are fitted here), shared by every report.
+  ``models`` (S > 1): every model's own metrics, with its seed. ``base``:
+  ``baseline_predictions`` (fitted here when None).
   """
   mean = {split: p.mean(axis=0) for split, p in member_preds.items()}
   if base is None:
@@ -173,9 +118,17 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
   if len(seeds) > 1:
     per_model = [evaluation.report(dataset, {k: v[i] for k, v in member_preds.items()},
                                    baseline_predictions=base) for i in range(len(seeds))]
-    results["models"] = [{"seed": s, "splits": {k: r["splits"][k]["model"] for k in ("val", "test")}}
+    results["models"] = [{"seed": s, "splits": {k: r["splits"][k]["model"]
+                                                for k in ("val", "test")}}
                          for s, r in zip(seeds, per_model)]
-    for split, merged in _mean_over_models(per_model).items():
+    for split in ("val", "test"):
+      entries = [r["splits"][split]["model"] for r in per_model]
+      merged = {"n_windows": entries[0]["n_windows"], "n_models": len(entries)}
+      for key, value in entries[0].items():
+        if key != "n_windows" and isinstance(value, (int, float, list)):
+          stack = np.asarray([e[key] for e in entries], np.float64)
+          merged[key] = np.mean(stack, axis=0).tolist()
+          merged[key + "_std"] = np.std(stack, axis=0, ddof=1).tolist()
       results["splits"][split]["model"]["members"] = merged
       if dataset.spec.task == "horizons":
         spread = np.std(member_preds[split], axis=0, ddof=1).mean(axis=0)
@@ -190,8 +143,7 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
 
 def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict]], params,
            preds: dict, base: dict) -> None:
-  """The run's PNGs; ``histories``: every model's, ``params``: model 0 (for ||dL/dh_t||),
-  ``preds``: the run's forecasts, ``base``: ``baseline_predictions``."""
+  """The run's PNGs; ``params``: model 0's (for ||dL/dh_t||), ``preds``: the mean forecasts."""
   unit = results.get("unit", "people")
   plots.learning_curves(histories, out / "learning_curves.png",
                         title="training and validation loss (BCE)")
@@ -203,7 +155,9 @@ def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict
     return
   minutes = results["horizon_minutes"]
   test = dataset.test
-  start = _busiest_week(test.end_times)
+  times = np.sort(test.end_times)   # the 7 days from a window time holding the most windows
+  ends = np.searchsorted(times, times + np.timedelta64(7, "D"))
+  start = times[int(np.argmax(ends - np.arange(len(times))))]
   rows = (test.end_times >= start) & (test.end_times < start + np.timedelta64(7, "D"))
   persistence = base["test"]["persistence"]
   iv = results["splits"]["test"]["model"]["interval"]
@@ -217,28 +171,12 @@ def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict
                        ylabel=f"MAE ({unit}), test split", title="MAE by horizon (test)")
 
 
-def _busiest_week(times: np.ndarray) -> np.datetime64:
-  """Start of the 7-day span (starting at a window time) holding the most windows."""
-  times = np.sort(times)
-  ends = np.searchsorted(times, times + np.timedelta64(7, "D"))
-  return times[int(np.argmax(ends - np.arange(len(times))))]
-
-
-def _check_interval(interval) -> float:
-  try:
-    return conformal.check_level(interval)
-  except ValueError:
-    raise InputError(f"--interval: expected a level strictly between 0 and 1 (0.8 = 80%), "
-                     f"got {interval!r}") from None
-
-
 def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, *,
              resume: bool, log) -> Dataset:
-  """The dataset, after every check of the user's input that needs the data (InputError)."""
+  """The dataset, after the checks of the user's input that need the data (InputError)."""
   if resume:
     previous = read_config(out)
-    # The run's data and windows must not change under --resume; training settings are
-    # compared by train.fit itself (all but epochs and devices may not change).
+    # train.fit compares the training settings itself
     if previous["source"] != source or previous["windows"] != spec:
       raise InputError(f"--out {out}: --resume with different data or window settings than "
                        f"the run ({CONFIG}); drop the changed flags")
@@ -265,40 +203,45 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
         coordinator: str | None = None, num_processes: int | None = None,
         process_id: int | None = None, log=print) -> dict[str, Any]:
   """Trains ``cfg.seeds`` models (one vmapped program when > 1) and evaluates their mean
-  forecast (``evaluate``); returns ``{"results": ..., "fit": FitResult | ManyFitResult,
-  "dataset": Dataset, "status": "done" | "interrupted" | "nonfinite"}`` (``EXIT_STATUS``
-  gives the script's exit status).
+  forecast (``evaluate``); returns ``{"results", "fit": FitResult | ManyFitResult, "dataset",
+  "status": "done" | "interrupted" | "nonfinite"}`` (``EXIT_STATUS``: the script's exit status).
 
-  Everything the user gave is checked (InputError) before ``out`` is created. ``preset``: the
-  name recorded in config.json (the settings themselves come in ``source``, ``spec``, ``cfg``).
-  ``coordinator``: first ``initialize_distributed`` (multi-host). A Ctrl-C outside the epochs
-  says whether the checkpoint is kept.
+  ``preset``: the name recorded in config.json. ``coordinator``: ``jax.distributed.initialize``
+  first, before any other JAX call; every host runs the same command with its own
+  ``process_id``, all devices form one data-parallel mesh and process 0 writes ``out``.
   """
   if coordinator is not None:
-    initialize_distributed(coordinator, num_processes, process_id)
+    if num_processes is None or process_id is None or num_processes < 1 or not (
+        0 <= process_id < num_processes):
+      raise InputError("--coordinator: expected --num-processes N >= 1 and --process-id in "
+                       f"0..N-1 with it, got {num_processes!r} and {process_id!r}")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id)
   cfg = cfg.validate()
   source.check()
   if source.csv is not None:   # config.json records where the data is, from any directory
     source = dataclasses.replace(source, csv=os.path.abspath(source.csv))
-  interval = _check_interval(interval)
+  try:
+    interval = conformal.check_level(interval)
+  except ValueError:
+    raise InputError(f"--interval: expected a level strictly between 0 and 1 (0.8 = 80%), "
+                     f"got {interval!r}") from None
   parallel.device_count(cfg.devices)   # --devices: checked before anything is written
   out = check_out(out, resume=resume, overwrite=overwrite)
-  writer = jax.process_index() == 0  # multi-host: only process 0 writes the run directory
+  writer = jax.process_index() == 0
   try:
     dataset = _prepare(source, spec, cfg, out, resume=resume, log=log)
-    # The live run holds out/.lock (rundir.lock): another run there is refused until it ends.
-    with rundir.lock(out) if writer else contextlib.nullcontext():
+    with rundir.lock(out) if writer else contextlib.nullcontext():   # until the run ends
       if writer:   # again under the lock: another run may have ended there meanwhile
         check_out(out, resume=resume, overwrite=overwrite)
         checkpoint.check_writable(out)
-      if writer and overwrite:
-        rundir.clear_run(out, RUN_FILES)
+        if overwrite:
+          rundir.clear_run(out, RUN_FILES)
       config = {"preset": preset, "source": dataclasses.asdict(source), "windows": spec.to_dict(),
                 "train": cfg.to_dict(), "evaluation": {"interval": interval},
                 "data": dataset.summary(), "cwd": os.getcwd()}   # + versions (rundir)
       if writer and not resume:
         rundir.write_config(out, config)
-
       fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
       train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
       if cfg.seeds > 1:
@@ -316,8 +259,8 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
       base = baseline_predictions(dataset)
       results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit,
                          base=base)
-      results["data"] = dataset.summary()
-      results["best_epoch"] = (fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
+      results.update(data=dataset.summary(),
+                     best_epoch=fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
       if writer:
         fileio.write_json(out / RESULTS, results)
       if writer and make_plots:
