@@ -83,7 +83,8 @@ def lock(out: Path, *, staged: bool = False) -> Iterator[None]:
       fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
       _remove_created(created)
-      raise InputError(f"--out {out}: cannot create it ({err.strerror or err})") from None
+      raise InputError(f"{out}: cannot write the output directory ({err.strerror or err}); "
+                       "choose another --out or free some space") from None
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

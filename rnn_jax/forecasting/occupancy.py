@@ -176,8 +176,11 @@ def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, 
   """The dataset, after the checks of the user's input that need the data (InputError)."""
   if resume:
     previous = read_config(out)
-    # train.fit compares the training settings itself
-    if previous["source"] != source or previous["windows"] != spec:
+    # train.fit compares the training settings and the windows' contents itself; the data file
+    # may have moved with the run, so its path is not compared
+    same_source = (dataclasses.replace(previous["source"], csv=None)
+                   == dataclasses.replace(source, csv=None))
+    if not same_source or previous["windows"] != spec:
       raise InputError(f"--out {out}: --resume with different data or window settings than "
                        f"the run ({CONFIG}); drop the changed flags")
   readings = source.load()
@@ -219,8 +222,6 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
                                process_id=process_id)
   cfg = cfg.validate()
   source.check()
-  if source.csv is not None:   # config.json records where the data is, from any directory
-    source = dataclasses.replace(source, csv=os.path.abspath(source.csv))
   try:
     interval = conformal.check_level(interval)
   except ValueError:
@@ -237,7 +238,9 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
         checkpoint.check_writable(out)
         if overwrite:
           rundir.clear_run(out, RUN_FILES)
-      config = {"preset": preset, "source": dataclasses.asdict(source), "windows": spec.to_dict(),
+      # config.json records where the data is, so a forecast finds it from any directory
+      recorded = dataclasses.replace(source, csv=source.csv and os.path.abspath(source.csv))
+      config = {"preset": preset, "source": dataclasses.asdict(recorded), "windows": spec.to_dict(),
                 "train": cfg.to_dict(), "evaluation": {"interval": interval},
                 "data": dataset.summary(), "cwd": os.getcwd()}   # + versions (rundir)
       if writer and not resume:
