@@ -1,6 +1,5 @@
-"""The runs' settings, free of JAX, scikit-learn and matplotlib so the scripts check their flags
-(``--help`` too) before the heavy parts load: the occupancy run's (``DataSource``, ``PRESETS``,
-``TrainConfig``, the interval level) and the letters run's (``LettersConfig``)."""
+"""The occupancy and letters runs' settings, free of JAX, scikit-learn and matplotlib so the
+scripts check their flags (``--help`` too) before the heavy parts load."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,11 +18,9 @@ OPTIMIZERS = ("sgd", "adam")
 
 INTERVAL = 0.8   # nominal level of the prediction intervals (--interval)
 
-# train_occupancy.py's --preset: WindowSpec and TrainConfig settings where they differ from the
-# defaults; flags given win. "forecast" was chosen on the validation splits of the gym file and
-# the synthetic series (never on test; README "Forecasting"): calendar features, a 2-hour window,
-# 64 IRNN units, Adam, the mean of 5 models trained in one vmapped program (fit_many). "notes" is
-# the derivation notes' network: readings only, T=24, H=200, N(0, 1/fan_in), SGD, no clipping.
+# train_occupancy.py's --preset (flags given win). "forecast" was chosen on the validation splits
+# of the gym file and the synthetic series (never on test; README "Forecasting"): the mean of 5
+# models (fit_many). "notes" is the derivation notes' network.
 PRESETS: dict[str, dict[str, Any]] = {
     "forecast": {"features": ("occupancy", "calendar"), "window": 12, "hidden_size": 64,
                  "init": "irnn", "optimizer": "adam", "lr": 1e-3, "clip": 1.0,
@@ -83,11 +80,9 @@ class DataSource:
 
 @dataclasses.dataclass(frozen=True)
 class LettersConfig:
-  """The training settings of rnn_jax.letters.train; field ``name`` is the flag ``--name``.
-
-  Defaults: 40 epochs of one-sample SGD at lr 0.01 reach about 96-97% test accuracy on the UCI
-  letters (16,000 training rows) in well under a minute on a 2-core CPU.
-  """
+  """The settings of rnn_jax.letters.train (field ``name``: flag ``--name``). The defaults reach
+  about 96-97% test accuracy on the UCI letters (16,000 training rows) in under a minute on a
+  2-core CPU."""
   hidden_size: int = cli.option(200, "H, tanh hidden units (the notes use 200)")
   lr: float = cli.option(0.01, "SGD step size epsilon (a finite positive number)")
   epochs: int = cli.option(40, "passes over the training split")
@@ -108,8 +103,7 @@ class LettersConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Every training setting of the occupancy run; field ``name`` is the flag ``--name``. Saved as
-  JSON beside every run (checkpoint ``config``) and compared on ``--resume``."""
+  """The occupancy run's training settings (field ``name``: flag ``--name``), compared on resume."""
   hidden_size: int = cli.option(200, "H, hidden units (the notes use 200)")
   init: str = cli.option("normal", '"normal" (N(0, 1/fan_in)) | "irnn" (U = I; Le et al. 2015)')
   optimizer: str = cli.option("adam", '"sgd" (the notes\' plain SGD) | "adam"')
@@ -136,8 +130,7 @@ class TrainConfig:
         object.__setattr__(self, f.name, v.item())
 
   def validate(self) -> "TrainConfig":
-    """Raises InputError naming the flag of the first nonsensical value; returns self. An
-    integer given as a whole float (``12.0``, from JSON) is stored as int."""
+    """Raises InputError naming the flag of the first nonsensical value; returns self."""
     for name, low in (("hidden_size", 1), ("batch_size", 1), ("epochs", 1), ("patience", 0),
                       ("unroll", 1), ("seed", 0), ("seeds", 1)):
       object.__setattr__(self, name, checks.integer(name, getattr(self, name), low))
@@ -159,8 +152,7 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, d: dict) -> "TrainConfig":
-    """The inverse of ``to_dict`` (unknown keys: InputError); reads ``hidden``, older runs'
-    name of ``hidden_size``, too."""
+    """The inverse of ``to_dict`` (unknown keys: InputError); reads older runs' ``hidden`` too."""
     if "hidden" in d and "hidden_size" not in d:
       d = {("hidden_size" if k == "hidden" else k): v for k, v in d.items()}
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}

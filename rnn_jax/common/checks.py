@@ -1,9 +1,6 @@
-"""The argument checks every config shares: integers, numbers, choices, booleans and lists.
-
-Each returns the value it accepted, converted (a whole float such as CSV's or JSON's ``12.0`` is
-an integer; a bool is never a number), or raises InputError with one line in one wording per
-kind, ``"--flag-name: expected <what>, got <value!r>"``.
-"""
+"""The argument checks every config shares. Each returns the value it accepted, converted (a whole
+float such as JSON's ``12.0`` is an integer; a bool is never a number), or raises InputError
+``"--flag-name: expected <what>, got <value!r>"``."""
 from __future__ import annotations
 
 import math
@@ -38,8 +35,7 @@ def _integer_words(low: int, high: int | None, plural: bool = False) -> str:
 
 
 def _whole(value, low: int, high: int | None) -> int | None:
-  """``value`` as int when it is an integer (int, numpy integer, whole float) from ``low`` to
-  ``high``, else None."""
+  """``value`` as int when it is an integer (or whole float) from ``low`` to ``high``, else None."""
   if not is_number(value) or (isinstance(value, (float, np.floating))
                               and not (math.isfinite(value) and float(value).is_integer())):
     return None

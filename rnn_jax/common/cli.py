@@ -1,10 +1,8 @@
 """What every script in experiments/ shares: one-line errors with exit status 2, and flags
-derived from a frozen config dataclass whose fields are declared with ``option(default, help)``.
+derived from a config dataclass whose fields are declared with ``option(default, help)``.
 
-Flag vocabulary, the same in every script: one value takes the singular (``--window``,
-``--batch-size``), a sweep the plural of the same stem (``--windows``, ``--batch-sizes``); a
-boolean is an on/off pair (``--remat`` / ``--no-remat``); ``--grad`` is ``autodiff`` or ``hand``.
-"""
+Flag vocabulary: one value takes the singular (``--batch-size``), a sweep the plural of the same
+stem (``--batch-sizes``); a boolean is an on/off pair (``--remat`` / ``--no-remat``)."""
 from __future__ import annotations
 
 import argparse
@@ -32,8 +30,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def entry_point(run: Callable[[list[str] | None], int | None]) -> Callable[..., int]:
-  """A script's ``main(argv=None) -> exit status`` from ``run(argv)``: an InputError becomes
-  the one line ``error: <message>`` on stderr and exit status 2."""
+  """``main(argv=None)`` of ``run``: InputError becomes ``error: <message>`` on stderr, exit 2."""
   @functools.wraps(run)
   def main(argv: list[str] | None = None) -> int:
     try:
@@ -50,8 +47,7 @@ def flag(name: str) -> str:
 
 
 def option(default, help: str):  # noqa: A002  (``help`` as argparse calls it)
-  """A config dataclass field whose flag help is ``help`` (the one place flag help comes from);
-  a sequence default is a tuple."""
+  """A config dataclass field whose flag help is ``help``; a sequence default is a tuple."""
   return dataclasses.field(default=default, metadata={"help": help})
 
 
@@ -79,11 +75,8 @@ def _parse_scalar(flag: str, kind, text: str):
 
 def add_config_flags(parser: argparse.ArgumentParser, cls,
                      defaults: dict[str, Any] | None = None) -> None:
-  """One flag per field of the dataclass ``cls`` (``field_name`` -> ``--field-name``, help from
-  ``option``): tuples comma-separated, ``None`` as "none", a bool the pair ``--name`` /
-  ``--no-name``; parsed strictly by ``config_from_args``. ``defaults`` overrides the dataclass
-  defaults for this script (shown in --help and used when the flag is absent).
-  """
+  """One flag per field of ``cls`` (tuples comma-separated, ``None`` as "none", a bool ``--name`` /
+  ``--no-name``); ``defaults`` overrides the dataclass defaults (shown in --help)."""
   defaults = defaults or {}
   hints = typing.get_type_hints(cls)
   for field in dataclasses.fields(cls):

@@ -1,9 +1,5 @@
-"""The one error type for bad input from a user: a file, a row, a column or an argument.
-
-Library code raises ``InputError`` with a one-line message that names what was wrong and what
-was expected; scripts turn it into exit status 2 and that one line on stderr, no traceback
-(see rnn_jax.common.cli.entry_point).
-"""
+"""The one error type for bad input from a user; scripts turn it into exit status 2 and its one
+line on stderr, no traceback (rnn_jax.common.cli.entry_point)."""
 from __future__ import annotations
 
 

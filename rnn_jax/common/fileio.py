@@ -1,6 +1,5 @@
-"""Atomic writes: a temporary file beside the target, fsynced, then renamed onto it, so a
-process killed at any moment leaves the previous file or the new one, never half of one
-(``os.replace`` is atomic on POSIX within one file system)."""
+"""Atomic writes: a temporary file beside the target, fsynced, then renamed onto it (atomic on
+POSIX), so a process killed at any moment leaves the previous file or the new one."""
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-# The empty file rnn_jax.train.checkpoint.check_writable writes and removes to prove a run
-# directory writable; a run directory holding only it (and temporaries) is no one's run.
+# check_writable's probe (rnn_jax.train.checkpoint); a directory holding only it is no one's run.
 WRITE_PROBE = ".rnn_jax_write_probe"
 
 

@@ -1,12 +1,9 @@
 """PNG plots of a run: learning curves, forecasts against actuals, MAE by horizon, gradient norms.
 
-Inputs are plain numbers (lists of per-epoch dicts, numpy arrays). Every function checks its
-inputs fit together (``ValueError`` before drawing, no file left), draws one figure and writes it
-with ``rnn_jax.common.fileio.atomic_path``, so an interrupted run never leaves half a PNG.
-Figures are ``matplotlib.figure.Figure`` rendered by the Agg canvas ``savefig`` picks, never
-through ``pyplot``: no display, no global backend switched under the user, no figure kept alive
-in pyplot's registry (matplotlib docs, "Embedding in a web application server").
-"""
+Every function checks its inputs (``ValueError`` before drawing, no file left) and writes one
+figure atomically (rnn_jax.common.fileio.atomic_path). Figures are ``matplotlib.figure.Figure``,
+never ``pyplot``: no display, no global backend switched, no figure kept alive in pyplot's
+registry (matplotlib docs, "Embedding in a web application server")."""
 from __future__ import annotations
 
 import math
@@ -22,8 +19,7 @@ from matplotlib.figure import Figure
 from rnn_jax.common.checks import is_number
 from rnn_jax.common.fileio import atomic_path
 
-# Per-epoch keys that are not a metric to draw: counters, clocks, settings, and the identifiers
-# of a model (fit_many's rows carry "model" and "seed").
+# Per-epoch keys that are not a metric to draw (fit_many's rows carry "model" and "seed").
 _NOT_METRICS = ("epoch", "step", "steps", "lr", "learning_rate", "seconds", "time", "elapsed",
                 "model", "seed")
 
@@ -50,8 +46,7 @@ def _horizon_label(minutes) -> str:
 
 
 def _members(history) -> list[list[Mapping]]:
-  """One model's history (a list of per-epoch dicts) or several (a list of such lists), checked,
-  as a list of per-model histories."""
+  """One model's history (a list of per-epoch dicts) or several, as a list of histories."""
   if (isinstance(history, Sequence) and history
       and all(isinstance(h, Sequence) and not isinstance(h, (str, Mapping)) for h in history)):
     return [h for one in history for h in _members(one)]
@@ -86,9 +81,8 @@ def _series(history, key) -> np.ndarray:
 
 
 def _plot_series(ax, members, keys, *, color_offset=0, style=None) -> tuple[np.ndarray, dict]:
-  """Draws each per-epoch series of ``keys`` (validation dashed) of every model in ``members``:
-  one model as it is; several as their mean per epoch (over the models that trained it), bold,
-  over each model's own curve, faint. Returns the epochs and the drawn series by key."""
+  """Draws each series of ``keys`` (validation dashed): one model as it is, several as their
+  mean bold over each model's faint curve. Returns the epochs and the drawn series by key."""
   epochs = np.unique(np.concatenate([_epochs(h) for h in members]))
   colors, many, drawn = _colors(), len(members) > 1, {}
   for i, key in enumerate(keys):
@@ -121,10 +115,8 @@ def _best(epochs, values, mode: str):
 
 
 def _curves(history, word: str, title: str, best_key: str, mode: str, fmt: str, chance=None):
-  """The figure of every numeric per-epoch key with ``word`` in its name, one model or the mean
-  of several (the title says so), the best epoch of ``best_key`` (or of the first such key)
-  marked, ``chance`` drawn. Returns the figure, its axis, the histories, the other keys, and
-  the drawn series."""
+  """The figure of every numeric key with ``word`` in its name, the best of ``best_key`` (or the
+  first) marked; returns (figure, axis, histories, the other keys, the drawn series)."""
   members = _members(history)
   found = _metric_keys([row for h in members for row in h])
   keys = [k for k in found if word in k]
@@ -151,11 +143,8 @@ def learning_curves(history, path: str | os.PathLike, *, title: str | None = Non
   """Training and validation loss per epoch, the best (lowest mean ``val_loss``) marked.
 
   ``history``: one dict per epoch (``{"epoch": 3, "train_loss": ..., "val_mae": ...}``), or a
-  list of such lists, one per model (fit_many's): then each model is faint and their mean bold.
-  Keys with "loss" in their name go on the left axis (log scale when they span more than a
-  factor of 30), other metrics (not counters, clocks, ``model`` or ``seed``) on a right axis.
-  Missing values are gaps. Returns the figure.
-  """
+  list of such lists, one per model (fit_many's). Losses go on the left axis (log scale when they
+  span more than a factor of 30), other metrics on a right axis. Missing values are gaps."""
   fig, ax, members, other_keys, losses = _curves(history, "loss", title or "learning curves",
                                                   "val_loss", "min", ".4g")
   positive = np.concatenate([v[np.isfinite(v)] for v in losses.values()])
@@ -174,10 +163,8 @@ def learning_curves(history, path: str | os.PathLike, *, title: str | None = Non
 
 def accuracy_curve(history, path: str | os.PathLike, *, title: str | None = None,
                    chance: float | None = None) -> Figure:
-  """Accuracy per epoch (every numeric key with "accuracy" in its name), best epoch marked;
-  ``history`` as for ``learning_curves``. The best epoch is the highest ``val_accuracy`` (or
-  of the first accuracy series); ``chance`` (for example 1/26) draws the chance level.
-  """
+  """Accuracy per epoch, the highest ``val_accuracy`` marked; ``history`` as for
+  ``learning_curves``; ``chance`` (for example 1/26) draws the chance level."""
   fig, ax, *_ = _curves(history, "accuracy", title or "accuracy", "val_accuracy", "max", ".4f",
                         chance)
   ax.legend(loc="lower right", fontsize="small")
@@ -201,15 +188,12 @@ def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
                        horizons_minutes: Sequence[float], path: str | os.PathLike, *,
                        days: float | None = 7.0, ylabel: str = "occupancy",
                        title: str | None = None, band=None, band_label: str = "interval") -> None:
-  """One panel per horizon: the actual value and each method's forecast against time.
+  """Panel j: the actual value and each method's forecast against ``times + horizon_j``.
 
   ``times [N]`` (datetime64): when each forecast is made; ``actual [N, n_h]``: the value
   ``horizons_minutes[j]`` after ``times[i]``; ``predictions``: method -> ``[N, n_h]``, the first
-  the model (solid), the rest baselines (dashed); ``band``: ``(lo, hi)``, each ``[N, n_h]``, the
-  model's interval, shaded. ``[N]`` arrays do when there is one horizon. Panel j draws all at
-  ``times + horizon_j``, so the curves line up with what happened; only the first ``days`` days
-  are drawn (``None``: all), and lines break at gaps (steps over 1.5 typical steps).
-  """
+  the model (solid), the rest baselines (dashed); ``band``: ``(lo, hi)``, each ``[N, n_h]``,
+  shaded. ``[N]`` arrays do for one horizon. Only the first ``days`` days (``None``: all)."""
   times = np.asarray(times)
   if times.ndim != 1 or not np.issubdtype(times.dtype, np.datetime64):
     raise ValueError(f"times: expected a 1-D numpy datetime64 array, got dtype {times.dtype} "
@@ -264,12 +248,8 @@ def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
 
 def mae_by_horizon(results_split: Mapping[str, Mapping], horizons_minutes: Sequence[float],
                    path: str | os.PathLike, *, ylabel: str, title: str | None = None) -> None:
-  """Grouped bars: the mean absolute error of every method at every horizon.
-
-  ``results_split``: method name -> ``{"mae": [one per horizon], ...}`` (one split of
-  results.json); methods are drawn in the given order, so put the model first. A ``None`` or
-  NaN entry (a baseline that does not exist at that horizon) leaves its bar out.
-  """
+  """Grouped bars of every method's MAE by horizon; ``results_split``: method -> ``{"mae": [one
+  per horizon]}`` (results.json), the model first; a None or NaN leaves its bar out."""
   horizons = [float(h) for h in horizons_minutes]
   if not horizons:
     raise ValueError("horizons_minutes: expected at least one horizon")
@@ -300,13 +280,9 @@ def mae_by_horizon(results_split: Mapping[str, Mapping], horizons_minutes: Seque
 
 
 def grad_norms(norms, path: str | os.PathLike, *, title: str | None = None) -> None:
-  """``||dL/dh_t||`` against t on a log axis: vanishing or exploding gradients at a glance.
-
-  ``norms``: ``[T]`` (one sequence) or ``[n, T]`` (n sequences, e.g. one per window); t runs
-  from 1 (the oldest step of the window) to T (the last, next to the loss). With several rows
-  the median over rows is drawn in black. Zeros and non-finite values cannot sit on a log axis
-  and leave gaps; the ratio ``||dL/dh_1|| / ||dL/dh_T||`` of the (median) curve is in the title.
-  """
+  """``||dL/dh_t||`` against t (1: the oldest step, T: next to the loss) on a log axis, a line per
+  row of ``norms [T]`` or ``[n, T]`` and their median in black; zeros and non-finite values
+  leave gaps. The title gives ``||dL/dh_1|| / ||dL/dh_T||`` of the (median) curve."""
   norms = np.asarray(norms, float)
   norms = norms[None, :] if norms.ndim == 1 else norms
   if norms.ndim != 2 or norms.size == 0:

@@ -1,11 +1,7 @@
-"""Run directories: whether ``--out`` may be used, leftovers of killed writes, staging, config.json.
-
-Two ways to make one, each checked before anything is created: in place (the occupancy run,
-which checkpoints and resumes: ``check_out``, ``clear_run``), where every file is written
-atomically so a killed write leaves only a temporary file (``is_leftover``); or staged (the
-letters run, never resumed: ``check_new_out``, ``staging``), assembled in a hidden directory and
-renamed into place when complete. Either way a live run holds ``lock`` for its whole life.
-"""
+"""Run directories, checked before anything is created: in place (the occupancy run, which
+resumes: ``check_out``, ``clear_run``; a killed write leaves only a temporary file,
+``is_leftover``) or staged (the letters run: ``check_new_out``, ``staging``, renamed into place
+when complete). Either way a live run holds ``lock`` for its whole life."""
 from __future__ import annotations
 
 import contextlib
@@ -69,11 +65,8 @@ def clear_run(out: Path, run_files: Sequence[str]) -> None:
 def lock(out: Path, *, staged: bool = False) -> Iterator[None]:
   """Holds an exclusive ``fcntl.flock`` on ``out/.lock`` (in place) or ``.<name>.lock`` beside
   ``out`` (staged) while the block runs; InputError naming ``--out`` when a live run holds it.
-
-  The OS drops a flock when its process dies, so a killed run never leaves ``out`` locked. The
-  holder removes the file before it lets go; a run that opened it just before sees its inode is
-  no longer the path's and opens the new one. Directories made here are removed on failure.
-  """
+  The OS drops a flock when its process dies. The holder removes the file before it lets go; a
+  run that opened it just before sees its inode is no longer the path's and opens the new one."""
   lock_file = out.parent / f".{out.name}.lock" if staged else out / LOCK
   where = lock_file.absolute().parent
   created = [p for p in reversed((where, *where.parents)) if not p.exists()]   # outermost first
@@ -136,8 +129,7 @@ def _remove_created(created: list[Path]) -> None:
 
 @contextlib.contextmanager
 def staging(out: Path) -> Iterator[Path]:
-  """A hidden directory beside ``out``, renamed onto it (swapping out an old run) on success;
-  on any failure it and the parents made for it are removed."""
+  """A hidden directory beside ``out``, renamed onto it on success, removed on any failure."""
   created = [parent for parent in reversed(out.absolute().parents) if not parent.exists()]
   try:
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,5 @@
-"""Training: the loop (``loop``: the optax step, the fused epoch, fit and fit_many; the settings
-are rnn_jax.settings.TrainConfig), the checkpoint file and the run it records (``checkpoint``),
-data parallelism (``parallel``)."""
+"""Training: the loop (``loop``: the step, the fused epoch, fit and fit_many), the checkpoint file
+(``checkpoint``), data parallelism (``parallel``)."""
 from rnn_jax.settings import OPTIMIZERS, TrainConfig
 from rnn_jax.train.loop import (CURES, METRICS, STOPPED, FitResult, ManyFitResult, all_finite,
                                 check_inputs, effective_batch_size, fit, fit_many, init_models,

@@ -1,16 +1,10 @@
-"""Training checkpoints: one msgpack file (``flax.serialization``), checksummed, written atomically,
-and the run it records.
+"""Training checkpoints: one msgpack file (``flax.serialization``), checksummed, written atomically
+(rnn_jax.common.fileio.write_bytes), and the run it records (``record``, ``restore_run``).
 
-On disk: a msgpack map of ``format`` ("rnn_jax.checkpoint/2"), ``payload`` (the state's bytes) and
-``sha256`` (of ``payload``, hex). ``load`` checks the digest before it decodes anything, so a
-changed byte anywhere is refused with one line naming the file; the older format without a
-checksum is refused saying so. The payload is ``msgpack_serialize(to_state_dict(state))``:
-NamedTuples such as ``RNNParams`` and optax states become dicts keyed by field name or position,
-arrays raw bytes with shape and dtype (float32 and float64 come back bit for bit). The file is
-written by rnn_jax.common.fileio.write_bytes (temporary file, fsync, rename), so a process killed
-at any moment leaves the previous checkpoint loadable. The training loop saves ``record`` after
-every epoch and ``restore_run`` reads it back for ``--resume``.
-"""
+On disk: a msgpack map of ``format``, ``payload`` and ``sha256`` (of ``payload``, hex), checked
+before anything is decoded, so a changed byte is refused with one line naming the file. The
+payload is ``msgpack_serialize(to_state_dict(state))``: NamedTuples become dicts keyed by field
+name or position, arrays raw bytes with shape and dtype (floats come back bit for bit)."""
 from __future__ import annotations
 
 import contextlib
@@ -62,8 +56,7 @@ def _restore_bytes(path: Path, data: bytes):
 
 
 def load(path: str | os.PathLike) -> dict:
-  """The raw state dict of a checkpoint (numpy arrays, numbers, strings, nested dicts), else an
-  InputError naming the file."""
+  """The raw state dict of a checkpoint, else an InputError naming the file."""
   path = Path(path)
   if not path.exists():
     raise InputError(f"{path}: checkpoint not found")
@@ -119,8 +112,7 @@ def restore(template: Any, state: Any, *, path: str | os.PathLike, name: str) ->
 
 
 def load_params(path: str | os.PathLike, *, best: bool = True) -> RNNParams:
-  """The best (or, with ``best=False``, the latest) RNNParams stored in a checkpoint; from
-  train.fit_many every field has a leading model axis ``[S, ...]``."""
+  """The best (``best=False``: the latest) RNNParams of a checkpoint, ``[S, ...]`` from fit_many."""
   return params_of(load(path), path, best=best)
 
 
@@ -134,12 +126,9 @@ def params_of(state: dict, path: str | os.PathLike, *, best: bool = True) -> RNN
 
 
 def check_writable(directory: str | os.PathLike, nbytes: int = 1 << 20) -> Path:
-  """Creates ``directory`` if needed and proves it can hold ``nbytes`` more; returns it.
-
-  Writes a probe file of ``nbytes`` bytes, fsyncs it (so a full disk reports ENOSPC now rather
-  than at the first checkpoint) and removes it. On failure the directories this call created
-  are removed again and InputError names the directory and the reason, before any training.
-  """
+  """Creates ``directory`` and proves it can hold ``nbytes`` more with a fsynced probe file (a
+  full disk reports ENOSPC now, not at the first checkpoint); on failure removes the directories
+  it made and raises InputError naming the directory and the reason."""
   directory = Path(directory)
   missing = [p for p in (directory, *directory.parents) if not p.exists()]   # deepest first
   probe = directory / fileio.WRITE_PROBE
@@ -168,10 +157,8 @@ def check_writable(directory: str | os.PathLike, nbytes: int = 1 << 20) -> Path:
 
 
 def record(st, *, cfg, n_models: int, fingerprint: dict, data_keys) -> dict:
-  """The checkpoint of the run state ``st`` (rnn_jax.train.loop.RunState; ``best_val`` stored as
-  ``best_val_loss``, status and history as JSON text) with the settings ``cfg`` (a TrainConfig,
-  as JSON), ``n_models`` (0 for fit: no model axis; S for fit_many), the ``fingerprint`` of the
-  train and val arrays (JSON) and the models' ``data_keys [S, 2]``."""
+  """The checkpoint of RunState ``st`` with ``cfg``, ``n_models`` (0 for fit: no model axis; S for
+  fit_many), the data's ``fingerprint`` and the models' ``data_keys [S, 2]``."""
   return {"config": json.dumps(cfg.to_dict()), "n_models": n_models,
           "data": json.dumps(fingerprint), "epoch": st.epoch, "params": st.params,
           "opt_state": st.opt_state, "best_params": st.best_params, "best_epoch": st.best_epoch,
@@ -182,9 +169,8 @@ def record(st, *, cfg, n_models: int, fingerprint: dict, data_keys) -> dict:
 
 def restore_run(path: str | os.PathLike, initial, *, cfg, n_models: int, fingerprint: dict,
                 data_keys: np.ndarray):
-  """The run state saved in ``path``, shaped like the run's ``initial`` state (host arrays),
-  after the checks that it is of the same run (the settings but MAY_CHANGE, the number of models,
-  the data, the seed's data key); else InputError naming the file and the difference."""
+  """The run state saved in ``path``, shaped like ``initial``, if it is of the same run (settings
+  but MAY_CHANGE, models, data, data key); else InputError naming the file and the difference."""
   path, S = Path(path), len(initial.status)
   raw = load(path)
   try:

@@ -1,23 +1,20 @@
-"""The training loop, top to bottom (the shape of the flax examples' ``train.py``; settings in
-rnn_jax.settings.TrainConfig): the optimizer, the pure train step, one epoch as one ``lax.scan``,
-the state between epochs, and ``fit`` / ``fit_many``: the host loop with a tqdm bar,
-``metrics.jsonl``, an atomic checkpoint each epoch (rnn_jax.train.checkpoint), resume, Ctrl-C and
-non-finite stops.
+"""The training loop (shaped like the flax examples' ``train.py``; settings in
+rnn_jax.settings.TrainConfig): the pure train step, one epoch as one ``lax.scan``, and ``fit`` /
+``fit_many``: a tqdm bar, ``metrics.jsonl``, an atomic checkpoint each epoch
+(rnn_jax.train.checkpoint), resume, Ctrl-C and non-finite stops.
 
 Data: ``train = (xs [N, T, D], ys [N, K])``, ys in [0, 1], likewise ``val``. Epoch e (1-based)
-visits the windows in the order ``permutation(fold_in(data_key, e), N)``, ``(init_key,
-data_key) = split(PRNGKey(seed))``; consecutive blocks of ``batch_size`` make the steps and the
+visits the windows in the order ``permutation``; blocks of ``batch_size`` make the steps and the
 last ``N mod batch_size`` windows are dropped (another set each epoch; one batch shape for one
-compiled program, and an unweighted batch mean for the hand BPTT); see effective_batch_size.
+compiled program, and an unweighted batch mean for the hand BPTT).
 
 Early stopping (Prechelt, "Early Stopping - But When?", 1998): after ``patience`` epochs without
 a lower loss on the whole validation set a model stops and keeps its best parameters (0: never).
 Metrics per epoch: ``train_loss`` (mean of the step losses, each before its step), ``val_loss``
 (after the epoch), what ``evaluate(params)`` returns, ``elapsed_s`` (training wall clock so far).
 
-Resume: everything a later epoch depends on is in the checkpoint and the data order of epoch e
-depends only on (seed, e); on CPU XLA is deterministic, so a resumed run computes the later
-epochs bit for bit as an uninterrupted one (only ``elapsed_s`` differs).
+Resume: the data order of epoch e depends only on (seed, e) and XLA on CPU is deterministic, so a
+resumed run computes the later epochs bit for bit as an uninterrupted one (but ``elapsed_s``).
 """
 from __future__ import annotations
 
@@ -55,8 +52,7 @@ CURES = ("lower the learning rate (--lr), clip gradients by global norm (--clip 
 # ----------------------------------------------------------------------------- step and epoch
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-  """``sgd(lr)`` or ``adam(lr)``, after ``clip_by_global_norm(clip)`` when ``clip > 0``, for a
-  ``cfg`` that passed ``validate`` (fit validates once; the compiled programs call this)."""
+  """``sgd(lr)`` or ``adam(lr)``, after ``clip_by_global_norm(clip)`` when ``clip > 0``."""
   base = {"sgd": optax.sgd, "adam": optax.adam}[cfg.optimizer](cfg.lr)
   return optax.chain(optax.clip_by_global_norm(cfg.clip), base) if cfg.clip > 0 else base
 
@@ -70,9 +66,8 @@ def make_train_step(optimizer: optax.GradientTransformation | TrainConfig,
                     method: str = "autodiff", unroll: int | bool = 1,
                     remat: bool = False) -> Callable:
   """``step(params, opt_state, xs [B,T,D], ys [B,K]) -> (params, opt_state, loss, finite)``,
-  pure (jit it at the call site): ``loss`` at the incoming parameters, ``finite`` whether it and
-  every gradient element are finite (the update is applied regardless). ``method``: autodiff or
-  the hand BPTT (rnn_jax.core.gradients). A TrainConfig as ``optimizer`` gives all four."""
+  pure: ``loss`` at the incoming parameters, ``finite`` whether it and every gradient element are
+  finite (the update is applied regardless). A TrainConfig as ``optimizer`` gives all four."""
   if isinstance(optimizer, TrainConfig):
     optimizer, method, unroll, remat = (make_optimizer(optimizer), optimizer.grad,
                                         optimizer.unroll, optimizer.remat)
@@ -91,10 +86,9 @@ def make_epoch_fn(optimizer: optax.GradientTransformation | TrainConfig, batch_s
                   method: str = "autodiff", unroll: int | bool = 1, remat: bool = False, *,
                   mesh=None) -> Callable:
   """``epoch(params, opt_state, xs [N,T,D], ys [N,K], perm [N] int) -> (params, opt_state,
-  losses [S], finite [S])``, pure: one ``lax.scan`` over ``S = N // B`` steps of
-  ``make_train_step``, step s on ``xs[perm[s*B:(s+1)*B]]``. After a False ``finite[s]`` the
-  state is not to be used (fit keeps the one from before the epoch: a select every step would
-  cost a pass over the state). ``mesh`` (parallel.data_mesh) shards every batch."""
+  losses [S], finite [S])``: one ``lax.scan`` over ``S = N // B`` steps, step s on
+  ``xs[perm[s*B:(s+1)*B]]``. After a False ``finite[s]`` the state is not to be used (fit keeps
+  the one from before the epoch: a select every step would cost a pass over the state)."""
   step = make_train_step(optimizer, method, unroll, remat)
   if int(batch_size) != batch_size or batch_size < 1:
     raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
@@ -117,8 +111,7 @@ def make_epoch_fn(optimizer: optax.GradientTransformation | TrainConfig, batch_s
 
 
 def effective_batch_size(batch_size: int, n: int, n_devices: int = 1) -> int:
-  """``batch_size``, or when it exceeds the ``n`` training windows, ``n`` rounded down to a
-  multiple of ``n_devices``."""
+  """``batch_size``, or when it exceeds ``n``, ``n`` rounded down to a multiple of ``n_devices``."""
   return batch_size if batch_size <= n else n - n % n_devices
 
 
@@ -137,24 +130,20 @@ def model_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 @functools.partial(jax.jit, static_argnames=("D", "H", "K", "scheme", "dtype"))
 def init_models(seeds, *, D: int, H: int, K: int, scheme: str = "normal",
                 dtype: str = "float32"):
-  """``seeds [S] int32 -> (params, data_keys [S, 2])``, every params field ``[S, ...]``: model i
-  is ``model.init_params(init_key, D, H, K, scheme=scheme)`` with ``(init_key, data_key) =
-  model_keys(seeds[i])``. One compiled program for all S models."""
+  """``seeds [S] int32 -> (params, data_keys [S, 2])``, every params field ``[S, ...]``, model i
+  from ``model_keys(seeds[i])``, in one compiled program."""
   def one(seed):
     init_key, data_key = model_keys(seed)
     return model.init_params(init_key, D, H, K, scheme=scheme, dtype=jnp.dtype(dtype)), data_key
   return jax.vmap(one)(seeds)
 
 
-# The compiled programs of fit and fit_many, jitted with ``prog`` static: the run's TrainConfig
-# with the batch and device count it trains with, seed, seeds, epochs and patience at fixed
-# values, so later runs of the same shapes and settings (other seeds, epochs or patience, a
-# resumed run) reuse them.
+# The compiled programs, jitted with ``prog`` static (the run's TrainConfig with its batch and
+# devices, seed, seeds, epochs and patience fixed) so runs of the same shapes reuse them.
 
 @functools.partial(jax.jit, static_argnames=("prog", "many", "D", "K", "dtype"))
 def init_state(seeds, *, prog: TrainConfig, many: bool, D: int, K: int, dtype: str):
-  """``(params, opt_state, data_keys [S, 2])`` of the models ``seeds [S]`` (init_models); the
-  model axis of params and opt_state is dropped unless ``many``."""
+  """``(params, opt_state, data_keys [S, 2])`` of ``seeds [S]``; no model axis unless ``many``."""
   params, data_keys = init_models(seeds, D=D, H=prog.hidden_size, K=K, scheme=prog.init,
                                   dtype=dtype)
   if not many:
@@ -165,11 +154,9 @@ def init_state(seeds, *, prog: TrainConfig, many: bool, D: int, K: int, dtype: s
 
 @functools.partial(jax.jit, static_argnames=("prog", "many"))
 def train_epoch(params, opt_state, data, data_keys, epoch, *, prog: TrainConfig, many: bool):
-  """Epoch ``epoch`` of fit, or of fit_many (``many``: vmapped over the models' parameters,
-  optimizer states and data keys): its data order, its steps (make_epoch_fn) and the validation
-  loss after them. ``data = (xs, ys, val_xs, val_ys)``, ``data_keys [S, 2]``. Returns
-  ``(params, opt_state, losses [steps], finite [steps], val_loss)``, with a model axis when
-  ``many``; over ``prog.devices > 1`` devices each batch is split and the results replicated."""
+  """Epoch ``epoch`` (vmapped over the models when ``many``) and the validation loss after it:
+  ``data = (xs, ys, val_xs, val_ys)`` -> ``(params, opt_state, losses [steps], finite [steps],
+  val_loss)``; over ``prog.devices > 1`` each batch is split and the results replicated."""
   xs, ys, vxs, vys = data
   mesh = parallel.data_mesh(prog.devices) if prog.devices > 1 else None
   steps = make_epoch_fn(prog, prog.batch_size, mesh=mesh)
@@ -186,9 +173,8 @@ def train_epoch(params, opt_state, data, data_keys, epoch, *, prog: TrainConfig,
 
 @functools.partial(jax.jit, static_argnames="n_dev")
 def commit(advance, improved, new, old, best, *, n_dev: int = 1):
-  """``(params, opt_state, best_params)``: ``new = (params, opt_state)`` where ``advance``, else
-  ``old``; ``new``'s params where ``improved``, else ``best``. The masks are bool scalars (one
-  model) or ``[S]`` (a leading model axis)."""
+  """``(params, opt_state, best_params)``: ``new`` where ``advance``, else ``old``; ``new``'s
+  params where ``improved``, else ``best``. Masks: bool scalars (one model) or ``[S]``."""
   def where(mask, a, b):
     expand = lambda x: mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
     return jax.tree.map(lambda x, y: jnp.where(expand(x), x, y), a, b)
@@ -200,8 +186,7 @@ def commit(advance, improved, new, old, best, *, n_dev: int = 1):
 # ----------------------------------------------------------------------------- the train state
 
 class RunState(NamedTuple):
-  """Everything the next epoch depends on (S models; S = 1 for fit), replaced whole per epoch;
-  the checkpoint holds it (checkpoint.record)."""
+  """Everything the next epoch depends on (S models; S = 1 for fit), saved by checkpoint.record."""
   epoch: int
   params: Any                  # RNNParams, every field [S, ...] under fit_many
   opt_state: Any               # the optax state of ``params``
@@ -225,10 +210,9 @@ def initial_state(params, opt_state, n_models: int) -> RunState:
 
 def judge_epoch(st: RunState, finite: np.ndarray, losses: np.ndarray, val: np.ndarray, *,
                 patience: int, labels: list[str]):
-  """The verdict on epoch ``st.epoch + 1`` of each running model from its steps' ``finite`` and
-  ``losses [S, steps]`` and its validation loss ``val [S]``: "nonfinite" with a fault message
-  (prefixed ``labels[i]``), else it advances, improving (wait 0) or waiting one more epoch
-  ("early_stop" after ``patience``). Returns ``(new state, advance [S], improved [S], faults)``."""
+  """Per running model, from ``finite``, ``losses [S, steps]`` and ``val [S]``: "nonfinite" with a
+  fault message (prefixed ``labels[i]``), else it advances, improving or waiting ("early_stop"
+  after ``patience``). Returns ``(new state, advance [S], improved [S], faults)``."""
   e, S, steps = st.epoch + 1, *finite.shape
   status = list(st.status)
   best_epoch, best_val, wait = st.best_epoch.copy(), st.best_val.copy(), st.wait.copy()
@@ -279,10 +263,8 @@ def _check_pair(name: str, pair) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_inputs(cfg: TrainConfig, train, val):
-  """Every InputError of the setup of ``fit``/``fit_many`` (arrays, batch, devices) for a validated
-  ``cfg``, raised now: a caller that writes files before training calls it first, so a refused
-  run leaves nothing. Returns ``((xs, ys, vxs, vys), n_devices, batch, notes)``, ``batch`` that
-  of every step, with a note when it is not ``cfg.batch_size``."""
+  """Every InputError of fit's setup (arrays, batch, devices), raised now, so a caller that writes
+  files first can leave nothing. Returns ``((xs, ys, vxs, vys), n_devices, batch, notes)``."""
   (xs, ys), (vxs, vys) = _check_pair("train", train), _check_pair("val", val)
   if vxs.shape[2] != xs.shape[2] or vys.shape[1] != ys.shape[1]:
     raise InputError(f"val: expected D={xs.shape[2]} inputs and K={ys.shape[1]} outputs like "
@@ -323,8 +305,7 @@ class FitResult:
 
 @dataclasses.dataclass
 class ManyFitResult:
-  """What ``fit_many`` returns: per model i (seed ``seeds[i]``) the fields of FitResult, params
-  with a leading model axis ``[S, ...]``; one message and checkpoint for all."""
+  """What ``fit_many`` returns: FitResult's fields per model (params ``[S, ...]``)."""
   params: RNNParams
   histories: list[list[dict]]
   best_epochs: list[int]
@@ -342,8 +323,7 @@ class ManyFitResult:
                      message=self.message, checkpoint=self.checkpoint)
 
   def summary(self, key: str = "val_loss") -> dict:
-    """Mean, sample standard deviation, min and max over models of ``key`` at each model's best
-    epoch (any history key, e.g. a metric returned by ``evaluate``)."""
+    """Mean, sample std, min and max over models of history ``key`` at each model's best epoch."""
     values = [float(row[key]) for hist, best in zip(self.histories, self.best_epochs)
               for row in hist if row["epoch"] == best and row.get(key) is not None]
     if not values:
@@ -391,8 +371,7 @@ def _open_out_dir(out_dir, resume: bool, n_bytes: int) -> Path | None:
 
 def _start(cfg: TrainConfig, train, val, *, many: bool, out_dir, resume: bool,
            evaluate) -> tuple[_Run, RunState]:
-  """The run and its state on the device(s), in the order of the checks: settings, arrays,
-  batch and devices, output directory, then the initial state (or the checkpoint's)."""
+  """The run and its initial (or resumed) state on the device(s), every check done first."""
   cfg.validate()
   arrays, n_dev, batch, notes = check_inputs(cfg, train, val)
   (N, _, D), K = arrays[0].shape, arrays[1].shape[1]
@@ -450,10 +429,9 @@ def _row(run: _Run, e: int, i: int, losses, val, params, elapsed: float) -> dict
 
 
 def _end_epoch(run: _Run, st: RunState, out: tuple, bar: tqdm) -> RunState:
-  """The state after the epoch for which ``train_epoch`` returned ``out``: judged
-  (``judge_epoch``), the metrics of the models that advance, their new parameters committed;
-  saved, logged and shown. One model whose epoch is not finite stops where it was (its last
-  good checkpoint kept); under fit_many such a model is frozen and the others go on."""
+  """The state after the epoch ``train_epoch`` returned as ``out``: judged, committed, saved,
+  logged and shown. Under fit a non-finite epoch stops where it was (its last good checkpoint
+  kept); under fit_many such a model is frozen and the others go on."""
   params, opt_state, losses, finite, val = out
   S = len(st.status)
   losses, finite = (np.asarray(to_host(a)).reshape(S, -1) for a in (losses, finite))
@@ -486,8 +464,7 @@ def _end_epoch(run: _Run, st: RunState, out: tuple, bar: tqdm) -> RunState:
 
 
 def _message(run: _Run, st: RunState, interrupted: bool) -> str:
-  """The run's notes and faults, what was kept and how to go on, how the models stopped and
-  their best epochs."""
+  """The run's notes and faults, what was kept, how to go on, how it stopped, the best epochs."""
   parts, cures = [m[0].upper() + m[1:] + "." for m in run.messages], f"Usual cures: {CURES}."
   if interrupted:
     parts.append(f"Interrupted after epoch {st.epoch}; " + (
@@ -517,8 +494,7 @@ def _message(run: _Run, st: RunState, interrupted: bool) -> str:
 
 def _fit(cfg: TrainConfig, train, val, *, many: bool, out_dir, resume: bool, progress: bool,
          evaluate) -> tuple[_Run, RunState, list[str], str]:
-  """The host loop of fit and fit_many: metrics.jsonl and, for a fresh run, the epoch-0 checkpoint
-  written, then ``train_epoch`` until ``cfg.epochs`` or no model runs; Ctrl-C saves the last
+  """The host loop: ``train_epoch`` until ``cfg.epochs`` or no model runs; Ctrl-C saves the last
   complete epoch. Returns the run, its final state, each model's ``stopped`` and the message."""
   run, st = _start(cfg, train, val, many=many, out_dir=out_dir, resume=resume,
                    evaluate=evaluate)
@@ -548,17 +524,13 @@ def _fit(cfg: TrainConfig, train, val, *, many: bool, out_dir, resume: bool, pro
 def fit(cfg: TrainConfig, train: tuple, val: tuple, *, out_dir: str | os.PathLike | None = None,
         resume: bool = False, progress: bool = True,
         evaluate: Callable[[RNNParams], dict] | None = None) -> FitResult:
-  """Trains one model on ``train = (xs [N,T,D], ys [N,K])``, early-stopped on ``val`` (likewise),
-  and returns its best parameters; ``evaluate(params)`` (optional) gives extra metrics (e.g.
-  validation MAE) for the progress bar and the history. ``cfg.seeds`` is ignored (fit_many).
-
-  ``out_dir``: created and proven writable (a probe file) before any training, else InputError;
-  process 0 writes ``metrics.jsonl`` (a JSON line per epoch) and ``checkpoint.msgpack``
-  (atomically, every epoch), a fresh run overwriting both (refusing to is the caller's decision).
-  ``resume=True`` continues from the checkpoint; the settings must match but ``epochs`` and
-  ``devices``. Ctrl-C saves the last complete epoch and returns ``stopped="interrupted"``; a
-  non-finite loss or gradient stops with ``stopped="nonfinite"``, a message naming epoch and
-  step, and the checkpoint of the last good epoch untouched."""
+  """Trains one model on ``train``, early-stopped on ``val``, and returns its best parameters;
+  ``evaluate(params)`` (optional) gives extra metrics (e.g. validation MAE). ``out_dir``: proven
+  writable before any training, else InputError; process 0 writes ``metrics.jsonl`` and
+  ``checkpoint.msgpack`` there, a fresh run overwriting both (refusing to is the caller's
+  decision). ``resume=True`` continues from the checkpoint (only ``epochs`` and ``devices`` may
+  change). Ctrl-C saves the last complete epoch (``stopped="interrupted"``); a non-finite loss
+  or gradient stops with ``stopped="nonfinite"``, the last good checkpoint kept."""
   run, st, stopped, message = _fit(cfg, train, val, many=False, out_dir=out_dir, resume=resume,
                                    progress=progress, evaluate=evaluate)
   return FitResult(params=to_host(st.best_params), history=list(st.history[0]),
@@ -570,14 +542,10 @@ def fit_many(cfg: TrainConfig, train: tuple, val: tuple, *,
              out_dir: str | os.PathLike | None = None, resume: bool = False,
              progress: bool = True,
              evaluate: Callable[[RNNParams], dict] | None = None) -> ManyFitResult:
-  """Trains ``cfg.seeds`` models at once in one compiled program (``jax.vmap`` over parameters,
-  optimizer state and data order): model i uses seed ``cfg.seed + i``, so it equals
+  """Trains ``cfg.seeds`` models in one compiled program (``jax.vmap``): model i equals
   ``fit(replace(cfg, seed=cfg.seed + i))`` up to float rounding. Early stopping and a non-finite
-  loss freeze one model (it keeps its state, history and best parameters, and rides along in the
-  program: vmap cannot skip it) while the others go on. ``evaluate`` is called per model;
-  metrics.jsonl has a line per model per epoch (with ``model`` and ``seed``);
-  ``ManyFitResult.summary(key)`` gives the spread over models at their best epochs. Outputs,
-  resume and Ctrl-C as in ``fit``."""
+  loss freeze one model (it rides along: vmap cannot skip it) while the others go on. Outputs,
+  resume and Ctrl-C as in ``fit``, metrics.jsonl with a line per model per epoch."""
   run, st, stopped, message = _fit(cfg, train, val, many=True, out_dir=out_dir, resume=resume,
                                    progress=progress, evaluate=evaluate)
   return ManyFitResult(params=to_host(st.best_params), histories=[list(h) for h in st.history],

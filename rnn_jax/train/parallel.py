@@ -1,16 +1,11 @@
-"""Data-parallel training over devices with ``jax.sharding``: batch sharded, parameters replicated.
+"""Data-parallel training over a 1-D ``jax.sharding.Mesh`` (axis ``'data'``): parameters,
+optimizer state and data replicated, each step's batch ``[B, T, D]`` split along B; XLA's SPMD
+partitioner inserts the all-reduce of the gradient (the mean of the per-device batch-mean
+gradients is the single-device gradient, up to the order of the float additions).
 
-A 1-D ``Mesh`` over a ``'data'`` axis holds the devices. Parameters, optimizer state and the
-(device-resident) data set are replicated; each step's batch ``[B, T, D]`` is split along B, so
-every device runs the recurrence for B/n windows and XLA's SPMD partitioner inserts the
-all-reduce of the gradient (the mean of the per-device batch-mean gradients is the single-device
-gradient, up to the order of the float additions).
-
-Multi-host: every process calls ``jax.distributed.initialize`` before any other JAX call and
-runs the same program on the same data and flags (README, "Several processes"); ``data_mesh``
-then spans every host's devices, arrays are placed with ``jax.make_array_from_callback`` and only
-process 0 writes checkpoints and metrics. tests/train/test_multiprocess.py runs two processes.
-"""
+Multi-host: every process calls ``jax.distributed.initialize`` first and runs the same program on
+the same data and flags (README, "Several processes"); ``data_mesh`` spans every host's devices
+and only process 0 writes. tests/train/test_multiprocess.py runs two processes."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -67,8 +62,7 @@ def constrain_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
 
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
-  """Inside jit: asks for every leaf of ``tree`` whole on every device of ``mesh`` (identity
-  when ``mesh`` is None), so any one device holds the results (checkpoint.to_host reads it)."""
+  """Inside jit: every leaf of ``tree`` whole on every device (identity when ``mesh`` is None)."""
   if mesh is None:
     return tree
   return jax.lax.with_sharding_constraint(tree, replicated(mesh))
