@@ -1,14 +1,12 @@
-"""Occupancy data: a CSV (or the built-in synthetic series) to a regular grid to windows.
-
-The pipeline, each step a pure function of the one before::
+"""Occupancy data, a CSV (or the built-in synthetic series) to a grid to windows, each step a
+pure function of the one before::
 
     read_csv(path) / synthetic_readings()  ->  Readings   (UTC times, people, capacity or None)
     to_grid(readings, step, max_gap)        ->  Grid       (one value per step, NaN in gaps)
     make_dataset(readings, WindowSpec())    ->  Dataset    (train / val / test windows)
     newest_window(readings, spec, capacity) ->  the newest complete window, for forecasting
 
-``readings`` describes the campus gym file; ``letter_recognition`` (the letters data) is not
-re-exported here.
+``readings`` describes the campus gym file; ``letter_recognition`` is not re-exported here.
 """
 from rnn_jax.data.grid import N_CALENDAR, Grid, calendar_features, to_grid
 from rnn_jax.data.readings import GYM_TIME_COLUMN, GYM_VALUE_COLUMN, Readings, read_csv

@@ -30,7 +30,6 @@ class Grid:
 
   @property
   def valid(self) -> np.ndarray:
-    """[M] bool: the bin has a value (measured or interpolated)."""
     return ~np.isnan(self.values)
 
   def calendar(self) -> np.ndarray:
@@ -39,8 +38,7 @@ class Grid:
 
 def calendar_features(local_times: np.ndarray) -> np.ndarray:
   """[..., 4] float64 of naive local datetimes: sin, cos of the time of day and of the time of
-  week, (day of week + fraction of day) / 7 with Monday 00:00 = 0 (continuous across midnight).
-  """
+  week, (day of week + fraction of day) / 7 with Monday 00:00 = 0 (continuous across midnight)."""
   ns = np.asarray(local_times, "datetime64[ns]").astype(np.int64)
   day_ns = 1440 * NS_PER_MINUTE
   days = np.floor_divide(ns, day_ns)
@@ -51,20 +49,15 @@ def calendar_features(local_times: np.ndarray) -> np.ndarray:
 
 
 def to_grid(readings: Readings, step_minutes: int = 10, max_gap: int = 2) -> Grid:
-  """Puts readings on a regular grid of ``step_minutes`` bins aligned to the UTC epoch, from the
-  bin of the first reading to the bin of the last.
+  """Bins on a ``step_minutes`` grid aligned to the UTC epoch, first reading's bin to the last's.
 
-  Each bin's value is the mean of the readings inside it: the gym file has one burst of 103
-  readings 30-33 s apart on 2015-08-25 17:10:40..18:02:46 local time (up to 20 in one 10-minute
-  bin), and 58 other steps under a minute (isolated pairs, 56 of them between 23:00 and 02:00
-  local). Runs of at most ``max_gap`` empty bins between two filled ones are filled by linear
-  interpolation; longer runs stay NaN (gaps).
-
-  Local time of each bin (for the calendar features): with ``readings.timezone`` the UTC time
-  converted with zoneinfo. Without it, UTC plus the (repaired) offset of the newest reading
-  before the bin's end: for the gym file, Pacific time except within the hour after a
-  transition that has no reading (naive timestamps read as UTC keep local = UTC).
-  """
+  A bin's value is the mean of its readings: the gym file has one burst of 103 readings 30-33 s
+  apart on 2015-08-25 17:10:40..18:02:46 local time (up to 20 in one 10-minute bin), and 58 other
+  steps under a minute (isolated pairs, 56 of them between 23:00 and 02:00 local). Runs of at
+  most ``max_gap`` empty bins between filled ones are linearly interpolated; longer stay NaN.
+  Local time (calendar features): the UTC time in ``readings.timezone`` when given, else UTC
+  plus the (repaired) offset of the newest reading before the bin's end; for the gym file,
+  Pacific time except within the hour after a transition that has no reading."""
   step = check_step(step_minutes)
   max_gap = check_int("max_gap", max_gap, 0)
   if len(readings) == 0:

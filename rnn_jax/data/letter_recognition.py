@@ -1,9 +1,7 @@
-"""The letters data that the notes' letters network (rnn_jax.core.mlp, trained by rnn_jax.letters)
-learns from: the UCI Letter Recognition file (Frey and Slate 1991,
-https://archive.ics.uci.edu/dataset/59/letter+recognition), 20,000 rows of a capital letter and
-16 integer features 0..15, or the built-in default; ``prepare``: a seeded 80/10/10 split,
-standardisation with the training split's statistics, one-hot targets (the notes' K sigmoids).
-"""
+"""Data for the notes' letters network (rnn_jax.core.mlp, trained by rnn_jax.letters): the UCI
+Letter Recognition file (Frey and Slate 1991, 20,000 rows of a capital letter and 16 integer
+features 0..15; https://archive.ics.uci.edu/dataset/59/letter+recognition) or the built-in default.
+``prepare``: a seeded 80/10/10 split, standardised by the training split, one-hot targets."""
 from __future__ import annotations
 
 import csv
@@ -50,20 +48,18 @@ def _float(text: str) -> float | None:
 
 
 def _is_header(row: list[str]) -> bool:
-  """A header names the label column (``Letter``; UCI's names file calls it ``lettr``) or has
-  a non-numeric feature name (``x-box``); a data row has one letter and numbers. Anything else
-  on the first line is read as data, so a damaged first row is reported, not skipped."""
+  """A header names the label column (``Letter``, UCI's ``lettr``) or a non-numeric feature
+  (``x-box``); anything else is read as data, so a damaged first row is reported, not skipped."""
   first = row[0].strip()
   return first.lower() in _LABEL_NAMES or (len(first) > 1 and first.replace("_", "").isalpha()
                                            and any(_float(f) is None for f in row[1:]))
 
 
 def read_letters(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-  """``X`` float32 ``[N, 16]`` (the features as given) and ``y`` int32 ``[N]`` (``A -> 0 ... Z ->
-  25``) of a UCI letter-recognition CSV. A header on the first non-blank line (``Letter,1,...,16``
-  or UCI's ``lettr,x-box,...``, as in ``../shared/data/letter_recognition.csv``) and blank lines
-  are skipped. Every problem raises ``InputError`` naming the file and the line.
-  """
+  """``X`` float32 ``[N, 16]`` (as given) and ``y`` int32 ``[N]`` (``A -> 0 ... Z -> 25``) of a
+  UCI letter-recognition CSV. Blank lines and a header on the first non-blank line (``Letter,1,...``
+  or UCI's ``lettr,x-box,...``, as in ``../shared/data/letter_recognition.csv``) are skipped.
+  Every problem raises ``InputError`` naming the file and the line."""
   path = Path(path)
   text = _text(path)
   reader = csv.reader(io.StringIO(text, newline=""))
@@ -108,18 +104,15 @@ def read_letters(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def default_dataset() -> tuple[np.ndarray, np.ndarray]:
-  """The built-in default: ``sklearn.datasets.load_digits``, ``X`` float32 ``[1797, 64]``, ``y``
-  int32 0..9 (the test part of UCI "Optical Recognition of Handwritten Digits", 8x8 images of
-  pixel counts 0..16). It ships inside scikit-learn, so a fresh machine trains the notes' network
-  on real data without a download; only d (64, not 16) and K (10, not 26) follow the data.
-  """
+  """``sklearn.datasets.load_digits``: ``X`` float32 ``[1797, 64]``, ``y`` int32 0..9 (the test part
+  of UCI "Optical Recognition of Handwritten Digits", 8x8 images of pixel counts 0..16). It ships
+  with scikit-learn, so the notes' network trains on real data without a download (d 64, K 10)."""
   from sklearn.datasets import load_digits   # imported here: only the default run needs it
   digits = load_digits()
   return digits.data.astype(np.float32), digits.target.astype(np.int32)
 
 
 class Splits(NamedTuple):
-  """Standardised features and one-hot targets per split; statistics from the training split."""
   x_train: np.ndarray   # [n_train, d]
   y_train: np.ndarray   # [n_train, K] one-hot
   x_val: np.ndarray     # [n_val, d]

@@ -3,20 +3,17 @@
 The campus gym file (``../shared/data/campus_gym.csv``, Kaggle "Crowdedness at the Campus Gym");
 tests/data/test_gym_data.py asserts every number stated about it here and where its quirks are
 handled (``timestamps._repair_early_fall_back``, ``grid.to_grid``, ``windows.make_dataset``):
-
 * 62,184 rows, 2015-08-14 17:00 to 2017-03-18 19:22 local time, a reading about every 10
   minutes (median step 602 s; the clock drifts, 58% of the steps are 601-603 s, so now and then
   a 10-minute bin is empty and is interpolated). ``number_people`` is 0..145, mean 29.1.
 * ``date`` carries UTC offsets, -07:00 (38,874 rows) and -08:00 (23,310 rows), US Pacific time,
-  switched an hour early on fall-back nights. Spring-forward nights are labelled correctly
-  (every label is America/Los_Angeles's offset at its instant); both fall in outages
-  (2016-03-13: none from 01:00 to 05:20 local, 3 h 20 min; 2017-03-12: a 42-hour one).
+  switched an hour early on fall-back nights. Spring-forward labels are right (America/Los_Angeles's
+  offset at each instant); both nights fall in outages (2016-03-13: none from 01:00 to 05:20
+  local; 2017-03-12: a 42-hour one).
 * Outages (in UTC, after the repair): 375 steps longer than an hour, 6 longer than a day, the
-  longest 25 days (2017-01-19 23:00 to 2017-02-13 23:31 local, in the winter break that the test
-  split falls into).
-* On the default grid (10 minutes, max_gap 2): 83,823 bins, of which 61,801 hold readings,
-  5,348 are interpolated (5,106 single bins, as when the drifting clock skips one, and 121
-  pairs) and 16,674 are gaps.
+  longest 25 days (2017-01-19 23:00 to 2017-02-13 23:31 local, the winter break, in the test split).
+* On the default grid (10 minutes, max_gap 2): 83,823 bins: 61,801 hold readings, 5,348 are
+  interpolated (5,106 single bins, as when the clock skips one, and 121 pairs), 16,674 are gaps.
 * Windows (horizons 1/3/6, splits 0.7/0.15/0.15; the features do not change the counts):
   train / val / test 40,147 / 11,661 / 3,834 at the default window 24 (``WindowSpec()``) and
   44,213 / 11,865 / 4,102 at window 12 (the README's runs). Validation starts 2016-09-25 11:20
@@ -70,20 +67,14 @@ class Readings:
 def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
              value_column: str | None = None, capacity: float | None = None,
              capacity_column: str | None = None, timezone: str | None = None) -> Readings:
-  """Reads occupancy readings from a CSV file.
-
-  The campus gym format (columns ``number_people`` and ``date``, e.g. ``2015-08-14
-  17:00:11-07:00``) is recognised by itself; any other CSV needs ``time_column`` and
-  ``value_column``. The capacity is ``capacity`` (people) or the largest value of
-  ``capacity_column`` (every reading must be at most its own row's capacity); with neither it is
-  fitted on the training split (``windows.make_dataset``). Timestamps: ``timestamps.to_utc``;
-  ``timezone`` also sets the local time of the calendar features. Rows are sorted by UTC time.
-
-  Rows with an empty reading are skipped and counted (exports often leave a cell empty when a
-  sensor was down; the grid then treats the time as missing); blank lines are skipped. Anything
-  else wrong raises ``InputError``, one line naming the file and the line (as an editor counts
-  them, the header is line 1), column or argument, and what was expected.
-  """
+  """The campus gym format (columns ``number_people`` and ``date``, e.g. ``2015-08-14
+  17:00:11-07:00``) is recognised; any other CSV needs ``time_column`` and ``value_column``.
+  Capacity: ``capacity`` (people), or the largest of ``capacity_column`` (each reading at most its
+  row's), else fitted on the training split (``windows.make_dataset``). Timestamps:
+  ``timestamps.to_utc``; ``timezone`` also sets the calendar features' local time. Blank lines
+  and rows with an empty reading (a sensor down; the grid treats the time as missing) are
+  skipped, the latter counted. Anything else wrong raises ``InputError``, one line naming the
+  file and line (the header is line 1), column or argument, and what was expected."""
   timezone = check_timezone(timezone)
   if capacity is not None and capacity_column is not None:
     raise InputError("capacity and capacity_column: give one of them, not both")
@@ -159,8 +150,8 @@ def _read_text(path: Path) -> tuple[bytes, str]:
 
 
 def _records(path: Path, text: str) -> tuple[list[str], list[list[str]], np.ndarray]:
-  """Header, data records and each record's first line number (1-based; blank lines dropped),
-  by the stdlib csv module: it reports where each record starts (quoted fields span lines)."""
+  """Header, data records and each record's first line (1-based; blank lines dropped; quoted
+  fields span lines)."""
   reader = csv.reader(io.StringIO(text, newline=""))
   header: list[str] | None = None
   rows: list[list[str]] = []
@@ -222,8 +213,7 @@ class _Columns(NamedTuple):
 
 def _columns(path, header: list[str], rows: list[list[str]], lines: np.ndarray, time_column,
              value_column, capacity_column) -> _Columns:
-  """The time, value and capacity columns (given, or the campus gym format's own) and their
-  cells; rows with an empty reading are skipped and counted."""
+  """The time, value and capacity columns (given, or the gym format's own) and their cells."""
   gym = GYM_TIME_COLUMN in header and GYM_VALUE_COLUMN in header
   if time_column is None and value_column is None and not gym:
     fail(path, f"not the campus gym format (no columns {GYM_VALUE_COLUMN!r} and "
@@ -259,7 +249,6 @@ def _columns(path, header: list[str], rows: list[list[str]], lines: np.ndarray, 
 
 
 def _first_problem(problems: list[tuple[int, str]]):
-  """Raises the problem with the lowest line number, if any."""
   if problems:
     raise InputError(min(problems)[1])
 

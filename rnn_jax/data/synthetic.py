@@ -17,21 +17,17 @@ def _bump(hours: np.ndarray, centre: float, width: float) -> np.ndarray:
 def synthetic_readings(seed: int = 0, days: int = 120, step_minutes: int = 10) -> Readings:
   """The default occupancy series when no CSV is given, deterministic per seed: a made-up gym of
   capacity 120, starting Monday 2024-01-01, times in UTC (local = UTC):
-
   * opening hours 06:00-23:00 on weekdays and 08:00-20:00 at weekends, 0 people otherwise;
   * a daily rhythm (morning, lunch and a big evening peak on weekdays; one broad midday peak at
     weekends), a slow 8-week "term" cycle, a random factor per day and AR(1) noise, with counts
     drawn binomially from the capacity (so they never exceed it);
-  * closures: about 3% of days (plus day 0, New Year's Day) closed all day, reading 0;
-  * irregular timestamps: a reading every ``step_minutes`` with 0-90 s of jitter, 3% of readings
-    dropped, a few bursts of readings 30 s apart (like the gym file);
+  * about 3% of days (plus day 0, New Year's Day) closed all day, reading 0;
+  * a reading every ``step_minutes`` with 0-90 s of jitter, 3% dropped, a few 30 s bursts;
   * outages (no readings at all): about one per 20 days, 2-30 hours long, and one of 3 days.
-
   120 days at 10 minutes are about 16,000 readings: ~11,000 training windows of 24 steps, which
-  a 200-unit RNN trains on in about a minute on a CPU, and a rhythm worth learning. One numpy
-  generator draws, in this order: the occupancy probabilities, the counts, the kept readings,
-  the jitter and the bursts; changing the order changes every series.
-  """
+  a 200-unit RNN trains on in about a minute on a CPU. One numpy generator draws, in this order,
+  the occupancy probabilities, counts, kept readings, jitter and bursts; reordering changes
+  every series."""
   for name, value in (("seed", seed), ("days", days), ("step_minutes", step_minutes)):
     if isinstance(value, bool) or int(value) != value:
       raise InputError(f"{name}: expected an integer, got {value!r}")
@@ -60,7 +56,7 @@ def synthetic_readings(seed: int = 0, days: int = 120, step_minutes: int = 10) -
 
 def _occupancy_probability(rng: np.random.Generator, since_start: np.ndarray,
                            n_days: int) -> np.ndarray:
-  """[n] float64 probability that each place is taken, for ns since Monday 00:00 [n] int64."""
+  """[n] probability that each place is taken, for ns since Monday 00:00 [n] int64."""
   day = since_start // (1440 * NS_PER_MINUTE)
   hours = (since_start % (1440 * NS_PER_MINUTE)) / (60 * NS_PER_MINUTE)
   weekend = (day % 7) >= 5
@@ -98,7 +94,7 @@ def _kept(rng: np.random.Generator, n: int, n_days: int, step_minutes: int) -> n
 
 def _bursts(rng: np.random.Generator, times: np.ndarray, keep: np.ndarray, p: np.ndarray,
             n_days: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-  """A few bursts of readings 30 s apart, as in the gym file, each with its own small count."""
+  """A few bursts of readings 30 s apart, as in the gym file, each with its own count."""
   extra_t, extra_v = [], []
   for _ in range(max(1, n_days // 40)):
     i = int(rng.integers(0, len(times)))

@@ -35,7 +35,6 @@ def check_timezone(timezone: str | None) -> str | None:
 
 
 def first_where(mask: np.ndarray, lines: np.ndarray, message) -> list[tuple[int, str]]:
-  """``[(line, message(i))]`` for the first row i where ``mask`` holds; ``[]`` when none does."""
   if not mask.any():
     return []
   i = int(np.argmax(mask))
@@ -51,10 +50,9 @@ class Timestamps(NamedTuple):
 
 def parse_timestamps(path, times: pd.Series, lines: np.ndarray,
                      column: str) -> tuple[Timestamps, list[tuple[int, str]]]:
-  """Parses non-empty timestamp strings [R] (ISO 8601, or one format for all rows that pandas
-  guesses), keeping wall clock and offset apart so that ``to_utc`` can repair offsets. Returns
-  them and, as ``(line, message)``, the first unreadable timestamp, offset beyond +-18:00, and
-  mix of timestamps with and without offsets."""
+  """Non-empty timestamp strings [R] parsed, wall clock and offset apart (so ``to_utc`` can
+  repair offsets), and as ``(line, message)`` the first unreadable one, offset beyond +-18:00,
+  and mix of timestamps with and without offsets."""
   parts = times.astype(str).str.extract(_OFFSET_RE)
   aware = parts["off"].notna().to_numpy(bool)
   wall_strings = pd.Series(np.where(aware, parts["wall"].fillna(""), times.astype(str)),
@@ -84,13 +82,11 @@ def parse_timestamps(path, times: pd.Series, lines: np.ndarray,
 
 
 def _parse_wall(strings: pd.Series) -> pd.Series:
-  """Naive wall-clock datetimes (datetime64[ns]); NaT where unparseable or out of range.
-
-  ISO 8601 first; the rest share one format that pandas guesses from the first of them, month
-  first and day first (``01.03.2021``): of the guesses that read the most rows, the one whose
-  times run most nearly in file order (fewest backwards steps, then shortest span) wins. Rows
-  are never read with different formats, which could silently swap day and month.
-  """
+  """Naive wall-clock datetimes (datetime64[ns]); NaT where unparseable or out of range. ISO
+  8601 first; the rest share one format that pandas guesses from the first of them, month first
+  and day first (``01.03.2021``): of the guesses that read the most rows, the one whose times
+  run most nearly in file order (fewest backwards steps, then shortest span) wins. Mixed formats
+  could silently swap day and month."""
   def parse(texts: pd.Series, fmt: str) -> pd.Series | None:
     try:
       parsed = pd.to_datetime(texts, format=fmt, errors="coerce")
@@ -126,22 +122,19 @@ def _parse_wall(strings: pd.Series) -> pd.Series:
 
 
 def _repair_early_fall_back(wall_ns: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, int]:
-  """Moves readings labelled with the new offset too early on a fall-back night back to the old.
-
-  ``wall_ns`` [R] int64 wall-clock time, ``offsets`` [R] int64 minutes, both in file order.
-  A correct clock changes the label exactly where the wall clock steps back. The gym file changes
-  it at the START of the repeated hour: on 2016-11-06 from -07:00 to -08:00 at 01:01:48, although
-  the clock is turned back only after 01:51:52 (the next reading says 01:01:52 again). At face
-  value the six readings 01:01:48..01:51:52 land an hour late in UTC: a doubled 09:00 UTC hour,
-  an empty 08:00 UTC hour and a -50 minute step back (the file's only one, row 51178 / line
-  51180). The rule asks for evidence: after a change to a smaller offset (by ``delta`` minutes)
-  at a reading whose wall clock did not step back, if the wall clock steps back later, within
-  ``delta`` of wall time and with no further label change, the readings in between get the old
-  offset back (these 6). Without such a step back labels stay: on 2015-11-01 the label switches
+  """Repaired offsets [R] and how many changed, for ``wall_ns`` [R] int64 wall-clock time and
+  ``offsets`` [R] int64 minutes in file order: readings labelled with the new offset too early
+  on a fall-back night get the old one back. A correct clock changes the label where the wall
+  clock steps back. The gym file changes it at the START of the repeated hour: on 2016-11-06
+  from -07:00 to -08:00 at 01:01:48, though the clock is turned back only after 01:51:52 (the
+  next reading says 01:01:52). At face value the six readings 01:01:48..01:51:52 land an hour
+  late in UTC: a doubled 09:00 UTC hour, an empty 08:00 one and a -50 minute step back (the
+  file's only one, row 51178 / line 51180). The rule asks for evidence: after a change to a
+  smaller offset (by ``delta`` minutes) where the wall clock did not step back, if it steps back
+  later, within ``delta`` of wall time and with no further label change, the readings in
+  between get the old offset back (these 6). Else labels stay: on 2015-11-01 the label switches
   at 01:00:13 too, but the next reading comes 4 h 20 min later, so nothing says which pass
-  through the repeated hour it belongs to (neither gives a backwards step or doubled hour).
-  Returns the repaired offsets and how many readings were changed.
-  """
+  through the repeated hour it belongs to."""
   offsets = offsets.copy()
   changed = 0
   for i in np.flatnonzero(offsets[1:] < offsets[:-1]) + 1:
@@ -159,9 +152,8 @@ def _repair_early_fall_back(wall_ns: np.ndarray, offsets: np.ndarray) -> tuple[n
 
 
 def _localize(path, wall: pd.Series, lines: np.ndarray, timezone: str) -> np.ndarray:
-  """UTC ns int64 of naive wall-clock times in ``timezone``; InputError for one that a
-  spring-forward skips. A repeated fall-back hour is read as the first pass (summer time) until
-  the wall clock steps back within the run of such readings, then as the second."""
+  """UTC ns int64 of naive wall-clock times in ``timezone``; InputError for a skipped one. A
+  repeated hour is read as summer time until the wall clock steps back in it, then as winter."""
   index = pd.DatetimeIndex(wall.to_numpy("datetime64[ns]"))
   n = len(index)
   first = index.tz_localize(timezone, ambiguous=np.ones(n, bool), nonexistent="NaT")
@@ -190,12 +182,9 @@ def local_wall_ns(utc_ns: np.ndarray, timezone: str) -> np.ndarray:
 def to_utc(path, stamps: Timestamps, lines: np.ndarray,
            timezone: str | None) -> tuple[np.ndarray, np.ndarray, int]:
   """UTC ns [R] int64, local offset minutes [R] int64 (local = UTC + offset) and the number of
-  repaired offsets, for timestamps that ``parse_timestamps`` found no problem with.
-
-  Either every timestamp has a UTC offset (then UTC after ``_repair_early_fall_back``) or none
-  has (local time in ``timezone`` when given, ``_localize``, else UTC). The local offset is from
-  ``timezone`` when given, else the (repaired) offsets, else 0.
-  """
+  repaired offsets, of timestamps that ``parse_timestamps`` passed. With offsets: UTC after
+  ``_repair_early_fall_back``; without: local time in ``timezone`` (``_localize``), else UTC.
+  The local offset comes from ``timezone``, else the (repaired) offsets, else 0."""
   wall_ns = stamps.wall.to_numpy("datetime64[ns]").astype(np.int64)
   local_offset = np.zeros(len(wall_ns), np.int64)
   n_repaired = 0

@@ -1,10 +1,8 @@
 """Windows: ``WindowSpec``, the chronological splits, ``make_dataset`` and ``newest_window``.
-
-Axis convention (as in rnn_jax.core.model): ``xs [N, T, D]`` windows of T steps with D = 1
-input per step (occupancy fraction, the derivation notes' ``x in R^24``) or D = 5 with calendar
-features; ``ys [N, K]`` targets in [0, 1], ``K = len(horizons)`` for the task ``horizons`` (the
-notes' 3 sigmoid outputs), ``K = 3`` (low / medium / high) for ``levels``.
-"""
+Axes as in rnn_jax.core.model: ``xs [N, T, D]`` windows of T steps with D = 1 input per step
+(occupancy fraction, the derivation notes' ``x in R^24``) or D = 5 with calendar features;
+``ys [N, K]`` targets in [0, 1], ``K = len(horizons)`` for the task ``horizons`` (the notes' 3
+sigmoid outputs), ``K = 3`` (low / medium / high) for ``levels``."""
 from __future__ import annotations
 
 import dataclasses
@@ -85,19 +83,16 @@ class WindowSpec:
 
   @property
   def target_horizons(self) -> tuple[int, ...]:
-    """The horizons of the targets: ``horizons``, or ``(level_horizon,)`` for task levels."""
     if self.task == "levels":
       return (self.level_horizon if self.level_horizon is not None else self.horizons[-1],)
     return self.horizons
 
   @property
   def input_size(self) -> int:
-    """D: 1, plus 4 with calendar features."""
     return 1 + (N_CALENDAR if "calendar" in self.features else 0)
 
   @property
   def output_size(self) -> int:
-    """K: one per horizon, or 3 levels."""
     return len(LEVELS) if self.task == "levels" else len(self.horizons)
 
   def to_dict(self) -> dict:
@@ -146,7 +141,6 @@ class Dataset:
     return getattr(self, name)
 
   def to_people(self, fractions) -> np.ndarray:
-    """Occupancy fractions (e.g. the model's sigmoid outputs [N, H]) to people."""
     return np.asarray(fractions, np.float64) * self.capacity
 
   def summary(self) -> dict:
@@ -172,8 +166,7 @@ def levels_of(people, tertiles: tuple[float, float]) -> np.ndarray:
 
 
 def _window_ends(valid: np.ndarray, lo: int, hi: int, window: int, ahead: int) -> np.ndarray:
-  """Grid bins e in [lo, hi) such that bins e-window+1 .. e+ahead all lie in [lo, hi) and are
-  valid (no gap inside a window or between it and its furthest target)."""
+  """Grid bins e such that bins e-window+1 .. e+ahead all lie in [lo, hi) and are valid."""
   bad = np.concatenate([[0], np.cumsum(~valid)])
   ends = np.arange(lo + window - 1, hi - ahead, dtype=np.int64)
   n_bad = bad[ends + ahead + 1] - bad[ends - window + 1]
@@ -200,24 +193,18 @@ def _inputs(grid: Grid, calendar: np.ndarray | None, ends: np.ndarray, window: i
 
 def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
   """Windows for every split, with targets and what the baselines need. Splits are chronological
-  fractions of the grid's bins; a window (its T inputs, and every bin up to its furthest target)
-  lies inside one split and contains no gap bin.
-
-  Fitted on the training split only:
-  * capacity, when ``readings.capacity`` is None: the maximum training reading. The sigmoid
-    outputs cannot exceed 1, so the capacity must be at least every training target; the
-    maximum is the smallest such value, while a high quantile would clip the busiest training
-    days. A later reading above it gives an input above 1 and a target clipped to 1 (``ys``);
-    ``target_people`` keep the real value, so errors in people stay honest. The gym file's
-    maximum, 145 people on Monday 2015-08-24 13:20 local (two days before its
-    ``is_during_semester`` turns 1), follows readings of 134, 139 and 119 (12:40..13:00) and is
-    followed by 105 (13:30): a real peak, not a glitch, in the training split, so its fitted
-    capacity is 145.
+  fractions of the grid's bins; a window (its T inputs and every bin up to its furthest target)
+  lies inside one split and contains no gap bin. InputError when a split has no window. Fitted
+  on the training split only:
+  * capacity, when ``readings.capacity`` is None: the maximum training reading, the smallest
+    value at which the sigmoid outputs (at most 1) reach every training target; a high quantile
+    would clip the busiest days. A later reading above it gives an input above 1 and a target
+    clipped to 1 (``ys``); ``target_people`` keep the real value, so errors in people stay honest.
+    The gym file's maximum, 145 people on Monday 2015-08-24 13:20 local (two days before its
+    ``is_during_semester`` turns 1), follows 134, 139 and 119 (12:40..13:00) and precedes 105
+    (13:30): a real peak, not a glitch, so its fitted capacity is 145.
   * tertiles (task levels): the 1/3 and 2/3 quantiles of the training windows' targets at the
-    level horizon; low is ``<= t1``, medium ``<= t2``, high above (ties at 0 go to low).
-
-  InputError (``_usable_ends``) when no split, or one split, has a window.
-  """
+    level horizon; low is ``<= t1``, medium ``<= t2``, high above (ties at 0 go to low)."""
   spec = spec if spec is not None else WindowSpec()
   grid = to_grid(readings, spec.step_minutes, spec.max_gap)
   horizons = np.asarray(spec.target_horizons, np.int64)
@@ -274,8 +261,8 @@ def _usable_ends(path: str, valid: np.ndarray, bounds: dict[str, tuple[int, int]
 
 
 def _seasonal(grid: Grid, e: np.ndarray, horizons: np.ndarray, lag: int) -> np.ndarray:
-  """[N, H] the grid's value ``lag`` bins before each target; NaN where that bin is a gap, lies
-  before the grid, or is not yet known at the window's end."""
+  """[N, H] the value ``lag`` bins before each target; NaN for a gap, before the grid, or not
+  yet known at the window's end."""
   src = e[:, None] + horizons[None, :] - lag
   known = (src >= 0) & (src <= e[:, None])
   out = np.full(src.shape, np.nan)
@@ -307,14 +294,12 @@ def _split(name: str, grid: Grid, calendar: np.ndarray, e: np.ndarray, bounds: t
 
 
 class NewestWindow(NamedTuple):
-  """The newest complete window of a file, ready for the model."""
   xs: np.ndarray            # [1, T, D] float32
   end_time: np.datetime64   # UTC start of the window's last bin; horizon h is end_time + h*step
 
 
 def newest_window(readings: Readings, spec: WindowSpec, capacity: float) -> NewestWindow:
-  """The newest T consecutive gap-free grid bins of ``readings``, as model inputs, scaled by the
-  trained run's ``capacity``."""
+  """The newest T gap-free grid bins of ``readings``, scaled by the trained run's ``capacity``."""
   capacity = check_capacity(capacity)
   grid = to_grid(readings, spec.step_minutes, spec.max_gap)
   ends = _window_ends(grid.valid, 0, len(grid), spec.window, 0)

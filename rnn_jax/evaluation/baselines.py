@@ -1,21 +1,17 @@
-"""Honest evaluation: the model's errors next to simple baselines on the same windows.
-
-Errors are in people (the original units) and in % of the capacity. Baselines:
-
+"""Honest evaluation: the model's errors next to simple baselines on the same windows, in people
+and in % of the capacity. Baselines:
 * ``persistence``: the window's last reading, for every horizon.
 * ``seasonal_naive_day`` / ``seasonal_naive_week``: the reading one day / one week before the
   target (Hyndman and Athanasopoulos, "Forecasting: Principles and Practice", 3rd ed., sec. 5.2),
   no value where that reading does not exist (``mae``).
 * ``ridge``: scikit-learn ``RidgeCV`` on the window's T readings / capacity (plus the calendar
-  features of the window's last step when the spec uses them), one linear output per horizon,
-  alpha chosen by efficient leave-one-out on the training split only (validation stays unseen).
+  features of its last step when the spec uses them), one linear output per horizon, alpha by
+  efficient leave-one-out on the training split only (validation stays unseen).
 * ``gbm``: scikit-learn ``HistGradientBoostingRegressor`` per horizon on the same features,
-  ``random_state=0``, 100 iterations, no early stopping (so it is deterministic and needs no
-  held-out part of the training data).
-
-Ridge and gbm predictions are clipped to [0, capacity] people, the range the model's sigmoid
-outputs can express. Task ``levels``: accuracy and macro-F1 for the model, ``persistence`` (the
-level of the last reading) and ``ridge_threshold`` (ridge cut at the training tertiles).
+  ``random_state=0``, 100 iterations, no early stopping (deterministic, no held-out training part).
+Both are clipped to [0, capacity] people, the range of the model's sigmoid outputs. Task
+``levels``: accuracy and macro-F1 for the model, ``persistence`` (the last reading's level) and
+``ridge_threshold`` (ridge cut at the training tertiles).
 """
 from __future__ import annotations
 
@@ -43,8 +39,8 @@ class MAE(NamedTuple):
 
 
 def mae(pred_people, target_people) -> MAE:
-  """Per-horizon MAE of ``pred_people`` [N, H] against ``target_people`` [N, H], over the windows
-  where no horizon's prediction is NaN (a seasonal baseline without an earlier reading)."""
+  """Per-horizon MAE of ``pred_people`` [N, H] against ``target_people`` [N, H] over the windows
+  with no NaN prediction (a seasonal baseline without an earlier reading)."""
   pred = np.asarray(pred_people, np.float64)
   target = np.asarray(target_people, np.float64)
   if pred.ndim == 1:
@@ -61,7 +57,7 @@ def mae(pred_people, target_people) -> MAE:
 
 
 def features(dataset: Dataset, split: Split) -> np.ndarray:
-  """[N, T (+4)] baseline features: readings / capacity, plus calendar at the last step."""
+  """[N, T (+4)]: readings / capacity, plus calendar at the last step."""
   parts = [split.window_people / dataset.capacity]
   if "calendar" in dataset.spec.features:
     parts.append(split.calendar)
@@ -69,7 +65,6 @@ def features(dataset: Dataset, split: Split) -> np.ndarray:
 
 
 class FittedBaselines(NamedTuple):
-  """Ridge and gradient boosting fitted on a dataset's training split."""
   ridge: RidgeCV
   gbm: tuple[HistGradientBoostingRegressor, ...] | None  # one per horizon; None for task levels
 
@@ -82,9 +77,8 @@ def fit_baselines(dataset: Dataset, *, gbm: bool = True,
   ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(x, y)
   models = None
   if gbm and dataset.spec.task == "horizons":
-    # One OpenMP thread: the same numbers on every machine, and no oversubscription when JAX
-    # or other processes share the cores (on a loaded 2-core machine the default threads made
-    # the gym fit 3-7x slower than one thread).
+    # One OpenMP thread: the same numbers on every machine, and no oversubscription (on a loaded
+    # 2-core machine the default threads made the gym fit 3-7x slower than one thread).
     with threadpool_limits(limits=1, user_api="openmp"):
       models = tuple(HistGradientBoostingRegressor(max_iter=gbm_max_iter, early_stopping=False,
                                                    random_state=0).fit(x, y[:, k])
@@ -100,7 +94,7 @@ def _clip(dataset: Dataset, fractions: np.ndarray) -> np.ndarray:
 def baselines(dataset: Dataset, split: str,
               fitted: FittedBaselines | None = None) -> dict[str, np.ndarray]:
   """Baseline predictions on one split: name -> people [N, H] (task horizons) or level [N] int64
-  (task levels). ``fitted`` (from ``fit_baselines``) avoids refitting for every split."""
+  (task levels); ``fitted`` (``fit_baselines``) avoids refitting per split."""
   s = dataset[split]
   if fitted is None:
     fitted = fit_baselines(dataset)
@@ -128,15 +122,12 @@ def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None 
            fitted: FittedBaselines | None = None,
            baseline_predictions: Mapping[str, dict] | None = None) -> dict:
   """The results dictionary (``results.json``) for the validation and test splits.
-
   ``model_predictions``: split -> the model's forecasts in people ``[N, H]`` (task horizons) or
   scores ``[N, 3]`` / levels ``[N]`` (task levels); a split without one leaves the model out.
   ``baseline_predictions``: split -> ``baselines(dataset, split, fitted)``, computed if not given.
-
-  ``out["splits"][split][method]`` is ``{"mae": [H], "mae_pct": [H], "n_windows": N}``
-  (seasonal methods add the model's MAE on their windows, ``model_mae_same_windows``), or for
-  task levels ``{"accuracy", "macro_f1", "n_windows"}``. NaN is written as None.
-  """
+  ``out["splits"][split][method]`` is ``{"mae": [H], "mae_pct": [H], "n_windows": N}`` (seasonal
+  methods add ``model_mae_same_windows``, the model's MAE on their windows), or for task levels
+  ``{"accuracy", "macro_f1", "n_windows"}``; NaN as None."""
   model_predictions = dict(model_predictions or {})
   if baseline_predictions is None:
     if fitted is None:
@@ -186,9 +177,9 @@ def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None 
 
 
 def format_table(results: dict) -> str:
-  """A plain-text table, a row per method, a column per horizon for val and test: MAE in
-  ``results["unit"]`` (default people) and % of capacity, then the model's interval when
-  present; task levels: accuracy and macro-F1."""
+  """Plain text, a row per method, a column per horizon for val and test: MAE in
+  ``results["unit"]`` (default people) and % of capacity, the model's interval if present;
+  levels: accuracy and macro-F1."""
   splits = [s for s in ("val", "test") if s in results.get("splits", {})]
   methods = list(dict.fromkeys(m for s in splits for m in results["splits"][s]))
   name_w = max([len(m) for m in methods] + [6])

@@ -1,11 +1,8 @@
 """Split-conformal prediction intervals per horizon (Vovk, Gammerman and Shafer 2005; Lei et al.
 2018, "Distribution-Free Predictive Inference for Regression"), as darts' ``ConformalModel``
-and statsforecast's ``level=`` offer.
-
-Calibrated on validation, applied to test. When calibration and test windows are exchangeable,
-the coverage is at least ``level`` (and below ``level + 1/(n+1)`` without ties); the test split
-of a time series comes later and is not exchangeable with it, so there it is measured.
-"""
+and statsforecast's ``level=`` offer. Calibrated on validation, applied to test. When those
+windows are exchangeable, the coverage is at least ``level`` (below ``level + 1/(n+1)`` without
+ties); a time series' test split comes later and is not, so there coverage is measured."""
 from __future__ import annotations
 
 import math
@@ -41,9 +38,8 @@ def intervals(pred, q, capacity: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def summary(pred, target, q, capacity: float, level: float) -> dict:
-  """``{"level", "q" [K], "coverage" [K], "mean_width" [K]}`` of the intervals on one split:
-  the share of windows whose target lies in ``[lo, hi]`` and the mean of ``hi - lo``, in the
-  series' units, per horizon."""
+  """``{"level", "q" [K], "coverage" [K], "mean_width" [K]}`` on one split: per horizon, the share
+  of windows whose target lies in ``[lo, hi]`` and the mean of ``hi - lo`` (series' units)."""
   lo, hi = intervals(pred, q, capacity)
   target = np.asarray(target, np.float64)
   covered = (target >= lo) & (target <= hi)
