@@ -1,9 +1,5 @@
-"""Benchmarking: throughput, compile time, ceilings, peers (``experiments/benchmark.py``).
-
-``config`` (settings), ``timing`` (``measure``, and the FLOPs, chain peak, dense rate and
-roofline a cell is measured against), ``workloads`` (the data, every variant, the flax and torch
-peers), ``suite`` (the run, its records, printed lines, markdown tables and PNG).
-"""
+"""Benchmarking for ``experiments/benchmark.py``: ``config``, ``timing`` (``measure``, FLOPs,
+ceilings), ``workloads`` (every variant, the flax and torch peers), ``suite`` (run, outputs)."""
 from rnn_jax.bench.config import MODELS, VARIANTS, BenchConfig, check_output_path, fused_steps
 from rnn_jax.bench.suite import (cell_record, devices_sweep, markdown, plot, remat_memory, run,
                                  run_cells, summary)

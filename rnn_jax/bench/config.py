@@ -1,5 +1,4 @@
-"""The benchmark's settings: a frozen ``BenchConfig`` whose field ``name`` is the flag ``--name``
-of ``experiments/benchmark.py`` (``rnn_jax.common.cli``), and the values derived from it."""
+"""Settings: ``BenchConfig``'s field ``name`` is the flag ``--name`` of experiments/benchmark.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -76,7 +75,6 @@ class BenchConfig:
 
 
 def make_optimizer(cfg: BenchConfig) -> optax.GradientTransformation:
-  """The training optimizer for these settings (``rnn_jax.train.make_optimizer``)."""
   return train.make_optimizer(train.TrainConfig(optimizer=cfg.optimizer, lr=cfg.lr,
                                                 clip=cfg.clip))
 

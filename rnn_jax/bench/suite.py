@@ -1,6 +1,4 @@
-"""The benchmark run: every cell (one variant at one (B, T, H)), the optional sweeps, and what
-it records and shows: one record and result line per cell, the ratios between cells, the summary
-table, the README's markdown tables and the PNG."""
+"""The benchmark run: every cell (a variant at one (B, T, H)), the optional sweeps, outputs."""
 from __future__ import annotations
 
 import datetime
@@ -35,9 +33,8 @@ def emit(line: str = "", out=None) -> None:
 
 def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, dense, work=None,
                 batched=None) -> dict:
-  """The JSON record of one cell from ``measure``'s result ``r``, against the chain ``peak``
-  and the ``dense`` rate; vmap16 passes its ``batched`` chain peak, the chain rate of its
-  roofline (``pct_peak_batched``). ``work``: the timed ``Workload`` (None for torch)."""
+  """One cell's JSON record from ``measure``'s ``r`` against the chain ``peak`` and ``dense``
+  rate; vmap16 passes its ``batched`` chain peak (its roofline's chain rate); torch: no ``work``."""
   training = variant != "forward"
   D, K = cfg.input_size, cfg.output_size
   fps = flops_per_sample(T, H, D, K, training=training)
@@ -62,7 +59,6 @@ def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, dense, work=Non
 
 
 def cell_row(rec: dict) -> str:
-  """The result line of one record."""
   s, extra = rec["spread"], ""
   if "threads" in rec:
     extra = f"  threads={rec['threads']} (" + ", ".join(
@@ -93,8 +89,7 @@ def add_ratios(records: list[dict]) -> None:
 
 
 def summary(result: dict, out=None) -> None:
-  """The table: samples/s, % of the chain peak, of the dense rate and of the roofline per
-  variant and batch, and the ratios to flax, torch and (vmap16) one fused model."""
+  """Prints the summary table, a line per record (its header names the columns)."""
   if not result["records"]:
     return
   emit("\nsummary (samples/s; % of the [B,H]x[H,H] chain peak, of the dense GEMM rate, of the "
@@ -110,8 +105,7 @@ def summary(result: dict, out=None) -> None:
 
 
 def markdown(result: dict) -> str:
-  """The README's tables from one run's result: a line naming the run, then per (T, H)
-  samples/s (% of the dense GEMM rate) per variant (rows) and batch size (columns)."""
+  """The README's tables: per (T, H), samples/s (% of dense) per variant and batch size."""
   dev, vers = result.get("device", {}), result.get("versions", {})
   lines = [f"Run started {result.get('started', '?')} on {dev.get('kind', '?')} "
            f"({dev.get('platform', '?')}; host {dev.get('host_cpu', '?')}, "
@@ -136,8 +130,7 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, path) -> None:
-  """PNG of training throughput against B, a line per variant and a panel per (T, H), with the
-  chain peak as windows/s and the training roofline."""
+  """PNG of throughput against B, a line per variant, a panel per (T, H), peaks and roofline."""
   from matplotlib.figure import Figure
   shapes = sorted({(r["T"], r["H"]) for r in result["records"]}) or [(0, 0)]
   fig = Figure(figsize=(6.4 * len(shapes), 4.8))
@@ -196,11 +189,9 @@ def run_cells(cfg: BenchConfig, out=None) -> dict:
 
 def _measure_point(cfg: BenchConfig, variants: list[str], B: int, T: int, H: int,
                    square: dict, out=None) -> dict:
-  """Every variant at one (B, T, H), with its ceilings: the JAX variants built (a compile line
-  each) and timed side by side with the chain peaks in rounds, then torch alone (it switches
-  thread settings) and the dense rate. If a record runs above the dense rate, the rate is timed
-  once more (the faster kept) before anything is made from it; a record still above it stops
-  the run (``check_below_dense``)."""
+  """Every variant at one (B, T, H): the JAX ones timed side by side with the chain peaks, then
+  torch alone (it switches threads), then the dense rate, timed again if a record ran above it;
+  a record still above it stops the run (``check_below_dense``)."""
   if "vmap16" in variants and B > cfg.vmap_max_batch:
     emit(f"{'vmap16':<16s} B={B:<5d} skipped (B > --vmap-max-batch {cfg.vmap_max_batch})", out)
     variants = [v for v in variants if v != "vmap16"]
@@ -255,9 +246,8 @@ def _measure_point(cfg: BenchConfig, variants: list[str], B: int, T: int, H: int
 
 
 def devices_sweep(cfg: BenchConfig, out=None) -> list[dict]:
-  """Training throughput of the ``autodiff`` step, batch sharded over a ``'data'`` mesh and
-  parameters replicated (``rnn_jax.train.parallel``), on 1, 2, 4, ... devices, every B that
-  divides."""
+  """``autodiff`` step throughput, batch sharded over a ``'data'`` mesh, parameters replicated
+  (``rnn_jax.train.parallel``), on 1, 2, 4, ... devices, every B that divides."""
   n_all = jax.device_count()
   if n_all == 1:
     emit("devices sweep: 1 device only; simulate more on a CPU with "
@@ -286,8 +276,7 @@ def devices_sweep(cfg: BenchConfig, out=None) -> list[dict]:
 
 
 def remat_memory(cfg: BenchConfig, out=None) -> list[dict]:
-  """Compiled memory of the ``autodiff`` training step with and without ``jax.checkpoint`` for
-  every T of ``remat_windows``, from XLA's ``compiled.memory_analysis()`` (bytes)."""
+  """Compiled memory (bytes) of the ``autodiff`` step, with and without ``jax.checkpoint``."""
   H, B = cfg.hidden_sizes[0], cfg.remat_batch_size
   rows = []
   for T, remat in itertools.product(cfg.remat_windows, (False, True)):
@@ -309,9 +298,7 @@ def remat_memory(cfg: BenchConfig, out=None) -> list[dict]:
 
 
 def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None, markdown_path=None) -> dict:
-  """The whole benchmark: device and versions, the cells, the optional sweeps, the summary,
-  then the JSON, PNG and markdown, each written atomically (the JSON's fields:
-  docs/benchmarking.md)."""
+  """The whole benchmark, then the JSON (fields: docs/benchmarking.md), PNG and markdown."""
   writes = [(check_output_path(flag, path), write) for flag, path, write in (
       ("--json", json_path, fileio.write_json), ("--plot", plot_path, lambda p, r: plot(r, p)),
       ("--markdown", markdown_path, lambda p, r: fileio.write_text(p, markdown(r))))]

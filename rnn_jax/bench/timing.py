@@ -1,15 +1,7 @@
-"""How a cell is timed (a ``Workload``, ``measure``) and what it is measured against: FLOPs per
+"""How a cell is timed (``Workload``, ``measure``) and what it is measured against: FLOPs per
 window (matrix products only), the chain peak, the dense rate and the roofline
-(docs/benchmarking.md, "Method" and "FLOP count").
-
-Compile time (``lower().compile()``) is reported on its own, never counted. ``measure`` runs the
-workload once as warm-up and calibrates how many calls ``n`` fill the time (neither counted),
-then times ``repeats`` repetitions of ``n`` back-to-back calls, waiting for the result at the end
-of each (training calls feed each other, so that waits for all; ``independent`` calls, ``forward``
-and the dense products, are a stream, each output waited for once ``IN_FLIGHT`` newer calls are
-issued). A record is the median repetition (spread: min, quartiles, max), a ceiling the fastest
-(noise only slows one down).
-"""
+(docs/benchmarking.md, "Method" and "FLOP count"). Compile time is reported apart. A record is
+the median repetition, a ceiling the fastest (noise only slows one down)."""
 from __future__ import annotations
 
 import collections
@@ -36,16 +28,14 @@ class Workload:
   info: dict = dataclasses.field(default_factory=dict)
 
 
-# Outputs of independent calls left outstanding while the next is issued: the device always has
-# the next call queued (no host round trip between calls). Measured side by side (T=24, H=200,
-# forward, % of the chain peak at B=32 / 256 / 1024): waiting after each call 81.8 / 91.5 /
-# 90.6%, one outstanding 95.4 / 92.0 / 92.2%, four 93.5 / 93.0 / 93.0%.
+# Independent calls left outstanding as the next is issued. % of the chain peak, forward, T=24,
+# H=200, B=32 / 256 / 1024, side by side: waiting after each call 81.8 / 91.5 / 90.6, one
+# outstanding 95.4 / 92.0 / 92.2, four 93.5 / 93.0 / 93.0.
 IN_FLIGHT = 1
 
 
 def compile_timed(fn: Callable, *args):
-  """``(jax.jit(fn), seconds to trace, lower and compile it for args)``; later calls find the
-  executable in JAX's cache. A function jitted already (with shardings, say) is kept as is."""
+  """``(jax.jit(fn), seconds to lower and compile it for args)``; a jitted ``fn`` is kept."""
   jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
   t0 = time.perf_counter()
   jitted.lower(*args).compile()
@@ -53,21 +43,18 @@ def compile_timed(fn: Callable, *args):
 
 
 def measure(work: Workload, seconds: float, repeats: int) -> dict:
-  """Times ``work`` alone: ``{"samples_per_s": median, "spread": {min, q1, q3, max},
-  "calls": n per repetition, "per_repeat": [...]}``."""
+  """``work`` timed alone: ``{samples_per_s (median), spread, calls, per_repeat}``."""
   return measure_side_by_side([work], seconds, repeats)[0]
 
 
 def measure_side_by_side(works: list[Workload], seconds, repeats: int) -> list[dict]:
-  """``measure`` of several workloads in rounds, one repetition of each per round, ``seconds``
-  (one number, or one per workload) for each. A slow moment of a shared machine falls on every
-  workload of that round, so the ratios between them do not depend on when each ran."""
+  """``measure`` of several in rounds (one repetition of each per round), so a slow moment of a
+  shared machine falls on all of them; ``seconds``: one number or one per workload."""
   if isinstance(seconds, (int, float)):
     seconds = [seconds] * len(works)
   calls = []
   for work, s in zip(works, seconds, strict=True):
     work.block(work.call())                        # warm-up: allocation, page-in
-    # calibration: blocked calls for >= 20 ms or 3 calls (or the whole repetition's time)
     per_repeat_s, k, t0 = s / repeats, 0, time.perf_counter()
     while True:
       work.block(work.call())
@@ -118,8 +105,7 @@ def flops_per_sample(T: int, H: int, D: int = 1, K: int = 3, *, training: bool =
 
 def flop_split(T: int, H: int, D: int = 1, K: int = 3, *, training: bool = True
                ) -> tuple[int, int]:
-  """``(chain, dense)`` FLOPs per window: the dependent products ``h U`` (2 H^2 T forward, as
-  much again backward, ``delta_t U``, when training) and the rest of ``flops_per_sample``."""
+  """``(chain, dense)`` FLOPs per window: ``h U`` and (training) ``delta_t U``, 2 H^2 T each."""
   chain = 2 * H * H * T * (2 if training else 1)
   return chain, flops_per_sample(T, H, D, K, training=training) - chain
 
@@ -131,9 +117,8 @@ def _orthogonal(key, H, models=None):
 
 def chain_workloads(cfg: BenchConfig, batch: int, T: int, H: int, *,
                     models: int | None = None) -> list[Workload]:
-  """The chain peak's workloads: T dependent ``[B,H] x [H,H]`` products ``h <- h @ U``, the
-  operation that dominates the RNN with its dependency chain (``models`` chains at once:
-  ``[M,B,H] x [M,H,H]``), in a jitted ``lax.scan``, rolled and fully unrolled."""
+  """The chain peak: T dependent ``h <- h @ U``, ``[B,H] x [H,H]`` (``models``: ``[M,B,H] x
+  [M,H,H]``), the RNN's dominant op, in a jitted ``lax.scan``, rolled and fully unrolled."""
   key = jax.random.PRNGKey(cfg.seed + 2)
   U = _orthogonal(key, H, models)
   h = jax.random.normal(jax.random.fold_in(key, 1), (batch, H) if models is None
@@ -159,8 +144,7 @@ def chain_workloads(cfg: BenchConfig, batch: int, T: int, H: int, *,
 
 def chain_peak(works: list[Workload], results: list[dict], batch: int, T: int, H: int, *,
                models: int | None = None) -> dict:
-  """The better of ``chain_workloads``' two ``results``: ``{"batch", "T", "H", "gflops",
-  "unroll", "spread"[, "models"]}``."""
+  """The faster of ``chain_workloads``' two ``results``, in GFLOP/s."""
   work, r = max(zip(works, results, strict=True), key=lambda wr: wr[1]["samples_per_s"])
   flops = work.info["flops"]
   best = {"batch": batch, "T": T, "H": H, "gflops": r["samples_per_s"] * flops / 1e9,
@@ -178,8 +162,7 @@ def _best_gflops(cfg: BenchConfig, fn, args, flops: int) -> float:
 
 
 def square_peak(cfg: BenchConfig) -> dict:
-  """The best rate of ``[n,n] x [n,n]`` products, n = ``dense_size``, its half and quarter (the
-  best n depends on the caches): ``{"n", "gflops", "by_n": {n: gflops}}``."""
+  """Best GFLOP/s of ``[n,n] x [n,n]``, n = ``dense_size``, half, quarter (caches decide)."""
   key = jax.random.PRNGKey(cfg.seed + 3)
   by_n = {}
   for n in sorted({max(1, cfg.dense_size // 4), max(1, cfg.dense_size // 2), cfg.dense_size}):
@@ -190,9 +173,8 @@ def square_peak(cfg: BenchConfig) -> dict:
 
 
 def dense_peak(cfg: BenchConfig, batch: int, T: int, H: int, square: dict, chain: dict) -> dict:
-  """The dense rate of a cell, faster than which nothing runs: the best of ``square``, one
-  ``[T*B,H] x [H,H]`` product and the cell's ``chain`` peak (matrix products too; at B=1024
-  its operand stays in cache)."""
+  """The cell's dense rate, nothing runs faster: the best of ``square``, one ``[T*B,H] x [H,H]``
+  and the ``chain`` peak (matrix products too; at B=1024 its operand stays in cache)."""
   key = jax.random.PRNGKey(cfg.seed + 4)
   rows = jax.random.normal(key, (T * batch, H), jnp.float32)
   U = _orthogonal(jax.random.fold_in(key, 1), H)
@@ -204,8 +186,7 @@ def dense_peak(cfg: BenchConfig, batch: int, T: int, H: int, square: dict, chain
 
 def roofline(chain_flops: float, dense_flops: float, chain_gflops: float,
              dense_gflops: float) -> dict:
-  """The fastest a window can go, the chain at ``chain_gflops`` then the rest at
-  ``dense_gflops`` (added serially): ``{"samples_per_s", "gflops", "chain_s", "dense_s"}``."""
+  """Fastest a window can go: the chain at ``chain_gflops``, then the rest at ``dense_gflops``."""
   chain_s = chain_flops / (chain_gflops * 1e9)
   dense_s = dense_flops / (dense_gflops * 1e9)
   seconds = chain_s + dense_s

@@ -1,8 +1,5 @@
-"""The data of a cell and the workload of each variant, compiled, its data on the device (the
-table in docs/benchmarking.md says what each times): ``rnn_jax.train``'s step or fused epoch,
-flax's ``nn.RNN``, and ``torch.nn.RNN`` (optional, ``pip install '.[torch]'``, imported only
-when used), all with the optimizer ``train.make_optimizer`` builds.
-"""
+"""Each variant's workload, compiled, data on device (docs/benchmarking.md): ``rnn_jax.train``'s
+step or fused epoch, flax's ``nn.RNN``, ``torch.nn.RNN`` (optional), training's optimizer."""
 from __future__ import annotations
 
 import importlib.util
@@ -29,8 +26,7 @@ def problem(cfg: BenchConfig, batch: int, T: int, H: int, n: int | None = None):
 
 def fused_inputs(cfg: BenchConfig, batch: int, T: int, H: int, models: int | None = None):
   """``((params, opt_state, xs [S*B,T,D], ys, perm), S)`` of one fused call on the device; with
-  ``models``, parameters (model i drawn from ``(seed + 1, i)``), optimizer state and
-  ``perm [M, S*B]`` per model."""
+  ``models``, params (model i from ``(seed + 1, i)``), opt_state and ``perm [M,S*B]`` per model."""
   S = fused_steps(cfg, batch)
   params, xs, ys = problem(cfg, batch, T, H, n=S * batch)
   rng = np.random.default_rng([cfg.seed, 1])
@@ -47,7 +43,6 @@ def fused_inputs(cfg: BenchConfig, batch: int, T: int, H: int, models: int | Non
 
 
 def flax_module(H: int, K: int):
-  """flax's ``nn.RNN(nn.SimpleCell(features=H, activation_fn=relu))`` and a ``Dense(K)`` head."""
   import flax.linen as nn
 
   class FlaxRNN(nn.Module):
@@ -94,8 +89,7 @@ def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workloa
     return training_workload(variant, step, params, jax.device_put(opt.init(params)), xs, ys,
                              samples=batch)
   if variant in ("fused", "hand_fused", "vmap16"):
-    # vmap16 vmaps the epoch as train.fit_many does: parameters, optimizer state and order
-    # per model, the data shared
+    # vmap16 as train.fit_many: parameters, optimizer state and order per model, the data shared
     models = MODELS if variant == "vmap16" else None
     epoch = train.make_epoch_fn(opt, batch, "hand" if variant == "hand_fused" else cfg.grad)
     epoch = epoch if models is None else jax.vmap(epoch, in_axes=(0, 0, None, None, 0))
@@ -128,8 +122,7 @@ def torch_available() -> bool:
 
 
 def torch_device(backend: str | None = None, cuda: bool | None = None) -> str:
-  """``"cuda"`` when JAX's ``backend`` (default: JAX's own) is a GPU and torch sees ``cuda``
-  (default: ``torch.cuda.is_available()``), so both share the device; otherwise ``"cpu"``."""
+  """``"cuda"`` if JAX's ``backend`` is a GPU and torch sees ``cuda`` (defaults: JAX's, torch's)."""
   if (jax.default_backend() if backend is None else backend) != "gpu":
     return "cpu"
   if cuda is None:
@@ -140,9 +133,8 @@ def torch_device(backend: str | None = None, cuda: bool | None = None) -> str:
 
 class TorchPeer:
   """``nn.RNN(nonlinearity="relu", batch_first=True)`` + ``nn.Linear`` with our parameters
-  (``weight_ih = V``, ``weight_hh = U``, ``bias_ih = b``, ``bias_hh = 0`` and frozen), BCE with
-  logits summed over K and averaged over B, Adam or SGD with ``clip_grad_norm_`` when
-  ``clip > 0``; data and parameters on ``device`` first."""
+  (``weight_ih = V``, ``weight_hh = U``, ``bias_ih = b``, ``bias_hh = 0`` frozen), BCE with
+  logits summed over K, mean over B, Adam or SGD, ``clip_grad_norm_`` if ``clip > 0``."""
 
   def __init__(self, cfg: BenchConfig, params: model.RNNParams, xs, ys, device: str | None = None):
     import torch
@@ -195,13 +187,11 @@ def torch_workload(cfg: BenchConfig, batch: int, T: int, H: int) -> Workload:
 
 
 def torch_threads() -> list[int]:
-  """The thread settings to try: 1 and all cores (one setting on a 1-core machine)."""
   return sorted({1, os.cpu_count() or 1})
 
 
 def measure_torch(cfg: BenchConfig, batch: int, T: int, H: int) -> dict:
-  """The torch peer timed at every ``torch_threads`` setting (once on CUDA, where the host's
-  threads only launch kernels); the best, with ``threads``, ``by_threads`` and ``device``."""
+  """The torch peer's best over ``torch_threads`` (one on CUDA: host threads only launch)."""
   import torch
   before, device, by_threads = torch.get_num_threads(), torch_device(), {}
   try:
