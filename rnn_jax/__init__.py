@@ -1,7 +1,5 @@
 """rnn_jax: the derivation notes' recurrent network in JAX, with a hand BPTT verified to the
-last digit against autodiff.
-
-The package is layered; each layer imports only the ones above it in this list:
+last digit against autodiff. Each layer imports only the ones above it:
 
     core/          the notes' math: the cell and its scan, the hand BPTT, the letters MLP
     testing.py     gradient-check helpers: errors, per-step errors, tolerances, random problems

@@ -1,6 +1,5 @@
-"""The notes' letters experiment: the tanh network of ``rnn_jax.core.mlp`` trained by plain SGD,
-"V <- V - eps grad_V, W <- W - eps grad_W" (``train``), and its run directory (``run``,
-experiments/train_letters.py). Re-exports rnn_jax.data.letter_recognition's names.
+"""The notes' letters experiment: the tanh network of ``rnn_jax.core.mlp`` trained by plain SGD
+(``train``) and its run directory (``run``, experiments/train_letters.py).
 """
 from __future__ import annotations
 
@@ -31,14 +30,10 @@ from rnn_jax.data.letter_recognition import (  # noqa: F401  some only for lette
 
 @functools.lru_cache(maxsize=None)
 def make_epoch(grad: str, batch_size: int) -> Callable:
-  """A jitted epoch ``(params, key, xs [n, d], ys [n, K], lr) -> (params, losses [n // B])``.
-
-  One ``lax.scan`` (no Python loop per sample; the same seed gives the same numbers) over the
-  ``n // batch_size`` minibatches of ``jax.random.permutation(key, n)`` (its remainder waits,
-  a different one every epoch), each step ``params - lr * grad``. ``grad="hand"``:
-  ``mlp.loss_and_grads`` (the notes' equations (1)-(3)); ``"autodiff"``:
-  ``jax.value_and_grad(mlp.loss)``. Cached per ``(grad, batch_size)``.
-  """
+  """A jitted epoch ``(params, key, xs [n, d], ys [n, K], lr) -> (params, losses [n // B])``:
+  one ``lax.scan`` over the minibatches of ``jax.random.permutation(key, n)`` (the remainder
+  waits, a different one every epoch), each step ``params - lr * grad`` with ``grad="hand"``
+  (``mlp.loss_and_grads``) or ``"autodiff"`` (``jax.value_and_grad(mlp.loss)``)."""
   if grad not in GRADS:
     raise ValueError(f"grad: expected one of {GRADS}, got {grad!r}")
   loss_and_grads = mlp.loss_and_grads if grad == "hand" else jax.value_and_grad(mlp.loss)
@@ -103,12 +98,10 @@ def train(X, y, *, hidden_size: int = LettersConfig.hidden_size, lr: float = Let
           num_classes: int | None = None, fractions=DEFAULT_FRACTIONS, dtype=jnp.float32,
           progress: bool = True, on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
   """Trains the notes' tanh network on ``X [N, d]``, integer labels ``y [N]``, by plain SGD.
-
-  ``prepare`` splits and standardises (seed ``seed``); parameters come from
-  ``mlp.init_params(fold_in(PRNGKey(seed), 0))``, epoch ``e`` (1-based) shuffles with
-  ``fold_in(PRNGKey(seed), e)`` (``make_epoch``; ``batch_size=1`` is the notes' update).
-  ``dtype``: the compute dtype (float64 needs ``jax_enable_x64``). Each epoch's metrics go to
-  the history, the tqdm bar and ``on_epoch``. Returns the last epoch's parameters.
+  ``prepare`` splits and standardises; parameters come from ``fold_in(PRNGKey(seed), 0)``,
+  epoch ``e`` (1-based) shuffles with ``fold_in(PRNGKey(seed), e)``; ``batch_size=1`` is the
+  notes' update. ``dtype``: float64 needs ``jax_enable_x64``. Returns the last epoch's
+  parameters (not the best on validation).
   """
   cfg = LettersConfig(hidden_size=hidden_size, lr=lr, epochs=epochs, batch_size=batch_size,
                       grad=grad, seed=seed).validate()
@@ -189,11 +182,9 @@ def make_config(loaded: LettersData, cfg: LettersConfig, sizes) -> dict[str, Any
 
 def run(cfg: LettersConfig, out: str | Path, *, csv: Path | None = None,
         overwrite: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
-  """Trains the notes' network on ``csv`` (None: sklearn's digits) and writes the run to ``out``.
-
-  Returns ``{"result": TrainResult, "results": results.json's dict, "out": Path}``.
-  Everything the user gave is checked (InputError) before anything is created.
-  """
+  """Trains the notes' network on ``csv`` (None: sklearn's digits) and writes the run to ``out``;
+  returns ``{"result": TrainResult, "results": results.json's dict, "out": Path}``. Everything
+  the user gave is checked (InputError) before anything is created."""
   out = Path(out)
   cfg = cfg.validate()
   rundir.check_new_out(out, overwrite)
@@ -204,7 +195,6 @@ def run(cfg: LettersConfig, out: str | Path, *, csv: Path | None = None,
     raise InputError(f"{csv}: {err}") from None
   if cfg.batch_size > sizes[0]:
     raise InputError(f"--batch-size {cfg.batch_size}: larger than the {sizes[0]} training rows")
-  # The lock beside out (rundir.lock) refuses another run there until this one ends.
   with rundir.lock(out, staged=True):
     rundir.check_new_out(out, overwrite)   # again under the lock
     with rundir.staging(out) as tmp:

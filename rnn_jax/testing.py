@@ -1,15 +1,7 @@
-"""What gradient checks of rnn_jax.core need, in the spirit of ``jax.test_util``: error measures,
-tolerances per dtype, and random problems.
-
-Errors are reported as ``abs = max |x - ref|`` and ``rel = abs / max |ref|`` (``rel = abs`` when
-the reference is all zero, as for ``grad_U`` when T = 1 and h_0 = 0), per array (``errors``), per
-field of a NamedTuple (``tree_errors``) or per time step (``step_errors``: the early steps of a
-long window are ~1e-15 of the late ones, invisible in one error per parameter). ``TOLERANCES``
-holds the largest relative error allowed for a hand gradient in each dtype; float32 is held to it
-in IEEE float32, inside ``full_float32_matmuls``. ``rnn_problem`` and ``mlp_problem`` draw random
-problems on the host; ``hand_steps`` reads the hand BPTT's own per-step ``dL/dA_t`` off its
-outputs. experiments/gradcheck.py checks both networks against autodiff and finite differences
-with these.
+"""What gradient checks of rnn_jax.core need, in the spirit of ``jax.test_util``: error measures
+per array, per NamedTuple field or per time step, tolerances per dtype (``TOLERANCES``), random
+problems drawn on the host, and the hand BPTT's own per-step ``dL/dA_t`` (``hand_steps``).
+experiments/gradcheck.py checks both networks against autodiff and finite differences with these.
 """
 from __future__ import annotations
 
@@ -27,38 +19,26 @@ DTYPES = ("float32", "float64")
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
-  """Largest relative error allowed for a hand gradient in one dtype (``TOLERANCES``).
-
-  One row per dtype, the same on every backend, because float32 is always checked in IEEE
-  float32: under ``jax.default_matmul_precision("highest")`` (``full_float32_matmuls``). JAX's
-  default float32 matmul on a GPU is TF32 and on a TPU bf16 passes (relative errors ~1e-3);
-  these bars are not for those.
-  """
+  """Largest relative error allowed for a hand gradient in one dtype (``TOLERANCES``)."""
   autodiff: float  # against jax.grad in the same dtype
   fd: float        # against float64 central differences
 
 
-# float64: autodiff and the hand BPTT do the same arithmetic in a different order; their gap is
-#   a few ulp (2^-52 ~ 2.2e-16) grown over T steps and sums of T*B terms: measured <= 4e-15
-#   over the test grid (T <= 100, H <= 200, B <= 64). 1e-10 leaves a wide margin for other
-#   sizes and machines and still fails on any real mistake (a wrong transpose or a missing term
-#   is an O(1) error). Central differences with a step eps of 1e-7..1e-6 along unit directions
-#   carry eps^2 |L'''| / 6 (truncation, <= ~1e-12) plus ~u |L| / eps (rounding of the two
-#   losses, ~1e-9..1e-8 for |L| ~ 2) against directional derivatives of ~0.01..1: measured
-#   <= 1e-8 relative, so 1e-6.
+# float64: autodiff and the hand BPTT do the same arithmetic in another order: a few ulp
+#   (2^-52 ~ 2.2e-16) grown over T steps and sums of T*B terms, measured <= 4e-15 over the test
+#   grid (T <= 100, H <= 200, B <= 64). 1e-10 leaves a wide margin and still fails on any real
+#   mistake (a wrong transpose or a missing term is an O(1) error). Central differences with a
+#   step eps of 1e-7..1e-6 along unit directions carry eps^2 |L'''| / 6 (truncation, <= ~1e-12)
+#   plus ~u |L| / eps (rounding of the two losses, ~1e-9..1e-8 for |L| ~ 2) against directional
+#   derivatives of ~0.01..1: measured <= 1e-8 relative, so 1e-6. 1e-10 holds per parameter and, in
+#   tests/core/test_bptt_per_step.py, per time step (step_errors).
 # float32: a gradient entry sums ~T*B products, each carried through up to T steps of H-term
 #   dot products; with unit roundoff u = 2^-24 ~ 6e-8 a random-walk estimate of the relative
 #   error is u * sqrt(T * B * H) = 6e-8 * sqrt(100 * 64 * 200) ~ 7e-5 at the largest test size,
-#   hence 1e-4 (measured: <= 6e-7, for the hand BPTT and for autodiff in float32 alike).
-#   That is IEEE float32 arithmetic, which is what every backend computes under
-#   jax.default_matmul_precision("highest") (FLOAT32_MATMUL_PRECISION): every float32 check
-#   runs under it (full_float32_matmuls), on every backend, so there is one float32 row, not
-#   one per backend. At JAX's default precision a GPU runs float32 matmuls in TF32
-#   (u = 2^-11 ~ 5e-4) and a TPU in bf16 passes (u = 2^-8 per pass): errors of ~1e-3 that no
-#   float32 bar here is meant to pass.
-# float64 rows hold per parameter and, in tests/core/test_bptt_per_step.py, per time step
-#   (step_errors): each step of dL/dA_t, ||dL/dh_t|| and its contributions within 1e-10 of its
-#   own size.
+#   hence 1e-4 (measured: <= 6e-7, for the hand BPTT and for autodiff in float32 alike). That
+#   is IEEE float32, which every backend computes inside full_float32_matmuls, so one row serves
+#   every backend. At JAX's default precision a GPU runs float32 matmuls in TF32
+#   (u = 2^-11 ~ 5e-4) and a TPU in bf16 passes (u = 2^-8): errors of ~1e-3, not meant to pass.
 FLOAT32_MATMUL_PRECISION = "highest"
 TOLERANCES = {
     "float64": Tolerance(autodiff=1e-10, fd=1e-6),
@@ -67,14 +47,13 @@ TOLERANCES = {
 
 
 def full_float32_matmuls():
-  """``jax.default_matmul_precision("highest")``: float32 matmuls in full float32, which the
-  float32 tolerances assume (see TOLERANCES). Tests that hold float32 to them run inside it."""
+  """``jax.default_matmul_precision("highest")``: full float32 matmuls, as TOLERANCES assume."""
   return jax.default_matmul_precision(FLOAT32_MATMUL_PRECISION)
 
 
 def errors(x, ref) -> tuple[float, float]:
-  """``(max |x - ref|, max |x - ref| / max |ref|)`` in float64; the relative error is the
-  absolute one when ``ref`` is all zero (nothing to be relative to)."""
+  """``(max |x - ref|, max |x - ref| / max |ref|)`` in float64; relative = absolute when ``ref``
+  is all zero (as grad_U when T = 1 and h_0 = 0)."""
   x = np.asarray(x, np.float64)
   ref = np.asarray(ref, np.float64)
   abs_err = float(np.max(np.abs(x - ref), initial=0.0))
@@ -88,13 +67,10 @@ def tree_errors(x, ref) -> dict[str, tuple[float, float]]:
 
 
 def step_errors(x, ref, axis: int = 1) -> np.ndarray:
-  """The relative error of ``errors`` at every index along ``axis`` (the time axis: 1 for
-  ``[B, T, ...]``, 0 for ``[T, ...]``), each step against its own ``max |ref|``; ``[T]``.
-
-  A per-parameter relative error is set by the largest terms, i.e. the last steps: with the
-  normal init at T = 100, ||dL/dh_1|| / ||dL/dh_T|| is ~1e-15, so a BPTT wrong in its early steps
-  passes any per-parameter bar. Held to the same tolerance step by step, it does not.
-  """
+  """``[T]``: the relative error of ``errors`` at every index along the time ``axis`` (1 for
+  ``[B, T, ...]``, 0 for ``[T, ...]``), each step against its own ``max |ref|``. With the normal
+  init at T = 100, ||dL/dh_1|| / ||dL/dh_T|| is ~1e-15, so a BPTT wrong in its early steps
+  passes any per-parameter bar; held to the same tolerance step by step, it does not."""
   x = np.moveaxis(np.asarray(x, np.float64), axis, 0)
   ref = np.moveaxis(np.asarray(ref, np.float64), axis, 0)
   if x.shape != ref.shape:
@@ -113,13 +89,9 @@ def augment(params, xs):
 
 def hand_steps(params, xs, ys, h0=None, *, anchor: bool = False, sums: str | None = None):
   """``(result, delta [B,T,H])``: rnn_jax.core.bptt.backward and its own ``delta_t = dL/dA_t``
-  (``anchor``, ``sums`` as there).
-
-  The hand BPTT keeps its per-step deltas inside its reverse scan; on the ``augment``-ed network
-  its input gradient is ``dL/dx'_t = delta_t [V, I]``, whose last H columns are exactly
-  ``delta_t`` (a product with the identity). ``result`` is the hand BPTT's output for the
-  original network (the extra columns of ``grads.V`` and ``dxs`` dropped). jit-compatible.
-  """
+  (``anchor``, ``sums`` as there). On the ``augment``-ed network the input gradient is
+  ``dL/dx'_t = delta_t [V, I]``, whose last H columns are exactly ``delta_t``; ``result`` drops
+  the extra columns of ``grads.V`` and ``dxs``. jit-compatible."""
   D = xs.shape[-1]
   p_aug, xs_aug = augment(params, xs)
   r = bptt.backward(p_aug, xs_aug, ys, h0, anchor=anchor, sums=sums)
@@ -128,8 +100,6 @@ def hand_steps(params, xs, ys, h0=None, *, anchor: bool = False, sums: str | Non
 
 
 # --------------------------------------------------------------------------- random problems
-# Drawn on the host from a seed: no compilation per shape. float32 values are exact in float64,
-# so a float32 point has an exact float64 twin (``to_dtype``).
 
 
 def to_dtype(tree, dtype):
@@ -139,13 +109,10 @@ def to_dtype(tree, dtype):
 
 def rnn_problem(seed, *, T: int = 24, H: int = 200, D: int = 1, K: int = 3, B: int = 32,
                 scheme: str = "normal", targets: str = "soft", dtype=np.float64):
-  """A random problem for the RNN: ``(params, xs [B,T,D] ~ N(0,1), ys [B,K])``.
-
-  The parameters follow rnn_jax.core.model.init_params' distribution (weights N(0, 1/fan_in),
-  biases 0, ``scheme="irnn"``: U = I) but are drawn with NumPy from ``seed`` (an int or a
-  tuple of ints), which costs no compilation per shape. ``targets="soft"``: ys uniform in
-  [0, 1] (occupancy fractions); ``"onehot"``: one class per example (with K = 1, all ones).
-  """
+  """A random problem for the RNN: ``(params, xs [B,T,D] ~ N(0,1), ys [B,K])``, parameters as
+  rnn_jax.core.model.init_params draws them but with NumPy from ``seed`` (an int or a tuple of
+  ints): no compilation per shape. ``targets="soft"``: ys uniform in [0, 1]; ``"onehot"``: one
+  class per example (with K = 1, all ones)."""
   if scheme not in model.INIT_SCHEMES:
     raise ValueError(f"scheme: expected one of {model.INIT_SCHEMES}, got {scheme!r}")
   if targets not in ("soft", "onehot"):
@@ -161,8 +128,7 @@ def rnn_problem(seed, *, T: int = 24, H: int = 200, D: int = 1, K: int = 3, B: i
 
 
 def mlp_problem(seed, *, d: int = 16, H: int = 200, K: int = 26, B: int = 32, dtype=np.float64):
-  """A random problem for the letters MLP: ``(params, xs [B,d] ~ N(0,1), one-hot ys [B,K])``,
-  weights N(0, 1/fan_in) as rnn_jax.core.mlp.init_params draws them, with NumPy from ``seed``."""
+  """``rnn_problem`` for the letters MLP: ``(params, xs [B,d] ~ N(0,1), one-hot ys [B,K])``."""
   rng = np.random.default_rng(seed)
   params = mlp.MLPParams(V=rng.standard_normal((H, d + 1)) / np.sqrt(d + 1),
                          W=rng.standard_normal((K, H + 1)) / np.sqrt(H + 1))

@@ -18,10 +18,8 @@ logits and the skip adds one term to the input gradient, at the last step on fea
 
     dL/dx_T[0] += (sum_k Q_k) / (x (1 - x))    where eps < x < 1 - eps, else 0 (clipped)
 
-``g_t`` is dL/dh_t; the recursion is one reverse ``lax.scan`` (``_reverse``). This module must
-not call JAX differentiation (grad, value_and_grad, vjp, jvp, linearize); ``loss`` is a
-``jax.custom_vjp`` whose backward rule is ``loss_and_grads``, so training code can
-differentiate it and get the hand gradient (rnn_jax/core/gradients.py).
+``g_t`` is dL/dh_t. No JAX differentiation here (grad, vjp, jvp, linearize); ``loss`` is a
+``jax.custom_vjp`` whose backward rule is the hand BPTT, for rnn_jax/core/gradients.py.
 """
 from __future__ import annotations
 
@@ -71,22 +69,19 @@ def _reverse(params: RNNParams, xs_t, h_prev, active, hT, g_last, cotangent_hs=N
   """The one reverse ``lax.scan`` of BPTT, shared by the loss and the hidden-state VJP.
 
   Runs ``g_t <- g_t + cotangent_t``, ``delta_t = g_t * relu'(A_t)``, ``g_{t-1} = delta_t U``
-  from t = T down to 1, from ``g_last`` (dL/dh_T through the head; zeros for a pure VJP).
-  Time-major inputs from ``model._run_for_bptt``: ``h_prev [T,B,H]`` (h_{t-1}), ``active
-  [T,B,H]`` (A_t > 0, i.e. relu'(A_t)), ``hT [B,H]``; ``cotangent_hs [T,B,H]`` on every h_t,
-  or None (the loss).
+  from t = T down to 1, from ``g_last`` (dL/dh_T through the head; zeros for a pure VJP), on
+  ``model._run_for_bptt``'s ``h_prev [T,B,H]``, ``active [T,B,H]`` (A_t > 0) and ``hT [B,H]``;
+  ``cotangent_hs [T,B,H]`` on every h_t, or None (the loss).
 
-  The sums grad_U, grad_V, grad_b are formed one of two ways (``sums``, default ``sums_for``;
-  the same numbers up to the order of the float additions):
+  Two ways to form grad_U, grad_V, grad_b (``sums``, default ``sums_for``; equal to rounding):
 
   * ``"stacked"``: the scan runs only the dependent chain and stacks the deltas; each sum is
     then one GEMM over all ``T*B`` rows (dL/dx = deltas V one more, dropped by XLA when unread).
-  * ``"carry"``: accumulated step by step in the scan's carry, as the notes write them, so
-    nothing of size [T, B, H] is written in the backward pass. It reads
-    ``relu'(A_t) = [h_t > 0]`` from the h_t it reads anyway for grad_U (the carry holds h_t,
-    from h_T), so ``active`` goes unread and XLA drops the mask from the forward pass
-    (training step 1.01-1.04x faster at B=1024, 1.08x at B=4096; in the stacked way the
-    one-byte mask stays cheaper to read).
+  * ``"carry"``: accumulated in the scan's carry, as the notes write them, so nothing of size
+    [T, B, H] is written in the backward pass. It reads ``relu'(A_t) = [h_t > 0]`` from the h_t
+    it reads anyway for grad_U, so XLA drops ``active`` from the forward pass (training step
+    1.01-1.04x faster at B=1024, 1.08x at B=4096; in the stacked way the one-byte mask stays
+    cheaper to read).
 
   Returns ``(grad_U [H,H], grad_V [H,D], grad_b [H], dxs [T,B,D], dh0 [B,H], dh_norms [T])``,
   ``dh_norms[t] = ||dL/dh_t||`` over the batch (with step t's cotangent: the total derivative).
@@ -162,9 +157,8 @@ def _backward(params: RNNParams, xs, ys, h0, anchor: bool = False, sums=None) ->
 
 def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None, *, sums: str | None = None
                       ) -> tuple[RNNParams, jax.Array, jax.Array]:
-  """The hand VJP of ``rnn_jax.hidden_states``, ``(grads, dxs [B,T,D], dh0 [B,H])``: the
-  loss's reverse recursion with ``g_t += cotangent_t`` at every step for ``cotangent_hs
-  [B,T,H]`` and no head (``grads.W``, ``grads.c`` zero). ``sums``: as in ``_reverse``."""
+  """The hand VJP of ``rnn_jax.hidden_states`` for ``cotangent_hs [B,T,H]``: ``(grads, dxs
+  [B,T,D], dh0 [B,H])``, no head (``grads.W``, ``grads.c`` zero); ``sums`` as in ``_reverse``."""
   B, T, _, H, _ = model.check_inputs(params, xs, h0=h0)
   model.check_shape("cotangent_hs", cotangent_hs, (B, T, H))
   _check_sums(sums)
@@ -179,8 +173,7 @@ def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None, *, sums: str
 
 def backward(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False,
              sums: str | None = None) -> BPTTResult:
-  """Loss, parameter gradients and the gradient-flow diagnostics of the hand BPTT
-  (``BPTTResult``). ``anchor``: as in rnn_jax.loss. ``sums``: as in ``_reverse``."""
+  """The hand BPTT's ``BPTTResult``; ``anchor`` as in rnn_jax.loss, ``sums`` as in ``_reverse``."""
   model.check_inputs(params, xs, ys, h0)
   _check_sums(sums)
   return _backward(params, xs, ys, h0, anchor, sums)
@@ -219,8 +212,7 @@ _loss.defvjp(_loss_fwd, _loss_bwd)
 
 
 def loss(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False, sums: str | None = None):
-  """rnn_jax.loss (same value, same ``anchor``) whose derivative, under any JAX transformation,
-  is the hand BPTT (``loss_and_grads``, ``sums`` as there)."""
+  """rnn_jax.loss whose derivative, under any JAX transformation, is the hand BPTT."""
   B, _, _, H, _ = model.check_inputs(params, xs, ys, h0)
   _check_sums(sums)
   if h0 is None:

@@ -1,7 +1,6 @@
-"""The notes' base case: the one-hidden-layer letters network with its matrix-form gradients.
-
-Bias-augmented exactly as in the notes (784+1 inputs, 200+1 hidden units there): a constant 1 is
-appended to the input and to the hidden layer, so the biases are the last columns of V and W.
+"""The notes' base case: the one-hidden-layer letters network with its matrix-form gradients,
+bias-augmented as in the notes (784+1 inputs, 200+1 hidden units there): the biases are the
+last columns of V and W.
 
     x~ = [x; 1]   [d+1]        h = tanh(V x~)   [H]        h~ = [h; 1]   [H+1]
     z  = sigmoid(W h~)   [K]   L = sum_k BCE(z_k, y_k), averaged over the batch
@@ -12,8 +11,7 @@ Gradients (notes, equations (1)-(3)), with Q = z - y and S = sech^2(V x~) = 1 - 
     grad_V = ((W^T Q)[:H] * S) x~^T      [H, d+1]
 
 The notes write ``W^T Q`` as [201 x 1]; its last row belongs to the constant unit of h~, which
-nothing feeds, so it is dropped before multiplying by S (the notes' S has 200 rows). Batched:
-Q is [B, K] and divided by B for the batch mean, and the outer products become matmuls.
+nothing feeds, so it is dropped before multiplying by S (200 rows). Batched, Q is [B, K] / B.
 """
 from __future__ import annotations
 
@@ -46,7 +44,7 @@ def init_params(key, input_size: int = 16, hidden_size: int = 200, output_size: 
 
 
 def _augment(a):
-  """Appends the constant bias unit: ``[B, n] -> [B, n+1]``."""
+  """``[B, n] -> [B, n+1]``."""
   return jnp.concatenate([a, jnp.ones(a.shape[:-1] + (1,), a.dtype)], axis=-1)
 
 
@@ -79,7 +77,7 @@ def predict(params: MLPParams, xs):
 
 
 def loss(params: MLPParams, xs, ys):
-  """The notes' binary cross-entropy, summed over K and averaged over the batch."""
+  """The notes' binary cross-entropy (rnn_jax.core.model.bce_from_logits)."""
   _check(params, xs, ys)
   return bce_from_logits(_forward(params, xs)[-1], ys)
 

@@ -1,19 +1,16 @@
-"""The notes' recurrent network as pure functions over one small pytree.
-
-Axis convention, used by every public function here and everywhere in rnn_jax:
+"""The notes' recurrent network as pure functions over one small pytree. Axes, everywhere:
 
     xs: [B, T, D]   a batch of B windows of T steps with D inputs per step
     ys: [B, K]      targets in [0, 1] (soft occupancy fractions or one-hot classes)
     h:  [B, H]      hidden state; logits: [B, K]
 
-The cell (derivation notes, "RNN Diagram"), with a bias the notes leave implicit:
+The cell (derivation notes, "RNN Diagram"), with a bias the notes leave implicit, is
 
     A_t = U h_{t-1} + V x_t + b        h_t = relu(A_t)        z = sigmoid(W h_T + c)
 
 and the loss is the notes' binary cross-entropy, summed over the K outputs and averaged over
-the batch. In code the batch sits on the leading axis, so ``U h`` is written ``h @ U.T``.
-``anchor=True`` (off by default: the notes' network) adds ``anchor_logit``, a skip from the
-last reading, to every logit.
+the batch; ``U h`` is written ``h @ U.T``. ``anchor=True`` (off by default) adds
+``anchor_logit``, a skip from the last reading, to every logit.
 """
 from __future__ import annotations
 
@@ -51,24 +48,20 @@ ANCHOR_EPS = 1e-3
 def init_params(key, input_size: int = 1, hidden_size: int = 200, output_size: int = 3, *,
                 scheme: str = "normal", zero_head: bool = False,
                 dtype=jnp.float32) -> RNNParams:
-  """Draws the notes' parameters.
+  """Draws the notes' parameters. ``scheme="normal"``: weights from N(0, 1/fan_in) (fan_in = H
+  for U and W, D for V), biases zero; the notes leave sigma^2 blank. 1/fan_in keeps Var(A_t)
+  close to Var(h_{t-1}) + Var(x_t); as ReLU passes half of a symmetric pre-activation's second
+  moment, the hidden state then shrinks (rather than blows up) over the 24 steps. 2/fan_in (He)
+  sits on the edge of explosion.
 
-  ``scheme="normal"``: every weight matrix from N(0, sigma^2) with sigma^2 = 1 / fan_in
-  (fan_in = H for U and W, D for V), biases zero; the notes leave sigma^2 blank. 1/fan_in
-  keeps Var(A_t) close to Var(h_{t-1}) + Var(x_t); since ReLU passes half of a symmetric
-  pre-activation's second moment, the hidden state then shrinks (rather than blows up) over the
-  24 steps at initialisation. 2/fan_in (He) would sit on the edge of explosion.
+  ``scheme="irnn"``: U = I, b = c = 0 (Le, Jaitly and Hinton 2015, "A Simple Way to Initialize
+  Recurrent Networks of Rectified Linear Units"), but V and W keep the 1/fan_in normal, not the
+  paper's std 0.001: with both near zero plain SGD starts at a saddle and barely moves.
 
-  ``scheme="irnn"``: U = I and b = c = 0, as in Le, Jaitly and Hinton (2015), "A Simple Way to
-  Initialize Recurrent Networks of Rectified Linear Units". The paper draws the other weights
-  with std 0.001; we keep the 1/fan_in normal for V and W instead, because with both V and W
-  near zero plain SGD (the notes' optimiser) starts at a saddle and barely moves.
-
-  ``zero_head=True`` sets W = 0 and c = 0 (the rest drawn as without it), so that with
-  ``anchor=True`` the untrained network forecasts persistence. The first gradient then reaches
-  only the head (dL/dh_T = Q W = 0), which grad_W = Q^T h_T moves off zero in one step;
-  zero-initialising the last layer of a residual branch is the same trick (Goyal et al. 2017,
-  "Accurate, Large Minibatch SGD", zero gamma; Fixup, Zhang et al. 2019).
+  ``zero_head=True``: W = 0, c = 0, so that with ``anchor=True`` the untrained network forecasts
+  persistence. The first gradient reaches only the head (dL/dh_T = Q W = 0), which grad_W =
+  Q^T h_T moves off zero in one step; the same trick as zero-initialising a residual branch's
+  last layer (Goyal et al. 2017, "Accurate, Large Minibatch SGD"; Fixup, Zhang et al. 2019).
   """
   if scheme not in INIT_SCHEMES:
     raise ValueError(f"scheme: expected one of {INIT_SCHEMES}, got {scheme!r}")
@@ -143,13 +136,12 @@ def cell(params: RNNParams, h, x):
 def _step_fn(params: RNNParams, batch: int, unroll: int | bool = 1):
   """``cell`` as a scan body, its transposes formed once outside the loop where that is faster.
 
-  For a rolled scan (``unroll=1``) and B > 1, ``U^T`` is laid out once before the loop and
-  every step is a plain GEMM; inside the step, XLA:CPU multiplies by a transposed operand at
-  every step (measured at T=24, H=200: inference 1.15-1.2x faster at B=32, training step
-  unchanged). Elsewhere the transpose stays in the product: for B = 1 ``h @ U^T`` is ``U h``,
-  read row by row from U as it is (a hoisted ``U^T`` made the training step 15-25% slower in
-  CPU time), and an unrolled scan with a hoisted ``U^T`` trained 2x slower at B=32 (XLA no
-  longer folds the transpose into the 24 products).
+  For a rolled scan (``unroll=1``) and B > 1, ``U^T`` is laid out once and every step is a plain
+  GEMM, not XLA:CPU's product with a transposed operand (measured at T=24, H=200: inference
+  1.15-1.2x faster at B=32, training step unchanged). Elsewhere the transpose stays in the
+  product: for B = 1 ``h @ U^T`` is ``U h``, read row by row from U (a hoisted ``U^T`` made the
+  training step 15-25% slower in CPU time), and an unrolled scan with a hoisted ``U^T`` trained
+  2x slower at B=32 (XLA no longer folds the transpose into the 24 products).
   """
   rolled = not isinstance(unroll, bool) and unroll == 1
   if batch == 1 or not rolled:
@@ -162,12 +154,11 @@ def _scan(params: RNNParams, xs, h0, unroll, remat):
   """The one ``lax.scan`` of the recurrence, over time-major inputs ``[T, B, D]``.
 
   ``remat=True`` rematerialises in chunks of ``c = floor(sqrt(T))`` steps (Chen et al. 2016,
-  "Training Deep Nets with Sublinear Memory Cost"): an outer scan over the chunks keeps only
-  the hidden state at each chunk boundary and each chunk (``jax.checkpoint``) is recomputed in
-  the backward pass: activations kept fall from T to about 2 sqrt(T) steps' worth, for one
-  extra forward pass (at T=1536, B=32, H=200: XLA's temporary memory for the gradient 49.6 MB
-  -> 2.8 MB, docs/benchmarking.md). The gradient sums over chunks in another order: equal to
-  float rounding (~1e-15 in float64, tests/train).
+  "Training Deep Nets with Sublinear Memory Cost"): an outer scan keeps only the hidden state at
+  each chunk boundary and recomputes each chunk (``jax.checkpoint``) in the backward pass:
+  activations kept fall from T to about 2 sqrt(T) steps' worth, for one extra forward pass (at
+  T=1536, B=32, H=200: XLA's temporary memory for the gradient 49.6 MB -> 2.8 MB,
+  docs/benchmarking.md); the gradient equals the plain scan's to ~1e-15 in float64 (tests/train).
   """
   step = _step_fn(params, xs.shape[1], unroll)
   if not remat:
@@ -195,17 +186,15 @@ def _initial_state(params: RNNParams, xs, h0):
 
 
 def _run(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1, remat: bool = False):
-  """Unchecked core of the public functions: ``(h_T [B,H], hs [T,B,H], As [T,B,H])``;
-  private because time-major (the public functions return ``[B, T, ...]``)."""
+  """Unchecked, time-major core of the public functions: ``(h_T [B,H], hs [T,B,H], As [T,B,H])``."""
   h0 = _initial_state(params, xs, h0)
   hT, (hs, As) = _scan(params, jnp.swapaxes(xs, 0, 1), h0, unroll, remat)
   return hT, hs, As
 
 
 def _run_for_bptt(params: RNNParams, xs, h0):
-  """The forward pass the hand BPTT needs, time-major: ``(h_T [B,H], h_prev [T,B,H],
-  active [T,B,H])``: step t keeps ``h_{t-1}`` (for grad_U) and ``A_t > 0`` (relu'(A_t)), so
-  no shifted copy of the hidden states is made afterwards."""
+  """The hand BPTT's forward pass: ``(h_T [B,H], h_prev [T,B,H], active [T,B,H])``, step t
+  keeping ``h_{t-1}`` (for grad_U) and ``A_t > 0`` (relu'(A_t)): no shifted copy afterwards."""
   step = _step_fn(params, xs.shape[0])
 
   def keep(h, x):
@@ -229,18 +218,17 @@ def anchor_inside(x):
 
 
 def anchor_logit(xs):
-  """The anchor's skip ``logit(clip(x_T[0], eps, 1 - eps))``, ``[B, 1]`` (broadcast over K),
-  ``eps = ANCHOR_EPS``. Feature 0 of the last step is the latest reading as a fraction of
-  capacity (rnn_jax.data), so with ``init_params(..., zero_head=True)`` the network forecasts
-  persistence and learns only the correction. ``where``, not ``jnp.clip`` (1/2 at a bound),
-  makes autodiff's derivative exactly ``anchor_inside``, which the hand BPTT reproduces."""
+  """The anchor's skip ``logit(clip(x_T[0], eps, 1 - eps))``, ``[B, 1]``, ``eps = ANCHOR_EPS``:
+  feature 0 of the last step is the latest reading as a fraction of capacity (rnn_jax.data).
+  ``where``, not ``jnp.clip`` (1/2 at a bound), makes autodiff's derivative exactly
+  ``anchor_inside``, which the hand BPTT reproduces."""
   x = xs[:, -1, 0]
   p = jnp.where(x <= ANCHOR_EPS, ANCHOR_EPS, jnp.where(x >= 1 - ANCHOR_EPS, 1 - ANCHOR_EPS, x))
   return (jnp.log(p) - jnp.log1p(-p))[:, None]
 
 
 def logits_of(params: RNNParams, hT, xs, anchor: bool = False):
-  """The output logits from the last hidden state: ``head``, plus ``anchor_logit`` if asked."""
+  """``head``, plus ``anchor_logit`` if asked."""
   logits = head(params, hT)
   return logits + anchor_logit(xs) if anchor else logits
 
@@ -248,8 +236,7 @@ def logits_of(params: RNNParams, hT, xs, anchor: bool = False):
 def forward(params: RNNParams, xs, h0=None, *, unroll: int | bool = 1,
             remat: bool = False, anchor: bool = False):
   """Logits ``[B,K]`` after reading ``xs [B,T,D]`` from ``h0 [B,H]`` (zeros by default).
-  ``unroll``: passed to ``lax.scan`` (True: a full unroll). ``remat``: rematerialise in the
-  backward pass, for long windows (``_scan``). ``anchor``: add ``anchor_logit(xs)``."""
+  ``unroll``: ``lax.scan``'s (True: full). ``remat``: for long windows (``_scan``)."""
   check_inputs(params, xs, h0=h0)
   hT, _, _ = _run(params, xs, h0, unroll=unroll, remat=remat)
   return logits_of(params, hT, xs, anchor)
@@ -275,15 +262,13 @@ def predict(params: RNNParams, xs, h0=None, *, anchor: bool = False):
 
 
 def bce_from_logits(logits, ys):
-  """Binary cross-entropy summed over K and averaged over B, stable for any logit size:
-  ``-[y log z + (1-y) log(1-z)]`` with ``z = sigmoid(l)`` equals ``softplus(l) - y l``, which
-  optax computes through ``log_sigmoid``, so logits of +-1000 stay finite."""
+  """Binary cross-entropy summed over K, averaged over B: ``-[y log z + (1-y) log(1-z)]`` with
+  ``z = sigmoid(l)`` is ``softplus(l) - y l`` (optax), so logits of +-1000 stay finite."""
   return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(logits, ys), axis=-1))
 
 
 def loss(params: RNNParams, xs, ys, h0=None, *, unroll: int | bool = 1, remat: bool = False,
          anchor: bool = False):
-  """The notes' loss: binary cross-entropy of ``sigmoid(forward(params, xs))`` against ``ys``;
-  its gradient with respect to the logits is ``Q = (z - y) / B`` (rnn_jax.bptt)."""
+  """The notes' loss, ``bce_from_logits(forward(...), ys)``; dL/dlogits = ``(z - y) / B``."""
   check_inputs(params, xs, ys, h0)
   return bce_from_logits(forward(params, xs, h0, unroll=unroll, remat=remat, anchor=anchor), ys)

@@ -1,3 +1,2 @@
-"""Occupancy forecasting end to end: ``occupancy`` trains and evaluates a run
-(experiments/train_occupancy.py), ``forecast`` forecasts from a finished run
-(experiments/forecast.py)."""
+"""Occupancy forecasting: ``occupancy`` trains and evaluates a run (experiments/train_occupancy.py),
+``forecast`` forecasts from it (experiments/forecast.py)."""

@@ -70,9 +70,8 @@ def local_time(times_utc: np.ndarray, readings: data.Readings) -> tuple[list[str
 
 
 def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
-  """The run's forecast for the newest complete window of ``source`` (what ``--json`` prints):
-  per horizon the value, the share of capacity and the run's interval (when its results.json
-  has one), with times in UTC and local time."""
+  """What ``--json`` prints: per horizon the value, the share of capacity and the run's interval
+  (when its results.json has one), with times in UTC and local time."""
   iso_utc = lambda t: str(np.datetime64(t, "s")) + "Z"
   config, params = load_run(run_dir)
   spec: WindowSpec = config["windows"]
@@ -112,8 +111,7 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
 
 def forecast_text(run_dir: str | os.PathLike, csv: str | None = None, *,
                   as_json: bool = False) -> str:
-  """What experiments/forecast.py prints: ``forecast`` on ``csv`` (None: the run's own data)
-  as one line per horizon, or as JSON."""
+  """What experiments/forecast.py prints for ``csv`` (None: the run's own data)."""
   source = read_config(run_dir)["source"]
   if csv is not None:
     source = dataclasses.replace(source, csv=csv)

@@ -7,8 +7,8 @@ RNN, evaluation, a run directory (``--out``) holding
     results.json        ``evaluate``'s report, written last
     *.png               learning curves, a test week with the interval, MAE by horizon, ||dL/dh_t||
 
-Every file is written atomically (rnn_jax.common.fileio); bad input is refused before the
-directory is created. Its rules for ``--out``, the lock and config.json: rnn_jax.common.rundir.
+Every file is written atomically; bad input is refused before the directory is created. The
+rules for ``--out``, the lock and config.json: rnn_jax.common.rundir.
 """
 from __future__ import annotations
 
@@ -100,16 +100,11 @@ def baseline_predictions(dataset: Dataset) -> dict[str, dict[str, np.ndarray]]:
 def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
              interval: float = INTERVAL, unit: str = "people", base: dict | None = None) -> dict:
   """results.json: ``evaluation.report`` of the mean of ``member_preds [S, N, K]``, with under
-  ``splits.<split>.model``:
-
-  * ``members`` (S > 1): each model's own metrics averaged over the S models, with ``*_std``;
-    ``spread`` (horizons): the models' std around their mean, averaged over windows, in units;
-  * ``interval`` (horizons): the split-conformal interval at level ``interval`` calibrated on
-    val: ``{"level", "q", "coverage", "mean_width"}`` per horizon.
-
-  ``models`` (S > 1): every model's own metrics, with its seed. ``base``:
-  ``baseline_predictions`` (fitted here when None).
-  """
+  ``splits.<split>.model``: ``members`` (S > 1), each model's metrics averaged over the S, with
+  ``*_std``; ``spread`` (horizons), the models' std around their mean, averaged over windows, in
+  units; ``interval`` (horizons), the split-conformal interval at level ``interval`` calibrated
+  on val, ``{"level", "q", "coverage", "mean_width"}`` per horizon. ``models`` (S > 1): every
+  model's own metrics, with its seed. ``base``: ``baseline_predictions``, fitted when None."""
   mean = {split: p.mean(axis=0) for split, p in member_preds.items()}
   if base is None:
     base = baseline_predictions(dataset)
@@ -176,8 +171,7 @@ def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, 
   """The dataset, after the checks of the user's input that need the data (InputError)."""
   if resume:
     previous = read_config(out)
-    # train.fit compares the training settings and the windows' contents itself; the data file
-    # may have moved with the run, so its path is not compared
+    # train.fit compares settings and windows itself; the data may have moved with the run
     same_source = (dataclasses.replace(previous["source"], csv=None)
                    == dataclasses.replace(source, csv=None))
     if not same_source or previous["windows"] != spec:
@@ -206,13 +200,11 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
         coordinator: str | None = None, num_processes: int | None = None,
         process_id: int | None = None, log=print) -> dict[str, Any]:
   """Trains ``cfg.seeds`` models (one vmapped program when > 1) and evaluates their mean
-  forecast (``evaluate``); returns ``{"results", "fit": FitResult | ManyFitResult, "dataset",
-  "status": "done" | "interrupted" | "nonfinite"}`` (``EXIT_STATUS``: the script's exit status).
-
-  ``preset``: the name recorded in config.json. ``coordinator``: ``jax.distributed.initialize``
-  first, before any other JAX call; every host runs the same command with its own
-  ``process_id``, all devices form one data-parallel mesh and process 0 writes ``out``.
-  """
+  forecast; returns ``{"results", "fit": FitResult | ManyFitResult, "dataset", "status": "done"
+  | "interrupted" | "nonfinite"}``. ``preset``: the name recorded in config.json.
+  ``coordinator``: ``jax.distributed.initialize`` before any other JAX call; every host runs the
+  same command with its own ``process_id``, all devices form one data-parallel mesh and process
+  0 writes ``out``."""
   if coordinator is not None:
     if num_processes is None or process_id is None or num_processes < 1 or not (
         0 <= process_id < num_processes):
