@@ -6,8 +6,8 @@ Prints, for float32 and float64, the notes' RNN (rnn_jax.core.bptt) and letters 
 (rnn_jax.core.mlp), each parameter's largest absolute and relative error against ``jax.grad``
 and against float64 central differences at a point guarded from ReLU's kink, with the tolerance
 of each (rnn_jax.testing.TOLERANCES, at the matmul precision ``PRECISION``, "highest": IEEE
-float32 products on every platform; the first line printed names it). Exit status 0 when every error is within its tolerance,
-1 when any is not, 2 for a bad argument.
+float32 products on every platform; the first line printed names it). Exit status 0 when every
+error is within its tolerance, 1 when any is not, 2 for a bad argument.
 
 Two witnesses for each parameter:
 
