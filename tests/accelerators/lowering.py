@@ -1,7 +1,7 @@
 """Lowering a program for a platform this machine does not have: the check that the library's
 programs can run on a GPU or a TPU, made on a CPU.
 
-``lower(program, platform, fn, args)`` traces ``jax.jit(fn)`` at ``args`` (arrays or
+``lower(program, platform, trace(fn, args))`` traces ``jax.jit(fn)`` at ``args`` (arrays or
 ``jax.ShapeDtypeStruct``s) and lowers it to StableHLO for ``platform`` ("cuda", "rocm", "tpu")
 with ``lowering_platforms``: every primitive must have a lowering rule for that platform (a
 Pallas kernel written for Mosaic TPU has none for CUDA, a Triton one none for TPU), shardings
@@ -34,16 +34,19 @@ def abstract(tree: Any) -> Any:
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), tree)
 
 
-def lower(program: str, platform: str, fn: Callable, args: tuple, kwargs: dict | None = None,
-          **jit_kwargs) -> str:
-  """The StableHLO text of ``fn(*args, **kwargs)`` lowered for ``platform``. ``fn`` may already
-  be jitted (then ``kwargs`` are its static arguments); ``jit_kwargs`` (``in_shardings``,
-  ``out_shardings``) go to ``jax.jit`` otherwise. Raises ``LoweringError`` naming ``program``
-  and ``platform`` with the first line of what JAX said."""
+def trace(fn: Callable, args: tuple, kwargs: dict | None = None, **jit_kwargs):
+  """``jax.jit(fn)`` traced at ``args`` (arrays or ``jax.ShapeDtypeStruct``s): what ``lower``
+  lowers, once per platform. ``fn`` may already be jitted (then ``kwargs`` are its static
+  arguments); ``jit_kwargs`` (``in_shardings``, ``out_shardings``) go to ``jax.jit``."""
   jitted = fn if hasattr(fn, "trace") and not jit_kwargs else jax.jit(fn, **jit_kwargs)
+  return jitted.trace(*args, **(kwargs or {}))
+
+
+def lower(program: str, platform: str, traced) -> str:
+  """The StableHLO text of ``traced`` (``trace``'s) lowered for ``platform``. Raises
+  ``LoweringError`` naming ``program`` and ``platform`` with the first line of JAX's reason."""
   try:
-    lowered = jitted.trace(*args, **(kwargs or {})).lower(lowering_platforms=(platform,))
-    return lowered.as_text()
+    return traced.lower(lowering_platforms=(platform,)).as_text()
   except Exception as err:                     # any failure to lower is the finding
     first = (str(err).strip().splitlines() or [""])[0]
     raise LoweringError(f"program {program!r} cannot be lowered for {platform}: "
@@ -54,7 +57,7 @@ def lower(program: str, platform: str, fn: Callable, args: tuple, kwargs: dict |
 def unavailable(platform: str) -> str | None:
   """Why the installed jaxlib cannot lower anything for ``platform``, or None if it can."""
   try:
-    lower("sin", platform, jnp.sin, (jax.ShapeDtypeStruct((2,), jnp.float32),))
+    lower("sin", platform, trace(jnp.sin, (jax.ShapeDtypeStruct((2,), jnp.float32),)))
   except LoweringError as err:
     return f"jaxlib {jaxlib.__version__} cannot lower for {platform} on this machine: {err}"
   return None

@@ -4,10 +4,12 @@ fused epoch, what fit and fit_many run (``loop.train_epoch``, one model and a vm
 the data-parallel step and epoch over a 4-device mesh, and every JAX variant of the benchmark.
 
 One table, program x platform: a failure's test id and message name both (lowering.lower). The
-data-parallel programs use a ``jax.sharding.AbstractMesh``: 4 devices of no particular kind, so
-the same sharded program lowers for a CUDA or a TPU mesh without either being here. Lowering
-checks every primitive against the platform's lowering rules and the shardings against the
-mesh; it compiles nothing (lowering.py says what that leaves out).
+table's data-parallel programs use a ``jax.sharding.AbstractMesh``: 4 devices of no particular
+kind, so the same sharded program lowers for a CUDA or a TPU mesh without either being here.
+fit and fit_many over 4 devices (``parallel.data_mesh``, which needs real devices) are lowered
+on 4 simulated CPU devices in one subprocess. Lowering checks every primitive against the
+platform's lowering rules and the shardings against the mesh; it compiles nothing (lowering.py
+says what that leaves out).
 
 The check can fail: a Pallas kernel with Mosaic TPU compiler settings, planted inside the
 forward pass, lowers for TPU and not for CUDA; a Triton one the other way round.
@@ -15,6 +17,11 @@ forward pass, lowers for TPU and not for CUDA; a Triton one the other way round.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import os
+import subprocess
+import sys
 from typing import Callable, NamedTuple
 
 import jax
@@ -28,7 +35,9 @@ from rnn_jax import bench, testing, train
 from rnn_jax.core import model
 from rnn_jax.train import loop, parallel
 
-from lowering import PLATFORMS, LoweringError, abstract, dot_precisions, lower, unavailable
+from conftest import REPO
+from lowering import (PLATFORMS, LoweringError, abstract, dot_precisions, lower, trace,
+                      unavailable)
 
 T, B, H, D, K = 4, 4, 8, 1, 3
 N = 2 * B                                          # windows of a fused epoch: 2 steps
@@ -70,8 +79,9 @@ def _epoch(method):
 def _train_epoch(many: bool):
   """``loop.train_epoch``, the compiled program of fit (one model) and fit_many (S = 3)."""
   prog = dataclasses.replace(CFG, seeds=3 if many else 1)
-  params, opt_state, keys = loop.init_state(np.arange(prog.seeds, dtype=np.int32), prog=prog,
-                                            many=many, D=D, K=K, dtype="float32")
+  params, opt_state, keys = jax.eval_shape(   # shapes only: nothing compiled or run
+      lambda s: loop.init_state(s, prog=prog, many=many, D=D, K=K, dtype="float32"),
+      np.arange(prog.seeds, dtype=np.int32))
   _, xs, ys = _problem(N)
   return Program(loop.train_epoch, (params, opt_state, (xs, ys, xs, ys), keys, 1),
                  {"prog": prog, "many": many})
@@ -120,14 +130,21 @@ PROGRAMS: dict[str, Callable[[], Program]] = {
 }
 
 
-def check_lowers(name: str, platform: str, program: Program) -> str:
-  """Lowers ``program`` for ``platform`` (LoweringError naming both otherwise) and checks what
-  its matrix products ask for."""
-  text = lower(name, platform, program.fn, program.args, program.kwargs, **program.jit)
+@functools.cache
+def traced(name: str):
+  """``PROGRAMS[name]`` traced once, for both platforms, with what its products should carry."""
+  program = PROGRAMS[name]()
+  return trace(program.fn, program.args, program.kwargs, **program.jit), program.precision
+
+
+def check_lowers(name: str, platform: str, traced_program, precision: str | None) -> str:
+  """Lowers a traced program for ``platform`` (LoweringError naming both otherwise) and checks
+  that its matrix products carry ``precision`` (None: the caller's, DEFAULT here)."""
+  text = lower(name, platform, traced_program)
   found = dot_precisions(text)
   assert found, f"{name} for {platform}: no matrix product in the lowered program"
-  assert found == {program.precision or "DEFAULT"}, (
-      f"{name} for {platform}: products at {sorted(found)}, expected {program.precision}")
+  assert found == {precision or "DEFAULT"}, (
+      f"{name} for {platform}: products at {sorted(found)}, expected {precision or 'DEFAULT'}")
   return text
 
 
@@ -141,7 +158,7 @@ def platform(request):
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_program_lowers_for(name, platform):
-  text = check_lowers(name, platform, PROGRAMS[name]())
+  text = check_lowers(name, platform, *traced(name))
   if name.startswith("data-parallel"):
     assert f"mhlo.num_partitions = {DEVICES}" in text, f"{name} for {platform}: not sharded"
 
@@ -189,9 +206,60 @@ def test_a_kernel_for_one_platform_fails_to_lower_for_the_other(kind, works, fai
     if unavailable(p):
       pytest.skip(unavailable(p))
   program, name = _forward_with(_pallas(kind)), f"forward+pallas-{kind}"
-  check_lowers(name, works, program)                   # the kernel is valid where it belongs
+  planted = trace(program.fn, program.args)
+  check_lowers(name, works, planted, None)             # the kernel is valid where it belongs
   with pytest.raises(LoweringError) as err:
-    check_lowers(name, fails, program)
+    check_lowers(name, fails, planted, None)
   message = str(err.value)
   assert message.startswith(f"program {name!r} cannot be lowered for {fails}: "), message
   assert kind in message                               # JAX's reason: the kernel's platform
+
+
+# --------------------------------------------------------------------------- fit over a mesh
+
+FIT_OVER_DEVICES = r"""
+import dataclasses, json, sys
+import jax
+import numpy as np
+from rnn_jax import testing, train
+from rnn_jax.train import loop
+from lowering import LoweringError, lower, trace
+
+out = {}
+for many in (False, True):
+  prog = train.TrainConfig(hidden_size=8, batch_size=8, devices=4, seeds=3 if many else 1)
+  params, opt_state, keys = jax.eval_shape(
+      lambda s: loop.init_state(s, prog=prog, many=many, D=1, K=3, dtype="float32"),
+      np.arange(prog.seeds, dtype=np.int32))
+  _, xs, ys = testing.rnn_problem(0, T=4, H=8, D=1, K=3, B=16, dtype=np.float32)
+  name = "fit-many" if many else "fit"
+  traced = trace(loop.train_epoch, (params, opt_state, (xs, ys, xs, ys), keys, 1),
+                 {"prog": prog, "many": many})
+  for platform in sys.argv[1:]:
+    try:
+      text = lower(f"{name} over 4 devices", platform, traced)
+      out[f"{name}-{platform}"] = "mhlo.num_partitions = 4" in text
+    except LoweringError as err:
+      out[f"{name}-{platform}"] = str(err)
+print(json.dumps(out))
+"""
+
+
+def test_fit_and_fit_many_over_4_devices_lower(tmp_path):
+  """``loop.train_epoch`` with ``devices=4``, as fit and fit_many run it data-parallel: its mesh
+  is ``parallel.data_mesh``'s, of real devices, so 4 simulated CPU devices stand in (one
+  subprocess: the device count is fixed when JAX starts) and the program is lowered for CUDA
+  and TPU; the step and epoch over an abstract mesh are in the table above."""
+  platforms = [p for p in PLATFORMS if not unavailable(p)]
+  if not platforms:
+    pytest.skip(unavailable(PLATFORMS[0]))
+  here = os.path.dirname(os.path.abspath(__file__))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             PYTHONPATH=os.pathsep.join([str(REPO), here]))
+  done = subprocess.run([sys.executable, "-c", FIT_OVER_DEVICES, *platforms], env=env,
+                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  assert sorted(result) == sorted(f"{n}-{p}" for n in ("fit", "fit-many") for p in platforms)
+  for key, ok in result.items():
+    assert ok is True, f"{key}: {ok if isinstance(ok, str) else 'not split over 4 devices'}"
