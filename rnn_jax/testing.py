@@ -76,7 +76,8 @@ class Tolerances(Mapping):
     self._table = dict(table)
 
   def __getitem__(self, key) -> Tolerance:
-    dtype, precision = (key, DEFAULT_PRECISION) if isinstance(key, str) else key
+    dtype, precision = key if isinstance(key, tuple) else (key, DEFAULT_PRECISION)
+    dtype = np.dtype(dtype).name if not isinstance(dtype, str) else dtype   # np.float32 too
     if (dtype, precision) not in self._table:
       raise KeyError(f"no tolerance for dtype {dtype!r} at precision {precision!r}; "
                      f"known: {sorted(self._table)}")

@@ -57,7 +57,8 @@ def test_resolve_names_what_each_platform_computes():
 
 def test_tolerances_per_dtype_and_precision():
   assert TOLERANCES["float32"] is TOLERANCES["float32", "highest"]
-  assert TOLERANCES["float64"] is TOLERANCES["float64", "highest"]
+  assert TOLERANCES["float64"] is TOLERANCES["float64", "highest"] is TOLERANCES[np.float64]
+  assert TOLERANCES[jnp.float32, "tf32"] is TOLERANCES["float32", "tf32"]
   assert testing.tolerance("float32", "default", "cuda") is TOLERANCES["float32", "tf32"]
   assert testing.tolerance("float32", "default", "tpu") is TOLERANCES["float32", "bf16"]
   assert testing.tolerance("float32", "bf16", "cpu") is TOLERANCES["float32", "highest"]
