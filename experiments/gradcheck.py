@@ -5,13 +5,14 @@
 Prints, for float32 and float64, the notes' RNN (rnn_jax.core.bptt) and letters MLP
 (rnn_jax.core.mlp), each parameter's largest absolute and relative error against ``jax.grad``
 and against float64 central differences at a point guarded from ReLU's kink, with the tolerance
-of each (rnn_jax.testing.TOLERANCES). Exit status 0 when every error is within its tolerance,
-1 when any is not, 2 for a bad argument.
+of each (rnn_jax.testing.TOLERANCES, at the matmul precision ``PRECISION``, "highest": IEEE
+float32 products on every platform; the first line printed names it). Exit status 0 when every
+error is within its tolerance, 1 when any is not, 2 for a bad argument.
 
 Two witnesses for each parameter:
 
 * **autodiff**: ``jax.grad`` of the same loss, in the same dtype. Both compute the same sums in a
-  different order, so they agree to rounding: ``TOLERANCES[dtype].autodiff``.
+  different order, so they agree to rounding: ``TOLERANCES[dtype, PRECISION].autodiff``.
 * **finite differences**: central differences ``(L(p + eps v) - L(p - eps v)) / (2 eps)`` of
   the loss in float64 along unit directions ``v`` of each parameter (``probe_directions``: the
   direction of its gradient, random dense directions, the coordinate of its largest entry and a
@@ -48,11 +49,12 @@ import numpy as np
 
 from rnn_jax.common import cli
 from rnn_jax.common.errors import InputError
-from rnn_jax.core import bptt, mlp, model
+from rnn_jax.core import bptt, mlp, model, precision
 from rnn_jax.core.model import RNNParams
-from rnn_jax.testing import (DTYPES, TOLERANCES, errors, full_float32_matmuls, mlp_problem,
+from rnn_jax.testing import (DTYPES, TOLERANCES, errors, mlp_problem,
                              rnn_problem, to_dtype)
 
+PRECISION = "highest"  # float32 products in IEEE float32: TOLERANCES[dtype, "highest"]
 FD_EPS = 1e-6          # step of the float64 central differences, per unit direction
 FD_MIN_EPS = 1e-7      # the smallest step check_rnn falls back to near a kink (rounding ~1e-8)
 GUARD_SAFETY = 4.0     # |A| must exceed this many times its largest move eps * |dA|
@@ -296,7 +298,7 @@ class CheckReport(NamedTuple):
 
 
 def _rows(network, dtype, hand, auto, fd, hand_dd, fields):
-  tol = TOLERANCES[dtype]
+  tol = TOLERANCES[dtype, PRECISION]
   rows = []
   fields = np.asarray(fields)
   for name in hand._fields:
@@ -316,14 +318,10 @@ _mlp_autodiff = jax.jit(jax.grad(mlp.loss))
 
 
 def _ieee_matmuls(fn):
-  """Runs ``fn`` inside ``full_float32_matmuls``: on GPUs JAX's default float32 matmul is TF32
-  (10-bit mantissa, u ~ 5e-4), on TPUs bf16 passes; neither is the float32 the tolerances are
-  written for. No effect on CPU or on float64."""
-  @functools.wraps(fn)
-  def wrapped(*args, **kwargs):
-    with full_float32_matmuls():
-      return fn(*args, **kwargs)
-  return wrapped
+  """``fn`` traced at ``PRECISION``: on GPUs JAX's default float32 matmul is TF32 (10-bit
+  mantissa, u ~ 5e-4), on TPUs one bf16 pass; neither is the float32 the tolerances at
+  "highest" are written for. No effect on CPU or on float64."""
+  return precision.with_precision(fn, PRECISION)
 
 
 @_ieee_matmuls
@@ -454,6 +452,9 @@ def main(argv=None) -> int:
     except NoGuardedPoint as err:
       raise InputError(f"{err}; try a smaller --window, --batch-size or --hidden-size") from None
     reports.append(check_mlp(dtype, H=H, B=B, seed=args.seed))
+  device = jax.devices()[0]
+  print(f"matmul precision: {PRECISION} ({precision.JAX_NAMES[PRECISION]!r}: IEEE float32 "
+        f"products) on {device.device_kind} ({device.platform}); float64 products are exact")
   print(f"RNN T={T} H={H} D={D} K={K} B={B} scheme={args.scheme}; "
         f"MLP d=16 H={H} K=26 B={B}; seed {args.seed}; "
         "finite differences: float64, central, along unit directions")

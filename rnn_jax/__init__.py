@@ -1,7 +1,8 @@
 """rnn_jax: the derivation notes' recurrent network in JAX, with a hand BPTT verified to the
 last digit against autodiff. Each layer imports only the ones above it:
 
-    core/          the notes' math: the cell and its scan, the hand BPTT, the letters MLP
+    core/          the notes' math: the cell and its scan, the hand BPTT, the letters MLP, the
+                   matmul precision a run asks for
     testing.py     gradient-check helpers: errors, per-step errors, tolerances, random problems
     common/        errors, argument checks, atomic files, run directories, flags, plots
     data/          CSV reading, timestamp repair, grids, windows, splits, synthetic default

@@ -10,6 +10,7 @@ import numpy as np
 from rnn_jax import data
 from rnn_jax.common import checks, cli
 from rnn_jax.common.errors import InputError
+from rnn_jax.core.precision import DEFAULT_PRECISION, PRECISIONS   # JAX-free
 
 # rnn_jax.core's choices written out, so reading flags imports no JAX (test_startup.py checks)
 INIT_SCHEMES = ("normal", "irnn")      # rnn_jax.core.model.INIT_SCHEMES
@@ -123,6 +124,9 @@ class TrainConfig:
   seeds: int = cli.option(1, "models trained at once in one vmapped program (fit_many)")
   devices: int | None = cli.option(
       None, "None or 0: all devices; n: the first n; data-parallel when > 1")
+  precision: str = cli.option(
+      DEFAULT_PRECISION, "float32 matmul precision: highest (IEEE float32) | tf32 | bf16 | "
+      "default (the platform's: TF32 on recent NVIDIA GPUs, bf16 on TPUs); no effect on a CPU")
 
   def __post_init__(self):
     for f in dataclasses.fields(self):            # numpy scalars -> Python (JSON-serialisable)
@@ -135,7 +139,7 @@ class TrainConfig:
                       ("unroll", 1), ("seed", 0), ("seeds", 1)):
       object.__setattr__(self, name, checks.integer(name, getattr(self, name), low))
     for name, options in (("init", INIT_SCHEMES), ("optimizer", OPTIMIZERS),
-                          ("grad", GRADS)):
+                          ("grad", GRADS), ("precision", PRECISIONS)):
       checks.choice(name, getattr(self, name), options)
     checks.number("lr", self.lr)
     checks.number("clip", self.clip, zero_is_off=True)
@@ -152,7 +156,9 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, d: dict) -> "TrainConfig":
-    """The inverse of ``to_dict`` (unknown keys: InputError); reads older runs' ``hidden`` too."""
+    """The inverse of ``to_dict`` (unknown keys: InputError); reads older runs' ``hidden`` too,
+    and a run recorded before ``precision`` existed as the default one (on a CPU, where those
+    runs were made, every precision computes the same products)."""
     if "hidden" in d and "hidden_size" not in d:
       d = {("hidden_size" if k == "hidden" else k): v for k, v in d.items()}
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}

@@ -1,29 +1,36 @@
 """What gradient checks of rnn_jax.core need, in the spirit of ``jax.test_util``: error measures
-per array, per NamedTuple field or per time step, tolerances per dtype (``TOLERANCES``), random
-problems drawn on the host, and the hand BPTT's own per-step ``dL/dA_t`` (``hand_steps``).
+per array, per NamedTuple field or per time step, tolerances per dtype and matmul precision
+(``TOLERANCES``), random problems drawn on the host, and the hand BPTT's own per-step
+``dL/dA_t`` (``hand_steps``).
 experiments/gradcheck.py checks both networks against autodiff and finite differences with these.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rnn_jax.core import bptt, mlp, model
+from rnn_jax.core import precision as precision_lib
 from rnn_jax.core.model import RNNParams
+from rnn_jax.core.precision import DEFAULT_PRECISION
 
 DTYPES = ("float32", "float64")
 
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
-  """Largest relative error allowed for a hand gradient in one dtype (``TOLERANCES``)."""
-  autodiff: float  # against jax.grad in the same dtype
+  """Largest relative error allowed for a hand gradient in one dtype at one matmul precision."""
+  autodiff: float  # against jax.grad (in the same dtype, or in float64 as the reference)
   fd: float        # against float64 central differences
 
 
+# Keyed by (dtype, precision), the precision as rnn_jax.core.precision resolves it for a platform
+# ("highest", "tf32", "bf16"); float64 products are never rounded, so float64 has one row.
+#
 # float64: autodiff and the hand BPTT do the same arithmetic in another order: a few ulp
 #   (2^-52 ~ 2.2e-16) grown over T steps and sums of T*B terms, measured <= 4e-15 over the test
 #   grid (T <= 100, H <= 200, B <= 64). 1e-10 leaves a wide margin and still fails on any real
@@ -32,23 +39,73 @@ class Tolerance:
 #   plus ~u |L| / eps (rounding of the two losses, ~1e-9..1e-8 for |L| ~ 2) against directional
 #   derivatives of ~0.01..1: measured <= 1e-8 relative, so 1e-6. 1e-10 holds per parameter and, in
 #   tests/core/test_bptt_per_step.py, per time step (step_errors).
-# float32: a gradient entry sums ~T*B products, each carried through up to T steps of H-term
-#   dot products; with unit roundoff u = 2^-24 ~ 6e-8 a random-walk estimate of the relative
-#   error is u * sqrt(T * B * H) = 6e-8 * sqrt(100 * 64 * 200) ~ 7e-5 at the largest test size,
-#   hence 1e-4 (measured: <= 6e-7, for the hand BPTT and for autodiff in float32 alike). That
-#   is IEEE float32, which every backend computes inside full_float32_matmuls, so one row serves
-#   every backend. At JAX's default precision a GPU runs float32 matmuls in TF32
-#   (u = 2^-11 ~ 5e-4) and a TPU in bf16 passes (u = 2^-8): errors of ~1e-3, not meant to pass.
-FLOAT32_MATMUL_PRECISION = "highest"
-TOLERANCES = {
-    "float64": Tolerance(autodiff=1e-10, fd=1e-6),
-    "float32": Tolerance(autodiff=1e-4, fd=1e-4),
+# float32 gradients carry two roundings (u32 = 2^-24 ~ 6e-8, float32's own unit roundoff):
+#   (a) accumulation: an entry sums ~T*B products, each carried through up to T steps of H-term
+#       dot products, accumulated in float32 at every precision: a random-walk estimate of the
+#       relative error is u32 sqrt(T B H) = 6e-8 * sqrt(100 * 64 * 200) ~ 7e-5 at the largest
+#       test size;
+#   (b) operands: at "tf32" and "bf16" the operands of every product are rounded first (u_p =
+#       2^-11 ~ 4.9e-4, 2^-8 ~ 3.9e-3). That error is relative to each product, so it does not
+#       grow with the length of a sum; it re-enters at each of the T steps of the chain, about
+#       u_p sqrt(T): 2 u_p sqrt(100) = 20 u_p at the largest test size. Measured with the
+#       operands rounded on a CPU (tests/accelerators/test_reduced_precision.py), against
+#       float64: 1-12 u_p for T = 4..100 where no ReLU unit changed side (and 2-22 u32 for
+#       "highest", where (a) is the larger term).
+#   "highest" (IEEE float32): (a) rules, so 1e-4 (measured <= 6e-7, the hand BPTT and autodiff
+#   alike); "tf32": (b), 20 u_p = 9.8e-3, so 1e-2; "bf16": 20 u_p = 7.8e-2, so 8e-2. Rounding
+#   alone misses the next finer row (TF32 errors of 4.5e-4..5.9e-3, all above 1e-4). With
+#   rounded operands a pre-activation within ~u_p of ReLU's kink can change side, and the
+#   gradient then differs by that unit's whole contribution (measured 18-136 u_p with 1-3 of
+#   3,000-13,000 pre-activations flipped): every float32 row holds where the ReLU pattern is
+#   float64's, which the float32 checks make sure of (same_relu_pattern in
+#   experiments/gradcheck.py). Finite differences are taken in float64, so their row bounds the
+#   float32 gradient's own rounding: the same numbers.
+_TOLERANCES = {
+    ("float64", "highest"): Tolerance(autodiff=1e-10, fd=1e-6),
+    ("float32", "highest"): Tolerance(autodiff=1e-4, fd=1e-4),
+    ("float32", "tf32"): Tolerance(autodiff=1e-2, fd=1e-2),
+    ("float32", "bf16"): Tolerance(autodiff=8e-2, fd=8e-2),
 }
 
 
+class Tolerances(Mapping):
+  """``TOLERANCES[dtype, precision]``; ``TOLERANCES[dtype]`` is ``TOLERANCES[dtype,
+  DEFAULT_PRECISION]``, the precision every check runs at unless it names another."""
+
+  def __init__(self, table: dict):
+    self._table = dict(table)
+
+  def __getitem__(self, key) -> Tolerance:
+    dtype, precision = key if isinstance(key, tuple) else (key, DEFAULT_PRECISION)
+    dtype = np.dtype(dtype).name if not isinstance(dtype, str) else dtype   # np.float32 too
+    if (dtype, precision) not in self._table:
+      raise KeyError(f"no tolerance for dtype {dtype!r} at precision {precision!r}; "
+                     f"known: {sorted(self._table)}")
+    return self._table[dtype, precision]
+
+  def __iter__(self):
+    return iter(self._table)
+
+  def __len__(self) -> int:
+    return len(self._table)
+
+
+TOLERANCES = Tolerances(_TOLERANCES)
+
+
+def tolerance(dtype: str, precision: str = DEFAULT_PRECISION, platform: str = "cpu") -> Tolerance:
+  """The row of ``TOLERANCES`` for products at ``precision`` as they come out on ``platform``
+  (rnn_jax.core.precision.resolve: "default" is "tf32" on a GPU, "bf16" on a TPU; every
+  precision is "highest" on a CPU and for float64)."""
+  if dtype == "float64":
+    return TOLERANCES["float64", "highest"]
+  return TOLERANCES[dtype, precision_lib.resolve(precision, platform)]
+
+
 def full_float32_matmuls():
-  """``jax.default_matmul_precision("highest")``: full float32 matmuls, as TOLERANCES assume."""
-  return jax.default_matmul_precision(FLOAT32_MATMUL_PRECISION)
+  """``precision.matmul_precision("highest")``: IEEE float32 products on every backend, as
+  ``TOLERANCES["float32", "highest"]`` assumes (a GPU's default is TF32, a TPU's bf16)."""
+  return precision_lib.matmul_precision("highest")
 
 
 def errors(x, ref) -> tuple[float, float]:

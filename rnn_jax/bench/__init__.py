@@ -7,5 +7,6 @@ from rnn_jax.bench.timing import (CeilingError, Workload, check_below_dense, den
                                   flop_split, flops_per_sample, measure, measure_side_by_side,
                                   roofline)
 from rnn_jax.bench.workloads import (TorchPeer, build, flax_module, flax_params, fused_inputs,
-                                     problem, torch_available, torch_device, torch_threads,
+                                     problem, program, torch_available, torch_block,
+                                     torch_device, torch_precision, torch_threads,
                                      torch_workload)

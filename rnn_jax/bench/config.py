@@ -10,7 +10,7 @@ import optax
 from rnn_jax import train
 from rnn_jax.common import checks, cli
 from rnn_jax.common.errors import InputError
-from rnn_jax.core import gradients
+from rnn_jax.core import gradients, precision
 
 VARIANTS = ("autodiff", "autodiff_unroll", "hand", "fused", "hand_fused", "vmap16", "flax",
             "torch", "forward")
@@ -39,6 +39,10 @@ class BenchConfig:
   remat_windows: tuple[int, ...] = cli.option((24, 384, 1536), "T values of --remat-memory")
   remat_batch_size: int = cli.option(32, "batch size of --remat-memory")
   dense_size: int = cli.option(1024, "n of the [n,n]x[n,n] product timed for the dense GEMM rate")
+  precision: str = cli.option(
+      precision.DEFAULT_PRECISION, "float32 matmul precision of every JAX program and peak, as "
+      "in training: highest (IEEE float32) | tf32 | bf16 | default (the platform's); torch on "
+      "CUDA: TF32 unless highest")
   seed: int = cli.option(0, "seed of parameters and data")
   devices_sweep: bool = cli.option(False, "also time data-parallel training against the number "
                                           "of devices")
@@ -66,6 +70,7 @@ class BenchConfig:
     checks.number("lr", self.lr)
     checks.number("clip", self.clip, zero_is_off=True)
     checks.choice("grad", self.grad, gradients.METHODS)
+    checks.choice("precision", self.precision, precision.PRECISIONS)
     for name in ("devices_sweep", "remat_memory"):
       keep(name, checks.boolean(name, getattr(self, name)))
 

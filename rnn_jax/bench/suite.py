@@ -20,6 +20,7 @@ from rnn_jax.bench.workloads import (build, measure_torch, problem, torch_availa
                                      training_workload)
 from rnn_jax.common import fileio
 from rnn_jax.common.versions import versions
+from rnn_jax.core import precision
 from rnn_jax.train import parallel
 
 
@@ -29,6 +30,29 @@ def fmt_rate(x) -> str:
 
 def emit(line: str = "", out=None) -> None:
   print(line, file=out or sys.stdout, flush=True)
+
+
+def products(setting: str, platform: str) -> str:
+  """What float32 products are at ``setting`` on ``platform`` (rnn_jax.core.precision.resolve);
+  the setting itself on a platform it does not know."""
+  try:
+    return precision.resolve(setting, platform)
+  except ValueError:
+    return setting
+
+
+def device_fields(cfg: BenchConfig, variant: str = "", r: dict | None = None) -> dict:
+  """Where a record ran and at what precision: ``device_kind``, ``platform`` (JAX's first
+  device; the torch peer's own when it runs elsewhere), ``precision`` (the setting) and
+  ``products`` (what float32 products are there: "highest", "tf32" or "bf16")."""
+  d = jax.devices()[0]
+  fields = {"device_kind": d.device_kind, "platform": d.platform, "precision": cfg.precision,
+            "products": products(cfg.precision, d.platform)}
+  if variant == "torch" and r is not None:
+    if r.get("device") == "cpu" and d.platform != "cpu":
+      fields.update(device_kind="cpu", platform="cpu")
+    fields["products"] = r.get("precision", fields["products"])
+  return fields
 
 
 def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, dense, work=None,
@@ -55,6 +79,7 @@ def cell_record(cfg: BenchConfig, variant, batch, T, H, r, peak, dense, work=Non
   info = work.info if work else {}
   rec.update({k: info[k] for k in ("steps_per_call", "models") if k in info})
   rec.update({k: r[k] for k in ("threads", "by_threads", "device") if k in r})
+  rec.update(device_fields(cfg, variant, r))
   return rec
 
 
@@ -107,9 +132,12 @@ def summary(result: dict, out=None) -> None:
 def markdown(result: dict) -> str:
   """The README's tables: per (T, H), samples/s (% of dense) per variant and batch size."""
   dev, vers = result.get("device", {}), result.get("versions", {})
+  prec = result.get("precision")        # absent from runs made before the setting existed
+  prec = (f"matmul precision {prec['setting']} ({prec['products']} products), " if prec
+          else "")
   lines = [f"Run started {result.get('started', '?')} on {dev.get('kind', '?')} "
            f"({dev.get('platform', '?')}; host {dev.get('host_cpu', '?')}, "
-           f"{dev.get('host_cores', '?')} cores), "
+           f"{dev.get('host_cores', '?')} cores), {prec}"
            + ", ".join(f"{k} {vers[k]}" for k in ("jax", "jaxlib", "flax", "torch")
                        if vers.get(k)) + (f", {result['elapsed_s']:.0f} s"
                                           if "elapsed_s" in result else "") + "."]
@@ -262,13 +290,14 @@ def devices_sweep(cfg: BenchConfig, out=None) -> list[dict]:
     params, opt_state = parallel.put((params, make_optimizer(cfg).init(params)),
                                      parallel.replicated(mesh))
     xs, ys = parallel.put((xs, ys), parallel.batch_sharding(mesh))
-    step = parallel.shard_step(train.make_train_step(make_optimizer(cfg)), mesh)
+    step = parallel.shard_step(train.make_train_step(make_optimizer(cfg),
+                                                     precision=cfg.precision), mesh)
     work = training_workload("data_parallel", step, params, opt_state, xs, ys, samples=B)
     r = measure(work, cfg.seconds, cfg.repeats)
     gflops = r["samples_per_s"] * flops_per_sample(T, H, cfg.input_size, cfg.output_size) / 1e9
     rows.append({"variant": "data_parallel", "devices": n, "batch": B, "T": T, "H": H,
                  "samples_per_s": r["samples_per_s"], "spread": r["spread"], "gflops": gflops,
-                 "compile_s": work.compile_s})
+                 "compile_s": work.compile_s, **device_fields(cfg)})
     s = r["spread"]
     emit(f"devices={n:<3d} B={B:<5d} T={T} H={H}: {fmt_rate(r['samples_per_s']):>10s}"
          f" samples/s [{fmt_rate(s['min'])}..{fmt_rate(s['max'])}]  {gflops:.1f} GFLOP/s", out)
@@ -282,7 +311,7 @@ def remat_memory(cfg: BenchConfig, out=None) -> list[dict]:
   for T, remat in itertools.product(cfg.remat_windows, (False, True)):
     params, xs, ys = problem(cfg, B, T, H)
     opt = make_optimizer(cfg)
-    step = train.make_train_step(opt, "autodiff", 1, remat)
+    step = train.make_train_step(opt, "autodiff", 1, remat, precision=cfg.precision)
     t0 = time.perf_counter()
     ma = jax.jit(step).lower(params, opt.init(params), xs, ys).compile().memory_analysis()
     compile_s = time.perf_counter() - t0
@@ -290,7 +319,8 @@ def remat_memory(cfg: BenchConfig, out=None) -> list[dict]:
     outb, alias = int(ma.output_size_in_bytes), int(ma.alias_size_in_bytes)
     rows.append({"T": T, "batch": B, "H": H, "remat": remat, "temp_bytes": temp,
                  "argument_bytes": arg, "output_bytes": outb, "alias_bytes": alias,
-                 "peak_bytes": temp + arg + outb - alias, "compile_s": compile_s})
+                 "peak_bytes": temp + arg + outb - alias, "compile_s": compile_s,
+                 **device_fields(cfg)})
     emit(f"memory T={T:<5d} B={B} H={H} remat={str(remat):<5s}: temp {temp:>12,d} B, "
          f"arguments {arg:>10,d} B, outputs {outb:>10,d} B, "
          f"peak {rows[-1]['peak_bytes']:>12,d} B", out)
@@ -311,12 +341,15 @@ def run(cfg: BenchConfig, json_path=None, plot_path=None, out=None, markdown_pat
   d, vers = jax.devices()[0], versions()
   dev = {"platform": d.platform, "kind": d.device_kind, "count": jax.device_count(),
          "host_cpu": cpu, "host_cores": os.cpu_count()}
+  prec = {"setting": cfg.precision, "products": products(cfg.precision, d.platform)}
   emit(f"device: {dev['kind']} ({dev['platform']}), {dev['count']} device(s); host "
        f"{dev['host_cpu']}, {dev['host_cores']} cores", out)
+  emit(f"matmul precision: {prec['setting']} (float32 products here: {prec['products']}; "
+       "rnn_jax.core.precision)", out)
   emit("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()), out)
   emit(f"FLOPs per window: training {FLOP_FORMULAS['training']}, forward "
        f"{FLOP_FORMULAS['forward']} (matrix products only)", out)
-  result = {"device": dev, "versions": vers, "config": cfg.to_dict(),
+  result = {"device": dev, "precision": prec, "versions": vers, "config": cfg.to_dict(),
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "flops_per_sample": dict(FLOP_FORMULAS)}
   result.update(run_cells(cfg, out))

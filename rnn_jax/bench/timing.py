@@ -1,7 +1,10 @@
 """How a cell is timed (``Workload``, ``measure``) and what it is measured against: FLOPs per
 window (matrix products only), the chain peak, the dense rate and the roofline
 (docs/benchmarking.md, "Method" and "FLOP count"). Compile time is reported apart. A record is
-the median repetition, a ceiling the fastest (noise only slows one down)."""
+the median repetition, a ceiling the fastest (noise only slows one down). Every program and
+ceiling is traced at ``cfg.precision`` (rnn_jax.core.precision), and every call's outputs are
+waited for (``Workload.block``: ``jax.block_until_ready``; the torch peer's loss, after
+``torch.cuda.synchronize()`` on CUDA) before a repetition's clock stops."""
 from __future__ import annotations
 
 import collections
@@ -14,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnn_jax.bench.config import BenchConfig
+from rnn_jax.core import precision
 
 
 @dataclasses.dataclass
@@ -131,7 +135,7 @@ def chain_workloads(cfg: BenchConfig, batch: int, T: int, H: int, *,
     def chain(h, U, unroll=unroll):
       return jax.lax.scan(lambda c, _: (product(c, U), None), h, None, length=T,
                           unroll=unroll)[0]
-    jitted, _ = compile_timed(chain, h, U)
+    jitted, _ = compile_timed(precision.with_precision(chain, cfg.precision), h, U)
     state = [jax.block_until_ready(h)]
 
     def call(jitted=jitted, state=state):
@@ -154,8 +158,9 @@ def chain_peak(works: list[Workload], results: list[dict], batch: int, T: int, H
 
 
 def _best_gflops(cfg: BenchConfig, fn, args, flops: int) -> float:
-  """GFLOP/s of ``fn(*args)`` (compiled, independent calls), its fastest repetition."""
-  jitted, _ = compile_timed(fn, *args)
+  """GFLOP/s of ``fn(*args)`` (compiled at ``cfg.precision``, independent calls), its fastest
+  repetition."""
+  jitted, _ = compile_timed(precision.with_precision(fn, cfg.precision), *args)
   r = measure(Workload("dense", 1, lambda: jitted(*args), independent=True), cfg.seconds / 2,
               cfg.repeats)
   return r["spread"]["max"] * flops / 1e9

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import Callable
 
 import jax
 import numpy as np
@@ -12,7 +13,7 @@ import optax
 from rnn_jax import train
 from rnn_jax.bench.config import MODELS, BenchConfig, fused_steps, make_optimizer
 from rnn_jax.bench.timing import Workload, compile_timed, measure
-from rnn_jax.core import model
+from rnn_jax.core import model, precision
 from rnn_jax.testing import rnn_problem
 
 
@@ -79,24 +80,28 @@ def training_workload(variant, fn, params, opt_state, *data, samples: int,
   return Workload(variant, samples, call, compile_s=compile_s, info=info or {})
 
 
-def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workload:
-  """The workload of one JAX cell (every variant but ``torch``), compiled, data on device."""
+def program(cfg: BenchConfig, variant: str, batch: int, T: int, H: int
+            ) -> tuple[Callable, tuple, dict]:
+  """``(fn, args, info)``: the program one JAX cell (every variant but ``torch``) times, traced
+  at ``cfg.precision``, with its data on the device; ``info["samples"]`` windows per call,
+  ``steps_per_call`` and ``models`` for the fused ones. tests/accelerators lowers each for GPU
+  and TPU."""
   opt = make_optimizer(cfg)
   if variant in ("autodiff", "autodiff_unroll", "hand"):
     params, xs, ys = problem(cfg, batch, T, H)
     step = train.make_train_step(opt, "hand" if variant == "hand" else "autodiff",
-                                 T if variant == "autodiff_unroll" else 1)
-    return training_workload(variant, step, params, jax.device_put(opt.init(params)), xs, ys,
-                             samples=batch)
+                                 T if variant == "autodiff_unroll" else 1,
+                                 precision=cfg.precision)
+    return step, (params, jax.device_put(opt.init(params)), xs, ys), {"samples": batch}
   if variant in ("fused", "hand_fused", "vmap16"):
     # vmap16 as train.fit_many: parameters, optimizer state and order per model, the data shared
     models = MODELS if variant == "vmap16" else None
-    epoch = train.make_epoch_fn(opt, batch, "hand" if variant == "hand_fused" else cfg.grad)
+    epoch = train.make_epoch_fn(opt, batch, "hand" if variant == "hand_fused" else cfg.grad,
+                                precision=cfg.precision)
     epoch = epoch if models is None else jax.vmap(epoch, in_axes=(0, 0, None, None, 0))
-    (params, opt_state, xs, ys, perm), S = fused_inputs(cfg, batch, T, H, models)
-    return training_workload(variant, epoch, params, opt_state, xs, ys, perm,
-                             samples=(models or 1) * S * batch,
-                             info={"steps_per_call": S, "models": models or 1})
+    args, S = fused_inputs(cfg, batch, T, H, models)
+    return epoch, args, {"samples": (models or 1) * S * batch, "steps_per_call": S,
+                         "models": models or 1}
   if variant == "flax":
     params, xs, ys = problem(cfg, batch, T, H)
     module, variables = flax_module(H, cfg.output_size), jax.device_put(flax_params(params))
@@ -107,14 +112,25 @@ def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workloa
       updates, opt_state = opt.update(grads, opt_state, variables)
       return optax.apply_updates(variables, updates), opt_state, value
 
-    return training_workload(variant, step, variables, jax.device_put(opt.init(variables)), xs,
-                             ys, samples=batch)
+    return (precision.with_precision(step, cfg.precision),
+            (variables, jax.device_put(opt.init(variables)), xs, ys), {"samples": batch})
   if variant == "forward":
     params, xs, _ = problem(cfg, batch, T, H)
-    jitted, compile_s = compile_timed(model.forward, params, xs)
-    return Workload(variant, batch, lambda: jitted(params, xs), independent=True,
-                    compile_s=compile_s)
+    return precision.with_precision(model.forward, cfg.precision), (params, xs), {
+        "samples": batch}
   raise ValueError(f"variant: no JAX workload for {variant!r}")
+
+
+def build(cfg: BenchConfig, variant: str, batch: int, T: int, H: int) -> Workload:
+  """The workload of one JAX cell (``program``), compiled: training calls feed their parameters
+  and optimizer state to the next, forward calls are independent."""
+  fn, args, info = program(cfg, variant, batch, T, H)
+  samples = info.pop("samples")
+  if variant == "forward":
+    jitted, compile_s = compile_timed(fn, *args)
+    return Workload(variant, samples, lambda: jitted(*args), independent=True,
+                    compile_s=compile_s)
+  return training_workload(variant, fn, *args, samples=samples, info=info)
 
 
 def torch_available() -> bool:
@@ -179,10 +195,21 @@ class TorchPeer:
                            W=t(self.head.weight), c=t(self.head.bias))
 
 
+def torch_block(torch, device: str) -> Callable:
+  """What timing waits on for a torch step's output: the loss as a Python float, after
+  ``torch.cuda.synchronize()`` on CUDA, where kernels run asynchronously (the step's optimizer
+  kernels are queued after the loss)."""
+  if device == "cuda":
+    def block(out):
+      torch.cuda.synchronize()
+      return out.item()
+    return block
+  return lambda out: out.item()
+
+
 def torch_workload(cfg: BenchConfig, batch: int, T: int, H: int) -> Workload:
   peer = TorchPeer(cfg, *problem(cfg, batch, T, H))
-  # The loss as a Python float waits for the step (on CUDA, where kernels run asynchronously).
-  return Workload("torch", batch, peer.step, block=lambda out: out.item(),
+  return Workload("torch", batch, peer.step, block=torch_block(peer.torch, peer.device),
                   info={"peer": peer, "device": peer.device})
 
 
@@ -190,16 +217,32 @@ def torch_threads() -> list[int]:
   return sorted({1, os.cpu_count() or 1})
 
 
+def torch_precision(cfg: BenchConfig, device: str) -> str:
+  """The float32 products the torch peer computes: "tf32" on CUDA unless ``cfg.precision`` is
+  "highest" (torch has TF32 switches for cuBLAS and cuDNN, no bf16 one for float32 tensors),
+  IEEE float32 ("highest") on a CPU."""
+  return "highest" if device == "cpu" or cfg.precision == "highest" else "tf32"
+
+
 def measure_torch(cfg: BenchConfig, batch: int, T: int, H: int) -> dict:
-  """The torch peer's best over ``torch_threads`` (one on CUDA: host threads only launch)."""
+  """The torch peer's best over ``torch_threads`` (one on CUDA: host threads only launch), its
+  TF32 switches (``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32``)
+  set to ``torch_precision`` for the run and restored after."""
   import torch
   before, device, by_threads = torch.get_num_threads(), torch_device(), {}
+  switches = (torch.backends.cuda.matmul, torch.backends.cudnn)
+  tf32_before = [s.allow_tf32 for s in switches]
+  mine = torch_precision(cfg, device)
   try:
+    for s in switches:
+      s.allow_tf32 = mine == "tf32"
     for n in (torch_threads() if device == "cpu" else [before]):
       torch.set_num_threads(n)
       by_threads[n] = measure(torch_workload(cfg, batch, T, H), cfg.seconds, cfg.repeats)
   finally:
     torch.set_num_threads(before)
+    for s, value in zip(switches, tf32_before):
+      s.allow_tf32 = value
   best = max(by_threads, key=lambda n: by_threads[n]["samples_per_s"])
-  return dict(by_threads[best], threads=best, device=device,
+  return dict(by_threads[best], threads=best, device=device, precision=mine,
               by_threads={str(n): r["samples_per_s"] for n, r in by_threads.items()})

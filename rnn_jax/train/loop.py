@@ -13,6 +13,10 @@ a lower loss on the whole validation set a model stops and keeps its best parame
 Metrics per epoch: ``train_loss`` (mean of the step losses, each before its step), ``val_loss``
 (after the epoch), what ``evaluate(params)`` returns, ``elapsed_s`` (training wall clock so far).
 
+Precision: the step, the epoch, the validation loss and ``evaluate`` run their float32 matrix
+products at ``cfg.precision`` (rnn_jax.core.precision; "highest" by default: IEEE float32 on
+every platform, not a GPU's TF32).
+
 Resume: the data order of epoch e depends only on (seed, e) and XLA on CPU is deterministic, so a
 resumed run computes the later epochs bit for bit as an uninterrupted one (but ``elapsed_s``).
 """
@@ -37,6 +41,7 @@ from tqdm.auto import tqdm
 from rnn_jax.common import fileio
 from rnn_jax.common.errors import InputError
 from rnn_jax.core import gradients, model
+from rnn_jax.core import precision as precision_lib
 from rnn_jax.core.model import RNNParams
 from rnn_jax.settings import TrainConfig
 from rnn_jax.train import checkpoint, parallel
@@ -64,13 +69,16 @@ def all_finite(tree) -> jax.Array:
 
 def make_train_step(optimizer: optax.GradientTransformation | TrainConfig,
                     method: str = "autodiff", unroll: int | bool = 1,
-                    remat: bool = False) -> Callable:
+                    remat: bool = False, *, precision: str | None = None) -> Callable:
   """``step(params, opt_state, xs [B,T,D], ys [B,K]) -> (params, opt_state, loss, finite)``,
   pure: ``loss`` at the incoming parameters, ``finite`` whether it and every gradient element are
-  finite (the update is applied regardless). A TrainConfig as ``optimizer`` gives all four."""
+  finite (the update is applied regardless). ``precision``: the float32 matmul precision the
+  step is traced at (rnn_jax.core.precision; None: the caller's). A TrainConfig as ``optimizer``
+  gives all five."""
   if isinstance(optimizer, TrainConfig):
-    optimizer, method, unroll, remat = (make_optimizer(optimizer), optimizer.grad,
-                                        optimizer.unroll, optimizer.remat)
+    optimizer, method, unroll, remat, precision = (
+        make_optimizer(optimizer), optimizer.grad, optimizer.unroll, optimizer.remat,
+        optimizer.precision)
   value_and_grad = gradients.value_and_grad(method, unroll=unroll, remat=remat)
 
   def step(params, opt_state, xs, ys):
@@ -79,17 +87,19 @@ def make_train_step(optimizer: optax.GradientTransformation | TrainConfig,
     finite = jnp.isfinite(loss) & all_finite(grads)
     return optax.apply_updates(params, updates), opt_state, loss, finite
 
-  return step
+  return precision_lib.with_precision(step, precision)
 
 
 def make_epoch_fn(optimizer: optax.GradientTransformation | TrainConfig, batch_size: int,
                   method: str = "autodiff", unroll: int | bool = 1, remat: bool = False, *,
-                  mesh=None) -> Callable:
+                  mesh=None, precision: str | None = None) -> Callable:
   """``epoch(params, opt_state, xs [N,T,D], ys [N,K], perm [N] int) -> (params, opt_state,
   losses [S], finite [S])``: one ``lax.scan`` over ``S = N // B`` steps, step s on
   ``xs[perm[s*B:(s+1)*B]]``. After a False ``finite[s]`` the state is not to be used (fit keeps
-  the one from before the epoch: a select every step would cost a pass over the state)."""
-  step = make_train_step(optimizer, method, unroll, remat)
+  the one from before the epoch: a select every step would cost a pass over the state).
+  ``mesh``: the batch split over it (rnn_jax.train.parallel); ``precision`` as in
+  ``make_train_step``."""
+  step = make_train_step(optimizer, method, unroll, remat, precision=precision)
   if int(batch_size) != batch_size or batch_size < 1:
     raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
 
@@ -161,6 +171,7 @@ def train_epoch(params, opt_state, data, data_keys, epoch, *, prog: TrainConfig,
   mesh = parallel.data_mesh(prog.devices) if prog.devices > 1 else None
   steps = make_epoch_fn(prog, prog.batch_size, mesh=mesh)
 
+  @functools.partial(precision_lib.with_precision, precision=prog.precision)
   def one(params, opt_state, data_key):
     params, opt_state, losses, finite = steps(params, opt_state, xs, ys,
                                               permutation(data_key, epoch, xs.shape[0]))
@@ -424,7 +435,8 @@ def _row(run: _Run, e: int, i: int, losses, val, params, elapsed: float) -> dict
          "train_loss": _json_value(losses.mean()), "val_loss": _json_value(val)}
   if run.evaluate is not None:
     mine = jax.tree.map(lambda a: a[i], params) if run.many else params
-    row.update({k: _json_value(v) for k, v in dict(run.evaluate(mine)).items()})
+    with precision_lib.matmul_precision(run.cfg.precision):
+      row.update({k: _json_value(v) for k, v in dict(run.evaluate(mine)).items()})
   return {**row, "elapsed_s": round(elapsed, 3)}
 
 

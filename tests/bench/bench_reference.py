@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from rnn_jax import bench as bm
-from rnn_jax.core import model
+from rnn_jax.core import model, precision
 
 B, T, H = 2, 4, 8
 CFG = bm.BenchConfig(batch_sizes=(B,), windows=(T,), hidden_sizes=(H,), seconds=0.01,
@@ -22,16 +22,17 @@ def _reference_optimizer():
 
 @pytest.fixture(scope="module")
 def reference_step():
-  """A plain optax step on ``jax.value_and_grad(model.loss)``, written out here."""
+  """A plain optax step on ``jax.value_and_grad(model.loss)``, written out here, its products
+  at the variants' precision (``CFG.precision``: IEEE float32 on every backend, which TOL
+  assumes; a GPU's default TF32 would differ by ~1e-3)."""
   opt = _reference_optimizer()
 
-  @jax.jit
   def step(params, opt_state, xs, ys):
     loss, grads = jax.value_and_grad(model.loss)(params, xs, ys)
     updates, opt_state = opt.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  return step, opt
+  return jax.jit(precision.with_precision(step, CFG.precision)), opt
 
 
 def close(a, b):

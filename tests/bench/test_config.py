@@ -26,6 +26,8 @@ def test_fused_steps_stay_within_bounds():
     (dict(clip=-1), "--clip: expected a finite number >= 0 (0 = off), got -1"),
     (dict(optimizer="rmsprop"), "--optimizer: expected one of sgd, adam, got 'rmsprop'"),
     (dict(grad="numeric"), "--grad: expected one of autodiff, hand, got 'numeric'"),
+    (dict(precision="fp16"),
+     "--precision: expected one of highest, tf32, bf16, default, got 'fp16'"),
     (dict(remat_memory=1), "--remat-memory: expected true or false, got 1"),
 ])
 def test_config_refuses_with_one_line_naming_the_flag(kwargs, message):

@@ -57,3 +57,35 @@ def test_torch_runs_where_jax_runs_when_it_can():
     assert work.info["device"] == bm.torch_device() == expected
     assert work.info["peer"].xs.device.type == expected
     assert next(work.info["peer"].rnn.parameters()).device.type == expected
+
+
+class FakeTorch:
+  """Records ``torch.cuda.synchronize()`` calls (torch itself is optional)."""
+  def __init__(self):
+    self.synced = 0
+    self.cuda = self
+
+  def synchronize(self):
+    self.synced += 1
+
+
+class FakeLoss:
+  def item(self):
+    return 0.5
+
+
+def test_torch_timing_waits_for_the_device():
+  """On CUDA each timed torch step ends with torch.cuda.synchronize() before the loss is read;
+  on a CPU the loss alone (eager, nothing left running)."""
+  fake = FakeTorch()
+  assert bm.torch_block(fake, "cuda")(FakeLoss()) == 0.5 and fake.synced == 1
+  assert bm.torch_block(fake, "cpu")(FakeLoss()) == 0.5 and fake.synced == 1
+
+
+def test_torch_precision_follows_the_setting():
+  """TF32 on CUDA unless the run asks for "highest"; IEEE float32 on a CPU."""
+  cfg = lambda p: bm.BenchConfig(precision=p)
+  assert [bm.torch_precision(cfg(p), "cuda") for p in ("highest", "tf32", "bf16", "default")] == [
+      "highest", "tf32", "tf32", "tf32"]
+  assert {bm.torch_precision(cfg(p), "cpu") for p in ("highest", "tf32", "default")} == {
+      "highest"}

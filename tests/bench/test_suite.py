@@ -40,6 +40,9 @@ def test_json_has_a_record_per_cell_with_the_fields(bench_run):
   assert set(result["versions"]) >= {"jax", "jaxlib", "flax", "optax", "torch"}
   assert result["versions"]["jax"] == jax.__version__
   assert result["device"]["kind"] and result["device"]["count"] >= 1
+  platform = jax.devices()[0].platform
+  assert result["precision"] == {"setting": "highest", "products": "highest"}
+  assert result["config"]["precision"] == "highest"
   assert [(p["batch"], p["T"], p["H"]) for p in result["peaks"]] == [(B, T, H)]
   assert result["peaks"][0]["gflops"] > 0
   variants = [r["variant"] for r in result["records"]]
@@ -67,12 +70,16 @@ def test_json_has_a_record_per_cell_with_the_fields(bench_run):
     # against the jaxpr's matmuls in test_ceilings.py: no formula is recomputed here)
     assert r["samples_per_s"] > 0 and r["gflops"] > 0 and r["pct_peak"] > 0
     assert (r["compile_s"] is None) == (r["variant"] == "torch")
+    # every record names where it ran and at what precision
+    assert (r["device_kind"], r["platform"]) == (jax.devices()[0].device_kind, platform)
+    assert (r["precision"], r["products"]) == ("highest", "highest")
   if bm.torch_available():
     assert result["records"][0]["vs_torch"] > 0
     assert result["records"][-1]["threads"] in bm.torch_threads()
   rows = result["remat_memory"]
   assert [(r["T"], r["remat"]) for r in rows] == [(4, False), (4, True)]
   assert all(r["argument_bytes"] > 0 and r["peak_bytes"] >= r["temp_bytes"] for r in rows)
+  assert all(r["precision"] == "highest" and r["platform"] == platform for r in rows)
   assert result["devices_sweep"] is None
 
 
@@ -80,6 +87,7 @@ def test_plot_and_markdown_are_written_and_nothing_else_is_left(bench_run):
   out, result = bench_run
   assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert (out / "bench.md").read_text() == bm.markdown(result)
+  assert "matmul precision highest (highest products)" in bm.markdown(result).splitlines()[0]
   assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md", "bench.png"]
 
 
@@ -88,7 +96,7 @@ def test_plot_and_markdown_are_written_and_nothing_else_is_left(bench_run):
     ["--batch-sizes", ""], ["--variants", "autodiff,nope"], ["--seconds", "-1"],
     ["--seconds", "nan"], ["--repeats", "0"], ["--hidden-sizes", "-3"], ["--bogus"],
     ["--json", "MISSING/out.json"], ["--plot", "."], ["--dense-size", "0"],
-    ["--markdown", "MISSING/out.md"], ["--markdown", "."],
+    ["--markdown", "MISSING/out.md"], ["--markdown", "."], ["--precision", "fp16"],
 ], ids=lambda a: " ".join(a))
 def test_bad_arguments_exit_2_with_one_line_and_write_nothing(argv, tmp_path, capsys,
                                                               monkeypatch):
@@ -113,6 +121,7 @@ def test_devices_sweep_reports_each_device_count_on_4_simulated_devices():
   rows = json.loads(done.stdout.strip().splitlines()[-1])
   assert [(r["batch"], r["devices"]) for r in rows] == [(4, 1), (4, 2), (4, 4)]
   assert all(r["samples_per_s"] > 0 and r["variant"] == "data_parallel" for r in rows)
+  assert all(r["precision"] == "highest" and r["platform"] == "cpu" for r in rows)
 
 
 def _planted_dense(monkeypatch, rates):

@@ -35,3 +35,12 @@ def test_independent_calls_are_all_waited_for_with_a_bounded_number_in_flight():
                  seconds=0.002, repeats=2)
   assert r["calls"] > timing.IN_FLIGHT                      # the window was exercised
   assert sorted(waited) == issued                           # each output waited for once
+
+
+def test_jax_workloads_wait_with_block_until_ready():
+  """Every JAX cell waits for its outputs with jax.block_until_ready (a GPU runs kernels
+  asynchronously: a clock stopped at dispatch would time the host)."""
+  import jax
+  from bench_reference import B, CFG, H, T
+  for variant in ("autodiff", "fused", "forward"):
+    assert bm.build(CFG, variant, B, T, H).block is jax.block_until_ready, variant
