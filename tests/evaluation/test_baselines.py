@@ -93,6 +93,16 @@ def test_gbm_quantile_interval_is_scored_in_the_report(skewed, skewed_fitted):
   assert "gbm_quantile" not in evaluation.format_table(results)
 
 
+def test_crossing_quantile_fits_are_rearranged(skewed, skewed_fitted):
+  """Swapped fits (the upper quantile's models below) give the same interval: per window the
+  smaller forecast is the lower bound."""
+  swapped = skewed_fitted._replace(gbm_quantile=skewed_fitted.gbm_quantile[::-1])
+  a, b = (evaluation.baselines(skewed, "val", f)["gbm_quantile"] for f in (skewed_fitted, swapped))
+  assert (a.hi - a.lo).mean() > 10
+  np.testing.assert_array_equal(a.lo, b.lo)
+  np.testing.assert_array_equal(a.hi, b.hi)
+
+
 def test_the_new_gbm_fits_are_deterministic(skewed, skewed_fitted):
   again = evaluation.fit_baselines(skewed, gbm_max_iter=20, mstl=False)
   a, b = (evaluation.baselines(skewed, "test", f) for f in (skewed_fitted, again))
