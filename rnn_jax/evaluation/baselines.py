@@ -199,8 +199,9 @@ def fit_mstl(dataset: Dataset, days: int = MSTL_FIT_DAYS) -> Mstl | None:
   seasonal = np.concatenate([model.model_.filter(regex="^seasonal").sum(axis=1).to_numpy(),
                              projected])
   ets = forward_ets(model.trend_forecaster.model_, y[start:] - seasonal)
-  return Mstl(start=start, fit_end=end, seasonal=seasonal, ets=ets, method=str(model.trend_forecaster.model_["method"]),
-              seasons=seasons)
+  error, trend, season, damped = model.trend_forecaster.model_["components"][:4]
+  method = f"ETS({error},{trend}{'d' if damped != 'N' else ''},{season})"
+  return Mstl(start=start, fit_end=end, seasonal=seasonal, ets=ets, method=method, seasons=seasons)
 
 
 def mstl_forecasts(dataset: Dataset, fitted: Mstl, end_index) -> np.ndarray:

@@ -144,7 +144,7 @@ def seasonal_mstl(seasonal):
 
 
 def test_mstl_follows_a_daily_and_weekly_rhythm(seasonal, seasonal_mstl):
-  assert seasonal_mstl.seasons == (24, 168)
+  assert seasonal_mstl.seasons == (24, 168) and seasonal_mstl.method.startswith("ETS(A,")
   assert seasonal_mstl.start == 0 and seasonal_mstl.fit_end == seasonal.train.bounds[1]
   fitted = evaluation.fit_baselines(seasonal, gbm=False)._replace(mstl=seasonal_mstl)
   results = evaluation.report(seasonal, fitted=fitted)
@@ -197,6 +197,18 @@ def test_too_little_training_gives_mstl_no_windows():
   assert results["splits"]["val"]["mstl"] == {"mae": [None, None], "mae_pct": [None, None],
                                               "n_windows": 0}
   assert "mstl" in evaluation.format_table(results)
+
+
+def test_mstl_of_a_training_split_without_a_visitor():
+  """A constant training series: statsforecast then sets ETS(A,N,N) with alpha 0.9999 (no
+  optimisation), whose forecast is the last reading (the seasons are 0)."""
+  values = np.r_[np.zeros(2500), np.arange(500) % 7]
+  ds = data.make_dataset(series(values, capacity=50.0), data.WindowSpec(window=3, horizons=(1, 2)))
+  m = evaluation.fit_mstl(ds)
+  assert m.method == "ETS(A,N,N)"
+  forecasts = evaluation.mstl_forecasts(ds, m, ds.val.end_index)
+  np.testing.assert_allclose(forecasts, ds.val.window_people[:, [-1, -1]], atol=1e-3)
+  assert forecasts.max() > 5
 
 
 def test_gaps_are_filled_from_a_week_or_a_day_earlier():
