@@ -46,15 +46,14 @@ from rnn_jax.settings import INTERVAL
 
 HORIZON_METHODS = ("model", "persistence", "seasonal_naive_day", "seasonal_naive_week", "ridge",
                    "gbm", "gbm_median", "mstl")
-INTERVAL_METHODS = ("gbm_quantile",)
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-4, 3, 15))
 GBM_MAX_ITER = 100
-# mstl: the training days it is fitted on (16 weeks: on the gym file's validation split, MAE at
-# +10 / +30 / +60 min 4.24 / 5.21 / 6.01 fitted on 4 weeks, 3.76 / 4.76 / 5.61 on 16, 3.65 / 4.76 /
-# 5.70 on all 58 weeks, which took 4-5 times as long), and the LOESS jumps of statsmodels' STL (R's stl
-# evaluates every ceil(window / 10)-th point and interpolates; statsmodels' default, 1, made the
-# weekly season's STL about 8 times slower on 4 weeks of 10-minute bins, for changes of about
-# 1e-3 in the components).
+# mstl: the training days it is fitted on. Chosen on the gym file's validation split, MAE at
+# +10 / +30 / +60 min: 4.24 / 5.21 / 6.01 fitted on 4 weeks, 3.85 / 4.88 / 5.73 on 8, 3.76 / 4.76 /
+# 5.61 on 16, 3.67 / 4.76 / 5.66 on 32, 3.65 / 4.76 / 5.70 on all 58 (4.5 times as long as 16).
+# STL_JUMPS: statsmodels' STL evaluates its LOESS smoothers at every point by default; R's stl
+# evaluates every ceil(window / 10)-th and interpolates. Jumps of 10 made the weekly season's
+# STL about 8 times faster on 4 weeks of 10-minute bins, changing the components by about 1e-3.
 MSTL_FIT_DAYS = 112
 STL_JUMPS = {"trend_jump": 10, "low_pass_jump": 10}
 
