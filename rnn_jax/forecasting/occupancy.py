@@ -91,9 +91,10 @@ def predictions(dataset: Dataset, params, *, members: bool = False) -> dict[str,
   return out
 
 
-def baseline_predictions(dataset: Dataset) -> dict[str, dict[str, np.ndarray]]:
-  """Every baseline's predictions on val and test, fitted once on train (``evaluate``, plots)."""
-  fitted = evaluation.fit_baselines(dataset, gbm=dataset.spec.task == "horizons")
+def baseline_predictions(dataset: Dataset, interval: float = INTERVAL) -> dict[str, dict]:
+  """Every baseline's predictions on val and test, fitted once on train (``evaluate``, plots);
+  ``interval``: the level of the baselines' intervals (``gbm_quantile``)."""
+  fitted = evaluation.fit_baselines(dataset, gbm=dataset.spec.task == "horizons", level=interval)
   return {split: evaluation.baselines(dataset, split, fitted) for split in ("val", "test")}
 
 
@@ -107,7 +108,7 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
   model's own metrics, with its seed. ``base``: ``baseline_predictions``, fitted when None."""
   mean = {split: p.mean(axis=0) for split, p in member_preds.items()}
   if base is None:
-    base = baseline_predictions(dataset)
+    base = baseline_predictions(dataset, interval)
   results = evaluation.report(dataset, mean, baseline_predictions=base)
   results["unit"] = unit
   if len(seeds) > 1:
@@ -251,7 +252,7 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
         return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
 
       member_preds = predictions(dataset, fitted.params, members=True)
-      base = baseline_predictions(dataset)
+      base = baseline_predictions(dataset, interval)
       results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit,
                          base=base)
       results.update(data=dataset.summary(),

@@ -21,8 +21,8 @@ try:
   runpy.run_path({path!r}, run_name="__main__")
 except SystemExit as exit:
   code = exit.code
-print(json.dumps({{"code": code, "loaded": sorted(m for m in ("jax", "sklearn", "matplotlib")
-                                                  if m in sys.modules)}}))
+print(json.dumps({{"code": code, "loaded": sorted(
+    m for m in ("jax", "sklearn", "matplotlib", "statsforecast") if m in sys.modules)}}))
 """
 
 
@@ -47,7 +47,7 @@ SCRIPTS = ("train_occupancy.py", "forecast.py", "train_letters.py")
 def test_help_and_bad_flags_load_no_heavy_library(script, args):
   result = loaded_by(script, *args)
   assert result["code"] == (0 if args == ("--help",) else 2)
-  assert not {"jax", "sklearn", "matplotlib"} & set(result["loaded"]), result
+  assert not {"jax", "sklearn", "matplotlib", "statsforecast"} & set(result["loaded"]), result
 
 
 def test_import_rnn_jax_and_its_settings_load_no_jax():

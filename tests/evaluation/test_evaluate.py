@@ -55,7 +55,9 @@ def test_baselines_on_a_ramp_have_the_errors_computed_by_hand(ramp, ramp_fitted)
   np.testing.assert_allclose(val["persistence"]["mae_pct"], [100 / 3000, 300 / 3000])
   # ridge can write the ramp's rule (mean of the window + a constant) exactly
   assert max(val["ridge"]["mae"]) < 0.01
-  assert set(val) == {"persistence", "seasonal_naive_day", "seasonal_naive_week", "ridge", "gbm"}
+  assert set(val) == {"persistence", "seasonal_naive_day", "seasonal_naive_week", "ridge", "gbm",
+                      "gbm_median", "mstl"}
+  assert set(results["baseline_intervals"]["val"]) == {"gbm_quantile"}
 
 
 def test_seasonal_baselines_count_only_windows_with_an_earlier_reading():

@@ -22,7 +22,8 @@ from common.lock_holder import hold_lock, snapshot
 from conftest import REPO, load_script
 
 TINY = TrainConfig(hidden_size=8, epochs=2, patience=0, batch_size=256)
-METHODS = ("model", "persistence", "seasonal_naive_day", "seasonal_naive_week", "ridge", "gbm")
+METHODS = ("model", "persistence", "seasonal_naive_day", "seasonal_naive_week", "ridge", "gbm",
+           "gbm_median", "mstl")
 
 
 def script(name, *args, cwd=REPO):
@@ -53,9 +54,29 @@ def test_run_writes_documented_results(synthetic_run):
       assert e["n_windows"] > 0
       np.testing.assert_allclose(np.array(e["mae_pct"]),
                                  100 * np.array(e["mae"]) / results["capacity"])
+  for split in ("val", "test"):
+    interval = results["baseline_intervals"][split]["gbm_quantile"]
+    assert interval["level"] == 0.8 and len(interval["interval_score"]) == 3
   config = json.loads((out / "config.json").read_text())
   assert config["train"]["hidden_size"] == 8 and config["windows"]["window"] == 24
   assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_runs_interval_level_reaches_the_baselines(synthetic_run, monkeypatch):
+  _, result = synthetic_run
+  dataset, fit, levels = result["dataset"], evaluation.fit_baselines, []
+
+  def recording(ds, **kwargs):
+    levels.append(kwargs["level"])
+    return fit(ds, gbm_max_iter=5, mstl=False, level=kwargs["level"])
+
+  monkeypatch.setattr(evaluation, "fit_baselines", recording)
+  preds = occupancy.predictions(dataset, result["fit"].params, members=True)
+  results = occupancy.evaluate(dataset, preds, [0], interval=0.5)
+  assert levels == [0.5]
+  for split in ("val", "test"):
+    assert results["baseline_intervals"][split]["gbm_quantile"]["level"] == 0.5
+    assert results["splits"][split]["model"]["interval"]["level"] == 0.5
 
 
 def test_results_match_model_predictions(synthetic_run):
