@@ -36,7 +36,9 @@ DEFAULT_PRESET = "forecast"
 class DataSource:
   """Where the readings come from. Fields map one to one onto script flags."""
   csv: str | None = cli.option(None,
-      "CSV of readings; none = the built-in synthetic gym (rnn_jax.data.synthetic_readings)")
+      "CSV of readings (train_occupancy.py: several files make a panel, each series trained on "
+      "its own, rnn_jax.forecasting.panel); none = the built-in synthetic gym "
+      "(rnn_jax.data.synthetic_readings)")
   time_column: str | None = cli.option(None,
       "timestamp column (the campus gym format is recognised by itself)")
   value_column: str | None = cli.option(None, "column with the number of people")
