@@ -45,6 +45,9 @@ def parse(argv):
   parser.add_argument("--panel", metavar="SPEC.JSON",
                       help="train and evaluate every series of a panel spec "
                       "(rnn_jax.forecasting.panel; e.g. experiments/parking_panel.json)")
+  parser.add_argument("--global-model", action="store_true",
+                      help="with several series: also train one model on all of them at once "
+                      "and compare it per series (in --out/global)")
   parser.add_argument("--interval", type=float, default=settings.INTERVAL,
                       help="nominal level of the split-conformal prediction intervals, "
                       "calibrated on val (default: %(default)s)")
@@ -63,6 +66,8 @@ def parse(argv):
   source = cli.config_from_args(settings.DataSource, args)
   if args.panel is not None and csvs:
     raise InputError("--panel and --csv: give one of them (the spec names each series' csv)")
+  if args.global_model and args.panel is None and not args.csvs:
+    raise InputError("--global-model: expected several series (--csv a.csv b.csv ... or --panel)")
   if (args.panel is not None or args.csvs) and (args.resume or args.coordinator):
     raise InputError(f"--{'resume' if args.resume else 'coordinator'}: not available for a "
                      "panel of several series; run one series at a time")
@@ -80,7 +85,8 @@ def main(argv=None):
               else panel.from_csvs(args.csvs, source))
     result = panel.run(series, spec, cfg, args.out, overwrite=args.overwrite,
                        progress=not args.no_progress, make_plots=not args.no_plots,
-                       interval=args.interval, preset=args.preset)
+                       interval=args.interval, preset=args.preset,
+                       global_model=args.global_model)
     return occupancy.EXIT_STATUS[result["status"]]
   result = occupancy.run(source, spec, cfg, args.out, resume=args.resume,
                          overwrite=args.overwrite, progress=not args.no_progress,

@@ -12,6 +12,11 @@ typical series. The geometric mean of ratios weighs a series with capacity 127 a
 with 900, and a halving as much as a doubling (Fleming and Wallace 1986, "How not to lie with
 statistics: the correct way to summarize benchmark results").
 
+With ``--global-model`` one network is also trained on the windows of every series at once
+(each in fractions of its own capacity, with its own calendar; ``run_global``, in
+``--out/global/``) and evaluated on each series the same way; panel.json's ``global`` holds its
+ratios and their geometric mean beside the per-series models'.
+
 The ratio against one baseline is taken on that baseline's own windows (the seasonal naive
 forecasts exist only where the value a day or a week before is known; results.json gives the
 model's MAE on those windows as ``model_mae_same_windows``); the best baseline is the one with
@@ -36,7 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rnn_jax import data
+from rnn_jax import data, train
 from rnn_jax.common import fileio
 from rnn_jax.common.errors import InputError
 from rnn_jax.data import WindowSpec
@@ -44,6 +49,7 @@ from rnn_jax.forecasting import occupancy
 from rnn_jax.settings import INTERVAL, DataSource, TrainConfig
 
 PANEL = "panel.json"
+GLOBAL = "global"   # --out/global/: the model trained on every series at once
 SPLITS = ("val", "test")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -188,26 +194,78 @@ def format_table(panel: dict) -> str:
   agg = panel["aggregate"]
   cells = [agg[split]["geomean_ratio"][k] for split in SPLITS for k in range(len(minutes))]
   lines.append(f"{'geometric mean':<{width}}  " + "  ".join(f"{c:>10.3f}" for c in cells))
+  if "global" in panel:
+    lines.append("one model trained on every series (global), the same ratio")
+    for s in panel["global"]["series"]:
+      cells = [s["splits"][split]["ratio"][k] for split in SPLITS for k in range(len(minutes))]
+      lines.append(f"{s['name']:<{width}}  " + "  ".join(f"{c:>10.3f}" for c in cells))
+    agg = panel["global"]["aggregate"]
+    cells = [agg[split]["geomean_ratio"][k] for split in SPLITS for k in range(len(minutes))]
+    lines.append(f"{'geometric mean':<{width}}  " + "  ".join(f"{c:>10.3f}" for c in cells))
   return "\n".join(lines)
 
 
 def _check_all(series: list[Series], spec: WindowSpec, cfg: TrainConfig, out: Path, *,
-               overwrite: bool) -> None:
+               overwrite: bool, global_model: bool) -> None:
   """Every series' data, windows and run directory, before anything is written."""
   for s in series:
+    if s.name == GLOBAL and global_model:
+      raise InputError(f"series {s.name!r}: the name of the global model's directory; rename "
+                       "the series")
     occupancy.check_out(out / s.name, resume=False, overwrite=overwrite)
     try:
       data.make_dataset(s.source.load(), spec)
     except InputError as err:
       raise InputError(f"series {s.name!r}: {err}") from None
+  if global_model and (out / GLOBAL).exists() and not overwrite:
+    raise InputError(f"--out {out}: holds a global model ({GLOBAL}/); give --overwrite")
+
+
+def run_global(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: Path, *,
+               progress: bool = True, interval: float = INTERVAL, log=print) -> dict[str, Any]:
+  """One network (``cfg.seeds`` models) trained on the windows of every series at once, each
+  series in fractions of its own capacity with its own calendar, early-stopped on all
+  validation windows together; then evaluated on each series as its own run is
+  (``occupancy.evaluate``, the same baselines). Larger series give more windows, so they weigh
+  more in training. Writes ``out/metrics.jsonl``, ``checkpoint.msgpack`` and
+  ``results_<name>.json``; returns ``{"status", "series": [{"name", "splits"}], "aggregate"}``."""
+  datasets = [data.make_dataset(s.source.load(), spec) for s in series]
+  train_xy = (np.concatenate([ds.train.xs for ds in datasets]),
+              np.concatenate([ds.train.ys for ds in datasets]))
+  val_xy = (np.concatenate([ds.val.xs for ds in datasets]),
+            np.concatenate([ds.val.ys for ds in datasets]))
+  log(f"global model: {len(train_xy[0])} training and {len(val_xy[0])} validation windows of "
+      f"{len(datasets)} series")
+  out.mkdir(parents=True, exist_ok=True)
+  fit_args = dict(out_dir=out, progress=progress)
+  if cfg.seeds > 1:
+    fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
+    stopped, seeds = fitted.stopped, fitted.seeds
+  else:
+    fitted = train.fit(cfg, train_xy, val_xy, **fit_args)
+    stopped, seeds = [fitted.stopped], [cfg.seed]
+  if "interrupted" in stopped or "nonfinite" in stopped:
+    log(fitted.message)
+    return {"status": "interrupted" if "interrupted" in stopped else "nonfinite"}
+  entries = []
+  for s, ds in zip(series, datasets):
+    member_preds = occupancy.predictions(ds, fitted.params, members=True)
+    results = occupancy.evaluate(ds, member_preds, seeds, interval=interval, unit=s.source.unit)
+    results.update(data=ds.summary())
+    fileio.write_json(out / f"results_{s.name}.json", results)
+    entries.append({"name": s.name, "splits": series_ratios(results)})
+  return {"status": "done", "series": entries,
+          "aggregate": aggregate([e["splits"] for e in entries])}
 
 
 def run(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
         overwrite: bool = False, progress: bool = True, make_plots: bool = True,
-        interval: float = INTERVAL, preset: str | None = None, log=print) -> dict[str, Any]:
-  """Trains and evaluates every series (``occupancy.run`` in ``out/<name>``), then writes
-  ``out/panel.json`` and logs the table. Returns ``{"panel": dict | None, "status"}``; the
-  status is the first series' that is not "done" (the panel stops there)."""
+        interval: float = INTERVAL, preset: str | None = None, global_model: bool = False,
+        log=print) -> dict[str, Any]:
+  """Trains and evaluates every series (``occupancy.run`` in ``out/<name>``), with
+  ``global_model`` also one model on all of them (``run_global`` in ``out/global``), then
+  writes ``out/panel.json`` and logs the table. Returns ``{"panel": dict | None, "status"}``;
+  the status is the first run's that is not "done" (the panel stops there)."""
   series = list(series)
   if spec.task != "horizons":
     raise InputError(f"--task {spec.task}: a panel compares MAE per horizon; expected --task "
@@ -218,7 +276,7 @@ def run(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: str |
     raise InputError(f"--out {out}: exists and is not a directory")
   if (out / PANEL).exists() and not overwrite:
     raise InputError(f"--out {out}: holds a panel ({PANEL}); give --overwrite to replace it")
-  _check_all(series, spec, cfg, out, overwrite=overwrite)
+  _check_all(series, spec, cfg, out, overwrite=overwrite, global_model=global_model)
   entries = []
   for i, s in enumerate(series):
     log(f"series {i + 1}/{len(series)}: {s.name}")
@@ -237,6 +295,12 @@ def run(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: str |
   panel = {"horizon_minutes": results["horizon_minutes"], "series": entries,
            "aggregate": aggregate([e["splits"] for e in entries]), "preset": preset,
            "windows": spec.to_dict(), "train": cfg.to_dict()}
+  if global_model:
+    fitted = run_global(series, spec, cfg, out / GLOBAL, progress=progress, interval=interval,
+                        log=log)
+    if fitted["status"] != "done":
+      return {"panel": None, "status": fitted["status"]}
+    panel["global"] = {"series": fitted["series"], "aggregate": fitted["aggregate"]}
   fileio.write_json(out / PANEL, panel)
   log(format_table(panel))
   log(f"panel saved in {out / PANEL}")

@@ -149,3 +149,33 @@ def test_a_baseline_without_windows_is_left_out():
            "seasonal_naive_week": {"mae": [float("nan")], "model_mae_same_windows": [float("nan")]}}
   r = panel.series_ratios({"splits": {"val": split, "test": split}})["test"]
   assert r["best_baseline"] == ["persistence"] and r["ratio"] == [10 / 12]
+
+
+def test_global_model_is_trained_on_every_series_and_evaluated_on_each(tmp_path, capsys):
+  a, b = rhythm_csv(tmp_path / "a.csv", 40), rhythm_csv(tmp_path / "b.csv", 500, seed=1)
+  series = panel.from_csvs([str(a), str(b)], DataSource(time_column="time", value_column="people"))
+  out = tmp_path / "p"
+  logs = []
+  result = panel.run(series, SPEC, TINY, out, progress=False, make_plots=False,
+                     global_model=True, log=logs.append)["panel"]
+  train_windows = []
+  for s in ("a", "b"):
+    run = json.loads((out / s / "results.json").read_text())
+    glob = json.loads((out / panel.GLOBAL / f"results_{s}.json").read_text())
+    assert glob["data"] == run["data"]                         # the same windows and capacity
+    for split in panel.SPLITS:                                  # ... and the same baselines
+      assert glob["splits"][split]["persistence"] == run["splits"][split]["persistence"]
+    train_windows.append(run["data"]["splits"]["train"]["n_windows"])
+  assert f"global model: {sum(train_windows)} training" in "\n".join(logs)
+  metrics = [json.loads(line) for line in (out / panel.GLOBAL / "metrics.jsonl").open()]
+  assert len(metrics) == TINY.epochs
+  ratios = [s["splits"] for s in result["global"]["series"]]
+  assert ratios == [panel.series_ratios(json.loads(
+      (out / panel.GLOBAL / f"results_{s}.json").read_text())) for s in ("a", "b")]
+  assert result["global"]["aggregate"] == panel.aggregate(ratios)
+  assert "one model trained on every series" in panel.format_table(result)
+  capsys.readouterr()
+  main = load_script("train_occupancy.py").main
+  assert main(["--global-model", "--out", str(tmp_path / "g")]) == 2
+  assert "--global-model: expected several series" in capsys.readouterr().err
+  assert not (tmp_path / "g").exists()

@@ -245,6 +245,8 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     BadInput("occ-panel-missing", "train_occupancy.py", "--panel names no file",
              ("--panel", "nope.json") + TINY + ("--out", "out"),
              ("--panel nope.json", "no such file", "JSON panel spec")),
+    occ_arg("occ-global-model-one-series", "--global-model with one --csv",
+            ("--global-model",), ("--global-model", "expected several series")),
     BadInput("occ-panel-bad-series", "train_occupancy.py",
              "--csv with two files, the second without readings: nothing is trained",
              ("--csv", "readings.csv", "empty.csv", *GENERIC) + TINY + ("--out", "out"),
