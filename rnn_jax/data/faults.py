@@ -122,17 +122,18 @@ def find_faults(time_ns: np.ndarray, local_offset_minutes: np.ndarray, value: np
     keep = np.flatnonzero(reason < 0)
     t, v, off = time_ns[keep], value[keep], local_offset_minutes[keep]
     active = active_hours(change_rates(t, off, v))
-    steps_k, linked_k = _pairs(t)
+    _, linked_k = _pairs(t)
     hour = ((t[:-1] + off[:-1] * NS_PER_MINUTE) // NS_PER_HOUR) % 24
     same = linked_k & (v[1:] == v[:-1]) & (v[1:] != 0)
-    credit = np.where(same & active[hour], steps_k, 0.0) / NS_PER_HOUR
+    credit = np.where(same & active[hour], np.diff(t), 0)   # ns, int64: sums are exact
     edges = np.diff(np.concatenate([[0], same.astype(np.int8), [0]]))
-    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-      # pairs a .. b-1 link readings a .. b (positions in ``keep``)
-      total = float(credit[a:b].sum())
-      if total > max_flat_hours:
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    cumulative = np.concatenate([[0], np.cumsum(credit)])
+    totals = (cumulative[stops] - cumulative[starts]) / NS_PER_HOUR
+    for a, b, total in zip(starts, stops, totals):
+      if total > max_flat_hours:   # pairs a .. b-1 link readings a .. b (positions in ``keep``)
         reason[keep[a + 1:b + 1]] = REASONS.index("frozen")
-        runs.append(FlatRun(int(keep[a]), int(keep[b]) + 1, total,
+        runs.append(FlatRun(int(keep[a]), int(keep[b]) + 1, float(total),
                             float(t[b] - t[a]) / NS_PER_HOUR))
   return Faults(reason=reason, runs=tuple(runs),
                 active_hours=tuple(int(h) for h in np.flatnonzero(active)), hours=hours)
