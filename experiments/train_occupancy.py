@@ -3,6 +3,12 @@
     python experiments/train_occupancy.py                      # built-in synthetic gym, ~1 min
     python experiments/train_occupancy.py --csv ../shared/data/campus_gym.csv --out runs/gym
     python experiments/train_occupancy.py --preset notes       # the derivation notes' network
+    python experiments/train_occupancy.py --panel experiments/parking_panel.json --out runs/parking
+    python experiments/train_occupancy.py --csv a.csv b.csv --time-column t --value-column n
+
+Several series (``--csv`` with several files, or ``--panel`` spec.json): each is trained and
+evaluated on its own in --out/<name>/, and --out/panel.json compares the model with the best
+baseline on every series and over all of them (rnn_jax.forecasting.panel).
 
 Every other flag is a field of rnn_jax.settings.DataSource, rnn_jax.data.WindowSpec or
 rnn_jax.settings.TrainConfig (see --help); --preset (rnn_jax.settings.PRESETS) sets their
@@ -15,6 +21,7 @@ import sys
 
 from rnn_jax import settings
 from rnn_jax.common import cli
+from rnn_jax.common.errors import InputError
 from rnn_jax.data import WindowSpec
 from rnn_jax.settings import TrainConfig
 
@@ -33,7 +40,14 @@ def parse(argv):
                       default=settings.DEFAULT_PRESET,
                       help=f"{PRESET_HELP} (default: %(default)s)")
   for cls in (settings.DataSource, WindowSpec, TrainConfig):
-    cli.add_config_flags(parser.add_argument_group(cls.__name__), cls, defaults)
+    cli.add_config_flags(parser.add_argument_group(cls.__name__), cls, defaults,
+                         several=("csv",) if cls is settings.DataSource else ())
+  parser.add_argument("--panel", metavar="SPEC.JSON",
+                      help="train and evaluate every series of a panel spec "
+                      "(rnn_jax.forecasting.panel; e.g. experiments/parking_panel.json)")
+  parser.add_argument("--global-model", action="store_true",
+                      help="with several series: also train one model on all of them at once "
+                      "and compare it per series (in --out/global)")
   parser.add_argument("--interval", type=float, default=settings.INTERVAL,
                       help="nominal level of the split-conformal prediction intervals, "
                       "calibrated on val (default: %(default)s)")
@@ -47,14 +61,33 @@ def parse(argv):
   multi.add_argument("--num-processes", type=int, help="number of processes (hosts)")
   multi.add_argument("--process-id", type=int, help="this process's index, 0..n-1")
   args = parser.parse_args(argv)
-  return (args, cli.config_from_args(settings.DataSource, args),
-          cli.config_from_args(WindowSpec, args), cli.config_from_args(TrainConfig, args))
+  csvs = args.csv or []
+  args.csv, args.csvs = (csvs[0], None) if len(csvs) == 1 else (None, csvs or None)
+  source = cli.config_from_args(settings.DataSource, args)
+  if args.panel is not None and csvs:
+    raise InputError("--panel and --csv: give one of them (the spec names each series' csv)")
+  if args.global_model and args.panel is None and not args.csvs:
+    raise InputError("--global-model: expected several series (--csv a.csv b.csv ... or --panel)")
+  if (args.panel is not None or args.csvs) and (args.resume or args.coordinator):
+    raise InputError(f"--{'resume' if args.resume else 'coordinator'}: not available for a "
+                     "panel of several series; run one series at a time")
+  return (args, source, cli.config_from_args(WindowSpec, args),
+          cli.config_from_args(TrainConfig, args))
 
 
 @cli.entry_point
 def main(argv=None):
   args, source, spec, cfg = parse(argv)
   from rnn_jax.forecasting import occupancy   # here: --help and bad flags answer before it loads
+  if args.panel is not None or args.csvs:
+    from rnn_jax.forecasting import panel
+    series = (panel.load_spec(args.panel, source) if args.panel is not None
+              else panel.from_csvs(args.csvs, source))
+    result = panel.run(series, spec, cfg, args.out, overwrite=args.overwrite,
+                       progress=not args.no_progress, make_plots=not args.no_plots,
+                       interval=args.interval, preset=args.preset,
+                       global_model=args.global_model)
+    return occupancy.EXIT_STATUS[result["status"]]
   result = occupancy.run(source, spec, cfg, args.out, resume=args.resume,
                          overwrite=args.overwrite, progress=not args.no_progress,
                          make_plots=not args.no_plots, interval=args.interval,

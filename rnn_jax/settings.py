@@ -37,7 +37,9 @@ DEFAULT_PRESET = "forecast"
 class DataSource:
   """Where the readings come from. Fields map one to one onto script flags."""
   csv: str | None = cli.option(None,
-      "CSV of readings; none = the built-in synthetic gym (rnn_jax.data.synthetic_readings)")
+      "CSV of readings (train_occupancy.py: several files make a panel, each series trained on "
+      "its own, rnn_jax.forecasting.panel); none = the built-in synthetic gym "
+      "(rnn_jax.data.synthetic_readings)")
   time_column: str | None = cli.option(None,
       "timestamp column (the campus gym format is recognised by itself)")
   value_column: str | None = cli.option(None, "column with the number of people")
@@ -49,11 +51,21 @@ class DataSource:
   synthetic_seed: int = cli.option(0, "seed of the built-in synthetic series (without --csv)")
   unit: str = cli.option("people",
       "what the series counts, as tables, plots and forecasts name it (a garage counts cars)")
+  max_flat_hours: float | None = cli.option(data.DEFAULT_MAX_FLAT_HOURS,
+      "mask a value that stays unchanged for longer than this many hours counted in the hours "
+      "of day when the series usually changes (a frozen sensor; runs at 0 are kept); 0 or "
+      "none = off (rnn_jax.data.faults)")
+  strict: bool = cli.option(False,
+      "refuse a file with sensor faults (negative readings, readings above the capacity, frozen "
+      "stretches) instead of masking them as gaps")
 
   def check(self) -> "DataSource":
     """Raises InputError naming the flag of a nonsensical setting; returns self."""
     if not isinstance(self.unit, str) or not self.unit.strip() or "\n" in self.unit:
       raise InputError(f"--unit: expected a name such as people or cars, got {self.unit!r}")
+    if self.max_flat_hours is not None:
+      checks.number("max_flat_hours", self.max_flat_hours, zero_is_off=True)
+    checks.boolean("strict", self.strict)
     self._check_columns()
     return self
 
@@ -76,7 +88,8 @@ class DataSource:
       return data.synthetic_readings(seed=self.synthetic_seed)
     return data.read_csv(self.csv, time_column=self.time_column,
                          value_column=self.value_column, capacity=self.capacity,
-                         capacity_column=self.capacity_column, timezone=self.timezone)
+                         capacity_column=self.capacity_column, timezone=self.timezone,
+                         max_flat_hours=self.max_flat_hours, strict=self.strict)
 
 
 @dataclasses.dataclass(frozen=True)

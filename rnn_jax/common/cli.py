@@ -74,9 +74,11 @@ def _parse_scalar(flag: str, kind, text: str):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls,
-                     defaults: dict[str, Any] | None = None) -> None:
+                     defaults: dict[str, Any] | None = None, *,
+                     several: tuple[str, ...] = ()) -> None:
   """One flag per field of ``cls`` (tuples comma-separated, ``None`` as "none", a bool ``--name`` /
-  ``--no-name``); ``defaults`` overrides the dataclass defaults (shown in --help)."""
+  ``--no-name``); ``defaults`` overrides the dataclass defaults (shown in --help). A field in
+  ``several`` takes one or more values (a list; the caller picks one for ``config_from_args``)."""
   defaults = defaults or {}
   hints = typing.get_type_hints(cls)
   for field in dataclasses.fields(cls):
@@ -93,6 +95,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls,
     text = ",".join(map(str, default)) if is_tuple and default is not None else default
     parser.add_argument(flag(field.name), dest=field.name,
                         default=str(text) if field.name in defaults else None,
+                        nargs="+" if field.name in several else None,
                         metavar="A,B,..." if is_tuple else kind.__name__.upper(),
                         help=f"{help_text} (default: {'none' if text is None else text})")
 

@@ -8,6 +8,7 @@ pure function of the one before::
 
 ``readings`` describes the campus gym file; ``letter_recognition`` is not re-exported here.
 """
+from rnn_jax.data.faults import DEFAULT_MAX_FLAT_HOURS
 from rnn_jax.data.grid import N_CALENDAR, Grid, calendar_features, to_grid
 from rnn_jax.data.readings import GYM_TIME_COLUMN, GYM_VALUE_COLUMN, Readings, read_csv
 from rnn_jax.data.synthetic import synthetic_readings
@@ -16,7 +17,7 @@ from rnn_jax.data.windows import (FEATURES, LEVELS, SPLITS, TASKS, Dataset, Newe
                                   WindowSpec, levels_of, make_dataset, newest_window)
 
 __all__ = [
-    "FEATURES", "GYM_TIME_COLUMN", "GYM_VALUE_COLUMN", "LEVELS", "N_CALENDAR", "SPLITS", "TASKS",
+    "DEFAULT_MAX_FLAT_HOURS", "FEATURES", "GYM_TIME_COLUMN", "GYM_VALUE_COLUMN", "LEVELS", "N_CALENDAR", "SPLITS", "TASKS",
     "Dataset", "Grid", "NewestWindow", "Readings", "Split", "WindowSpec", "calendar_features",
     "check_timezone", "levels_of", "make_dataset", "newest_window", "read_csv", "to_grid",
     "synthetic_readings",

@@ -14,6 +14,9 @@ handled (``timestamps._repair_early_fall_back``, ``grid.to_grid``, ``windows.mak
   longest 25 days (2017-01-19 23:00 to 2017-02-13 23:31 local, the winter break, in the test split).
 * On the default grid (10 minutes, max_gap 2): 83,823 bins: 61,801 hold readings, 5,348 are
   interpolated (5,106 single bins, as when the clock skips one, and 121 pairs), 16,674 are gaps.
+* No reading is a sensor fault (``faults``): none is negative, and the longest run of one
+  nonzero value within its active hours (local 05:00 to 01:00) lasts 1.0 h, against the
+  default ``max_flat_hours`` of 12; nothing is masked.
 * Windows (horizons 1/3/6, splits 0.7/0.15/0.15; the features do not change the counts):
   train / val / test 40,147 / 11,661 / 3,834 at the default window 24 (``WindowSpec()``) and
   44,213 / 11,865 / 4,102 at window 12 (the README's runs). Validation starts 2016-09-25 11:20
@@ -35,7 +38,8 @@ import pandas as pd
 
 from rnn_jax.common.cli import flag
 from rnn_jax.common.errors import InputError
-from rnn_jax.common.checks import check_capacity, fail
+from rnn_jax.common.checks import boolean, check_capacity, fail, number
+from rnn_jax.data.faults import DEFAULT_MAX_FLAT_HOURS, REASONS, Faults, find_faults
 from rnn_jax.data.timestamps import check_timezone, first_where, parse_timestamps, to_utc
 
 GYM_TIME_COLUMN = "date"
@@ -59,27 +63,67 @@ class Readings:
   n_skipped_empty: int = 0         # rows whose reading was empty (skipped, not an error)
   n_offsets_repaired: int = 0      # readings moved back to the old offset on a fall-back night
   n_out_of_order: int = 0          # backwards steps in the file's order (after repair), sorted
+  # Sensor faults dropped before gridding (``faults.find_faults``): readings per reason, the
+  # hours they stood for (each to the next reading), the setting and the active local hours.
+  n_masked_negative: int = 0
+  n_masked_above_capacity: int = 0
+  n_masked_frozen: int = 0
+  masked_hours: tuple[float, float, float] = (0.0, 0.0, 0.0)   # negative, above_capacity, frozen
+  max_flat_hours: float | None = None   # None: frozen stretches were not looked for
+  active_hours: tuple[int, ...] = ()    # local hours of day in which the series usually changes
 
   def __len__(self) -> int:
     return int(self.value.shape[0])
 
+  @property
+  def n_masked(self) -> int:
+    return self.n_masked_negative + self.n_masked_above_capacity + self.n_masked_frozen
+
+  def masked(self) -> dict:
+    """JSON-ready: per reason (negative, above_capacity, frozen) the masked readings and hours,
+    the frozen-stretch setting and the active hours it counted."""
+    counts = (self.n_masked_negative, self.n_masked_above_capacity, self.n_masked_frozen)
+    out: dict = {name: {"readings": int(n), "hours": round(float(h), 2)}
+                 for name, n, h in zip(REASONS, counts, self.masked_hours)}
+    out["max_flat_hours"] = self.max_flat_hours
+    out["active_hours"] = list(self.active_hours)
+    return out
+
+  def masked_text(self) -> str:
+    """One phrase for a run's summary line, e.g. ``masked 120 readings (31.5 h): frozen 120``."""
+    counts = (self.n_masked_negative, self.n_masked_above_capacity, self.n_masked_frozen)
+    if not self.n_masked:
+      return "masked 0 readings"
+    parts = [f"{name.replace('_', ' ')} {n} ({h:.1f} h)"
+             for name, n, h in zip(REASONS, counts, self.masked_hours) if n]
+    return f"masked {self.n_masked} readings ({sum(self.masked_hours):.1f} h): {', '.join(parts)}"
+
 
 def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
              value_column: str | None = None, capacity: float | None = None,
-             capacity_column: str | None = None, timezone: str | None = None) -> Readings:
+             capacity_column: str | None = None, timezone: str | None = None,
+             max_flat_hours: float | None = DEFAULT_MAX_FLAT_HOURS,
+             strict: bool = False) -> Readings:
   """The campus gym format (columns ``number_people`` and ``date``, e.g. ``2015-08-14
   17:00:11-07:00``) is recognised; any other CSV needs ``time_column`` and ``value_column``.
-  Capacity: ``capacity`` (people), or the largest of ``capacity_column`` (each reading at most its
-  row's), else fitted on the training split (``windows.make_dataset``). Timestamps:
-  ``timestamps.to_utc``; ``timezone`` also sets the calendar features' local time. Blank lines
-  and rows with an empty reading (a sensor down; the grid treats the time as missing) are
-  skipped, the latter counted. Anything else wrong raises ``InputError``, one line naming the
-  file and line (the header is line 1), column or argument, and what was expected."""
+  Capacity: ``capacity`` (people), or the largest of ``capacity_column``, else fitted on the
+  training split (``windows.make_dataset``). Timestamps: ``timestamps.to_utc``; ``timezone`` also
+  sets the calendar features' local time. Blank lines and rows with an empty reading (a sensor
+  down; the grid treats the time as missing) are skipped, the latter counted. Sensor faults
+  (``faults``: negative readings, readings above the capacity when it is known, the row's own
+  with ``capacity_column``, and stretches frozen longer than ``max_flat_hours``, None or 0: not
+  looked for) are dropped and counted, so the grid treats their times as missing; with
+  ``strict`` the first of them raises ``InputError`` instead. Anything else wrong raises
+  ``InputError``, one line naming the file and line (the header is line 1), column or argument,
+  and what was expected."""
   timezone = check_timezone(timezone)
   if capacity is not None and capacity_column is not None:
     raise InputError("capacity and capacity_column: give one of them, not both")
   if capacity is not None:
     capacity = check_capacity(capacity)
+  if max_flat_hours is not None:
+    max_flat_hours = number("max_flat_hours", max_flat_hours, zero_is_off=True) or None
+  strict = boolean("strict", strict)
   for name, value in (("time_column", time_column), ("value_column", value_column),
                       ("capacity_column", capacity_column)):
     if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -92,31 +136,79 @@ def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
   cols = _columns(path, header, rows, lines, time_column, value_column, capacity_column)
   lines = cols.lines
   stamps, problems = parse_timestamps(path, cols.times, lines, cols.time)
-  people, found = _parse_numbers(path, cols.values, lines, cols.value, "reading")
+  people, found = _parse_numbers(path, cols.values, lines, cols.value, "reading",
+                                 allow_negative=True)
   row_capacity = None
   if cols.capacities is not None:
     row_capacity, more = _parse_numbers(path, cols.capacities, lines, cols.capacity, "capacity",
                                         allow_zero=False)
     found += more
   _first_problem(cols.problems + problems + found)
-  limit = row_capacity if row_capacity is not None else capacity
-  if limit is not None and (people > limit).any():
-    i = int(np.argmax(people > limit))
-    source = (f"the row's {cols.capacity!r} {limit[i]:g}" if row_capacity is not None
-              else f"the given capacity {limit:g}")
-    fail(path, f"line {lines[i]}: reading {people[i]:g} in column {cols.value!r} is above "
-         f"{source}; expected readings <= capacity")
-  if row_capacity is not None:
-    capacity = float(row_capacity.max())
   utc_ns, local_offset, n_repaired = to_utc(path, stamps, lines, timezone)
   order = np.argsort(utc_ns, kind="stable")
+  limit = row_capacity[order] if row_capacity is not None else capacity
+  faults = find_faults(utc_ns[order], local_offset[order], people[order], limit, max_flat_hours)
+  if strict and faults.mask.any():
+    raise InputError(_fault_message(path, faults, order, cols, people, lines, row_capacity,
+                                    capacity, max_flat_hours))
+  if row_capacity is not None:
+    capacity = float(row_capacity.max())
+  keep = order[~faults.mask]
+  if not keep.size:
+    fail(path, f"no readings left: all {len(people)} readings are sensor faults "
+         f"({_fault_counts(faults)}); expected some valid readings")
+  counts = faults.counts()
   return Readings(
-      path=str(path), time_utc=utc_ns[order].astype("datetime64[ns]"),
-      value=people[order].astype(np.float64), capacity=capacity, timezone=timezone,
-      local_offset_minutes=local_offset[order], sha256=hashlib.sha256(raw).hexdigest(),
-      line=lines[order], format="campus_gym" if cols.gym else "csv",
+      path=str(path), time_utc=utc_ns[keep].astype("datetime64[ns]"),
+      value=people[keep].astype(np.float64), capacity=capacity, timezone=timezone,
+      local_offset_minutes=local_offset[keep], sha256=hashlib.sha256(raw).hexdigest(),
+      line=lines[keep], format="campus_gym" if cols.gym else "csv",
       n_skipped_empty=cols.n_skipped, n_offsets_repaired=int(n_repaired),
-      n_out_of_order=int((np.diff(utc_ns) < 0).sum()))
+      n_out_of_order=int((np.diff(utc_ns) < 0).sum()),
+      n_masked_negative=counts["negative"]["readings"],
+      n_masked_above_capacity=counts["above_capacity"]["readings"],
+      n_masked_frozen=counts["frozen"]["readings"],
+      masked_hours=tuple(counts[r]["hours"] for r in REASONS),
+      max_flat_hours=max_flat_hours, active_hours=faults.active_hours)
+
+
+_UNSTRICT = "(without --strict such {} are masked as gaps)"
+
+
+def _fault_counts(faults: Faults) -> str:
+  return ", ".join(f"{name.replace('_', ' ')} {c['readings']}"
+                   for name, c in faults.counts().items() if c["readings"])
+
+
+def _fault_message(path, faults: Faults, order: np.ndarray, cols: "_Columns", people: np.ndarray,
+                   lines: np.ndarray, row_capacity: np.ndarray | None, capacity: float | None,
+                   max_flat_hours: float | None) -> str:
+  """The one-line message of the sensor fault on the earliest line (``strict``)."""
+  reason = np.full(len(people), -1, np.int8)
+  reason[order] = faults.reason                  # back in file order
+  problems: list[tuple[int, str]] = []
+  negative = reason == REASONS.index("negative")
+  problems += first_where(negative, lines, lambda i: (
+      f"{path}: line {lines[i]}: reading {str(cols.values[i])[:30]!r} in column {cols.value!r} "
+      f"is negative; expected a number >= 0 {_UNSTRICT.format('readings')}"))
+  above = reason == REASONS.index("above_capacity")
+
+  def above_message(i: int) -> str:
+    source = (f"the row's {cols.capacity!r} {row_capacity[i]:g}" if row_capacity is not None
+              else f"the given capacity {capacity:g}")
+    return (f"{path}: line {lines[i]}: reading {people[i]:g} in column {cols.value!r} is above "
+            f"{source}; expected readings <= capacity {_UNSTRICT.format('readings')}")
+
+  problems += first_where(above, lines, above_message)
+  for run in faults.runs:
+    first, last = order[run.start], order[run.stop - 1]
+    problems.append((int(lines[order[run.start + 1]]), (
+        f"{path}: lines {lines[first]}..{lines[last]}: reading {people[first]:g} in column "
+        f"{cols.value!r} stays unchanged for {run.hours:.1f} hours ({run.stop - run.start} "
+        f"readings), {run.active_hours:.1f} of them in the hours of day when it usually changes; "
+        f"expected a change within --max-flat-hours {max_flat_hours:g} of them "
+        f"{_UNSTRICT.format('stretches')}")))
+  return min(problems)[1]
 
 
 def _read_text(path: Path) -> tuple[bytes, str]:
@@ -254,8 +346,10 @@ def _first_problem(problems: list[tuple[int, str]]):
 
 
 def _parse_numbers(path, strings: np.ndarray, lines: np.ndarray, column: str, what: str,
-                   allow_zero: bool = True) -> tuple[np.ndarray, list[tuple[int, str]]]:
-  """float64 of non-empty strings, and the first non-numeric/NaN/inf/negative line of each kind."""
+                   allow_zero: bool = True, allow_negative: bool = False
+                   ) -> tuple[np.ndarray, list[tuple[int, str]]]:
+  """float64 of non-empty strings, and the first non-numeric/NaN/inf/negative line of each kind
+  (negative numbers pass with ``allow_negative``: readings, which ``faults`` judges)."""
   values = pd.to_numeric(pd.Series(strings, dtype=object), errors="coerce").to_numpy(np.float64)
 
   def at(i: int) -> str:
@@ -269,6 +363,7 @@ def _parse_numbers(path, strings: np.ndarray, lines: np.ndarray, column: str, wh
       first_where(np.isnan(values), lines, nan)
       + first_where(np.isinf(values), lines, lambda i: f"{at(i)} infinite; expected a finite "
                     "number")
-      + first_where((values < 0) if allow_zero else (values <= 0), lines, lambda i: (
+      + first_where(np.zeros(len(values), bool) if allow_negative else
+                    (values < 0) if allow_zero else (values <= 0), lines, lambda i: (
           f"{at(i)} {'negative' if values[i] < 0 else 'zero'}; expected a number "
           f"{'>= 0' if allow_zero else '> 0'}")))

@@ -126,7 +126,7 @@ class Dataset:
   spec: WindowSpec
   grid: Grid
   capacity: float                    # people; inputs and targets are divided by it
-  capacity_fitted: bool              # True: max of the training split's readings
+  capacity_fitted: bool              # True: fitted on the training split (``robust_max``)
   tertiles: tuple[float, float] | None  # people: level boundaries (task levels), from training
   horizons: tuple[int, ...]          # the target horizons H (spec.target_horizons)
   train: Split
@@ -134,6 +134,8 @@ class Dataset:
   test: Split
   path: str
   sha256: str | None
+  n_readings: int = 0                # readings the grid was made of (after masking faults)
+  masked: dict | None = None         # ``Readings.masked()``: sensor faults dropped before the grid
 
   def __getitem__(self, name: str) -> Split:
     if name not in SPLITS:
@@ -148,7 +150,8 @@ class Dataset:
     times, step = self.grid.times, np.timedelta64(self.grid.step_minutes, "m")
     return {
         "path": self.path, "sha256": self.sha256, "capacity": self.capacity,
-        "capacity_fitted": self.capacity_fitted,
+        "capacity_fitted": self.capacity_fitted, "readings": self.n_readings,
+        "masked": self.masked,
         "tertiles": list(self.tertiles) if self.tertiles is not None else None,
         "horizons": list(self.horizons), "grid_bins": len(self.grid),
         "grid_valid_bins": int(self.grid.valid.sum()),
@@ -196,13 +199,15 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
   fractions of the grid's bins; a window (its T inputs and every bin up to its furthest target)
   lies inside one split and contains no gap bin. InputError when a split has no window. Fitted
   on the training split only:
-  * capacity, when ``readings.capacity`` is None: the maximum training reading, the smallest
-    value at which the sigmoid outputs (at most 1) reach every training target; a high quantile
-    would clip the busiest days. A later reading above it gives an input above 1 and a target
-    clipped to 1 (``ys``); ``target_people`` keep the real value, so errors in people stay honest.
-    The gym file's maximum, 145 people on Monday 2015-08-24 13:20 local (two days before its
+  * capacity, when ``readings.capacity`` is None: ``robust_max`` of the training readings, the
+    smallest value at which the sigmoid outputs (at most 1) reach every training target except a
+    single-reading spike; a high quantile would clip the busiest days. A reading above it (a
+    spike, or a later busier day) gives an input above 1 and a target clipped to 1 (``ys``);
+    ``target_people`` keep the real value, so errors in people stay honest. The gym file's
+    maximum, 145 people on Monday 2015-08-24 13:20 local (two days before its
     ``is_during_semester`` turns 1), follows 134, 139 and 119 (12:40..13:00) and precedes 105
-    (13:30): a real peak, not a glitch, so its fitted capacity is 145.
+    (13:30): a real peak within a quarter of the 139 that two of three consecutive readings
+    reach, not a glitch, so its fitted capacity is 145.
   * tertiles (task levels): the 1/3 and 2/3 quantiles of the training windows' targets at the
     level horizon; low is ``<= t1``, medium ``<= t2``, high above (ties at 0 go to low)."""
   spec = spec if spec is not None else WindowSpec()
@@ -216,10 +221,12 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
   if capacity is None:
     train_end = grid.times[0] + np.timedelta64(b1 * spec.step_minutes, "m")
     train_values = readings.value[readings.time_utc < train_end]
-    capacity = float(train_values.max()) if train_values.size else 0.0
+    capacity = robust_max(train_values)
     if not capacity > 0:
+      spikes = (f" but for single-reading spikes (up to {train_values.max():g}), which do not "
+                "count" if train_values.size and train_values.max() > 0 else "")
       raise InputError(f"{readings.path}: cannot fit the capacity: every reading in the training "
-                       "split is 0; give a capacity")
+                       f"split is 0{spikes}; give a capacity")
   capacity = float(capacity)
   tertiles = None
   if spec.task == "levels":
@@ -232,7 +239,28 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
   return Dataset(spec=spec, grid=grid, capacity=capacity,
                  capacity_fitted=readings.capacity is None, tertiles=tertiles,
                  horizons=tuple(int(h) for h in horizons), path=readings.path,
-                 sha256=readings.sha256, **splits)
+                 sha256=readings.sha256, n_readings=len(readings), masked=readings.masked(),
+                 **splits)
+
+
+SPIKE_FACTOR = 1.25
+
+
+def robust_max(values: np.ndarray) -> float:
+  """The largest reading (in time order) that is not a single-reading spike; 0.0 for none.
+
+  The level that two of three consecutive readings reach, ``top``, is the largest rolling
+  median of 3, which no single reading can raise. A reading above it counts when it is at most
+  ``SPIKE_FACTOR`` (1.25) times ``top``: a short real peak rises a little above its neighbours
+  (the gym file's 145 is 4% above its 139), a sensor glitch far above them (the parking panel's
+  Düsseldorf file reads 1,381 cars in 693 spaces). With fewer than three readings: the largest.
+  """
+  v = np.asarray(values, np.float64)
+  if v.size < 3:
+    return float(v.max()) if v.size else 0.0
+  a, b, c = v[:-2], v[1:-1], v[2:]
+  top = float(np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c)).max())
+  return float(v[v <= SPIKE_FACTOR * top].max()) if (v <= SPIKE_FACTOR * top).any() else 0.0
 
 
 def _usable_ends(path: str, valid: np.ndarray, bounds: dict[str, tuple[int, int]],

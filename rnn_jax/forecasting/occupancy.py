@@ -180,7 +180,8 @@ def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, 
                        f"the run ({CONFIG}); drop the changed flags")
   readings = source.load()
   dataset = data.make_dataset(readings, spec)
-  log(f"data: {dataset.path} ({len(readings)} readings), capacity {dataset.capacity:g} "
+  log(f"data: {dataset.path} ({len(readings)} readings; {readings.masked_text()}), "
+      f"capacity {dataset.capacity:g} "
       f"{source.unit}{' (fitted on train)' if dataset.capacity_fitted else ''}, "
       f"windows train/val/test {len(dataset.train)}/{len(dataset.val)}/{len(dataset.test)}, "
       f"T={spec.window} D={spec.input_size} K={spec.output_size}")

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import shared_file
 from rnn_jax import data
+from rnn_jax.data import faults
 
 NS_MIN = 60 * 10**9
 # Rows (0-based, header excluded) labelled -08:00 an hour early on 2016-11-06: 01:01:48..01:51:52.
@@ -176,6 +177,13 @@ def test_loads_every_row(gym, raw, repaired_utc):
   assert len(raw) == 62184 and len(readings) == 62184
   assert readings.format == "campus_gym" and readings.capacity is None
   assert readings.n_skipped_empty == 0
+  # no sensor fault: no negative reading, and its longest unchanged nonzero run within its active
+  # hours (local 05:00-01:00) is 1.0 h, far under the default 12 h
+  assert readings.n_masked == 0 and readings.max_flat_hours == 12.0
+  assert readings.active_hours == (0, *range(5, 24))
+  runs = faults.find_faults(readings.time_utc.astype(np.int64), readings.local_offset_minutes,
+                            readings.value, None, max_flat_hours=0.5).runs
+  assert fmt(max(run.active_hours for run in runs), 1) == "1.0"
   assert sorted(readings.value) == sorted(raw["number_people"].astype(float))
   np.testing.assert_array_equal(np.sort(readings.line), np.arange(2, 62186))
   # the read (with its repair) gives the UTC times of the hand-repaired file, in file order

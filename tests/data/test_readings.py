@@ -13,6 +13,8 @@ from data_helpers import GENERIC, ramp_csv, write
 # --------------------------------------------------------------------------------------------
 # Bad input: every case gives InputError with one line naming the file and what was expected.
 
+STRICT = dict(GENERIC, strict=True)
+
 BAD_FILES = [
     # id, file bytes (None: do not create), read_csv kwargs, fragments the message must contain
     ("empty-file", b"", GENERIC, ["is empty"]),
@@ -35,8 +37,9 @@ BAD_FILES = [
      ["line 1", "'people' appears twice"]),
     ("non-numeric", b"time,people\n2021-01-01 00:00,1\n2021-01-01 00:10,lots\n", GENERIC,
      ["line 3", "'lots'", "not a number"]),
-    ("negative", b"time,people\n2021-01-01 00:00,1\n2021-01-01 00:10,2\n2021-01-01 00:20,-3\n",
-     GENERIC, ["line 4", "negative"]),
+    ("negative-strict",
+     b"time,people\n2021-01-01 00:00,1\n2021-01-01 00:10,2\n2021-01-01 00:20,-3\n",
+     STRICT, ["line 4", "'-3'", "negative", "expected a number >= 0", "without --strict"]),
     ("nan", b"time,people\n2021-01-01 00:00,NaN\n", GENERIC, ["line 2", "is NaN"]),
     ("infinite", b"time,people\n2021-01-01 00:00,1\n2021-01-01 00:10,inf\n", GENERIC,
      ["line 3", "infinite"]),
@@ -48,11 +51,14 @@ BAD_FILES = [
     ("mixed-naive-aware",
      b"time,people\n2021-01-01 00:00+01:00,1\n2021-01-01 00:10+01:00,1\n2021-01-01 00:20,1\n",
      GENERIC, ["line 4", "no UTC offset", "line 2"]),
-    ("above-capacity", b"time,people\n2021-01-01 00:00,1\n2021-01-01 00:10,101\n", GENERIC,
-     ["line 3", "above", "capacity 100"]),
-    ("above-row-capacity", b"time,people,cap\n2021-01-01 00:00,1,50\n2021-01-01 00:10,51,50\n",
-     dict(time_column="time", value_column="people", capacity_column="cap"),
+    ("above-capacity-strict", b"time,people\n2021-01-01 00:00,1\n2021-01-01 00:10,101\n",
+     STRICT, ["line 3", "above", "capacity 100", "without --strict"]),
+    ("above-row-capacity-strict",
+     b"time,people,cap\n2021-01-01 00:00,1,50\n2021-01-01 00:10,51,50\n",
+     dict(time_column="time", value_column="people", capacity_column="cap", strict=True),
      ["line 3", "above", "'cap' 50"]),
+    ("every-reading-a-fault", b"time,people\n2021-01-01 00:00,-1\n2021-01-01 00:10,-2\n",
+     GENERIC, ["no readings left", "all 2 readings are sensor faults", "negative 2"]),
     ("row-capacity-zero", b"time,people,cap\n2021-01-01 00:00,0,50\n2021-01-01 00:10,0,0\n",
      dict(time_column="time", value_column="people", capacity_column="cap"),
      ["line 3", "capacity", "zero"]),
@@ -104,6 +110,9 @@ BAD_ARGUMENTS = [
     ("unknown-timezone", dict(GENERIC, timezone="Mars/Olympus_Mons"),
      "timezone: 'Mars/Olympus_Mons' is not an IANA time zone name"),
     ("same-column-twice", dict(GENERIC, value_column="time"), "two different columns"),
+    ("max-flat-hours-negative", dict(GENERIC, max_flat_hours=-1),
+     "--max-flat-hours: expected a finite number >= 0 (0 = off), got -1"),
+    ("strict-not-bool", dict(GENERIC, strict="yes"), "--strict: expected true or false"),
 ]
 
 

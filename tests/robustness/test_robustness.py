@@ -42,8 +42,9 @@ def test_cases_are_unique_and_cover_every_script():
   required = [
       "occ-missing-file", "occ-directory", "occ-empty-file", "occ-header-only", "occ-not-utf8",
       "occ-binary", "occ-gym-columns-absent", "occ-column-absent", "occ-duplicate-column",
-      "occ-non-numeric", "occ-negative", "occ-nan", "occ-infinite", "occ-bad-timestamp",
-      "occ-mixed-offsets", "occ-above-capacity", "occ-capacity-zero", "occ-capacity-negative",
+      "occ-non-numeric", "occ-negative-strict", "occ-nan", "occ-infinite", "occ-bad-timestamp",
+      "occ-mixed-offsets", "occ-above-capacity-strict", "occ-frozen-strict",
+      "occ-max-flat-hours-negative", "occ-capacity-zero", "occ-capacity-negative",
       "occ-too-few-readings", "occ-empty-val-split", "occ-empty-test-split", "occ-window-zero",
       "occ-horizon-zero", "occ-batch-zero", "occ-lr-not-number", "occ-seeds-zero",
       "occ-unknown-feature", "fc-run-missing", "fc-run-no-checkpoint", "fc-checkpoint-truncated",
