@@ -15,6 +15,9 @@ from rnn_jax.common.errors import InputError
 INIT_SCHEMES = ("normal", "irnn")      # rnn_jax.core.model.INIT_SCHEMES
 GRADS = ("autodiff", "hand")           # rnn_jax.core.gradients.METHODS
 OPTIMIZERS = ("sgd", "adam")
+# "bce": the notes' cross-entropy, one output per horizon; "pinball": three per horizon, the
+# lower, median and upper quantile of the --interval level (rnn_jax.core.model.pinball_from_logits)
+LOSSES = ("bce", "pinball")
 
 INTERVAL = 0.8   # nominal level of the prediction intervals (--interval)
 
@@ -24,10 +27,10 @@ INTERVAL = 0.8   # nominal level of the prediction intervals (--interval)
 PRESETS: dict[str, dict[str, Any]] = {
     "forecast": {"features": ("occupancy", "calendar"), "window": 12, "hidden_size": 64,
                  "init": "irnn", "optimizer": "adam", "lr": 1e-3, "clip": 1.0,
-                 "batch_size": 64, "epochs": 60, "patience": 12, "seeds": 5},
+                 "batch_size": 64, "epochs": 60, "patience": 12, "seeds": 5, "loss": "bce"},
     "notes": {"features": ("occupancy",), "window": 24, "hidden_size": 200, "init": "normal",
               "optimizer": "sgd", "lr": 0.1, "clip": 0.0, "batch_size": 64, "epochs": 60,
-              "patience": 12, "seeds": 1},
+              "patience": 12, "seeds": 1, "loss": "bce"},
 }
 DEFAULT_PRESET = "forecast"
 
@@ -123,6 +126,9 @@ class TrainConfig:
   seeds: int = cli.option(1, "models trained at once in one vmapped program (fit_many)")
   devices: int | None = cli.option(
       None, "None or 0: all devices; n: the first n; data-parallel when > 1")
+  loss: str = cli.option(
+      "bce", '"bce" (the notes\' cross-entropy) | "pinball" (per horizon the lower, median and '
+      "upper quantile of the --interval level, on the logit scale; conformalized on val)")
 
   def __post_init__(self):
     for f in dataclasses.fields(self):            # numpy scalars -> Python (JSON-serialisable)
@@ -135,7 +141,7 @@ class TrainConfig:
                       ("unroll", 1), ("seed", 0), ("seeds", 1)):
       object.__setattr__(self, name, checks.integer(name, getattr(self, name), low))
     for name, options in (("init", INIT_SCHEMES), ("optimizer", OPTIMIZERS),
-                          ("grad", GRADS)):
+                          ("grad", GRADS), ("loss", LOSSES)):
       checks.choice(name, getattr(self, name), options)
     checks.number("lr", self.lr)
     checks.number("clip", self.clip, zero_is_off=True)
@@ -152,7 +158,8 @@ class TrainConfig:
 
   @classmethod
   def from_dict(cls, d: dict) -> "TrainConfig":
-    """The inverse of ``to_dict`` (unknown keys: InputError); reads older runs' ``hidden`` too."""
+    """The inverse of ``to_dict`` (unknown keys: InputError); reads older runs' ``hidden`` too,
+    and a missing setting (a run from before it existed) takes its default."""
     if "hidden" in d and "hidden_size" not in d:
       d = {("hidden_size" if k == "hidden" else k): v for k, v in d.items()}
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}

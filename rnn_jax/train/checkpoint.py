@@ -8,6 +8,7 @@ name or position, arrays raw bytes with shape and dtype (floats come back bit fo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -180,8 +181,9 @@ def restore_run(path: str | os.PathLike, initial, *, cfg, n_models: int, fingerp
     epoch, elapsed_s = int(raw["epoch"]), float(raw["elapsed_s"])
   except (KeyError, TypeError, ValueError) as err:
     raise InputError(f"{path}: checkpoint is missing or has a damaged field ({err})") from None
+  defaults = {f.name: f.default for f in dataclasses.fields(cfg)}   # settings added since
   for k, mine in cfg.to_dict().items():
-    if k not in MAY_CHANGE and config.get(k, object()) != mine:
+    if k not in MAY_CHANGE and config.get(k, defaults.get(k, object())) != mine:
       raise InputError(f"{path}: the run was made with {k}={config.get(k)!r}, this run asks for "
                        f"{k}={mine!r}; resume with the same settings (only --epochs and "
                        "--devices may change) or start a new --out")
