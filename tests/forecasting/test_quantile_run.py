@@ -209,3 +209,38 @@ def test_a_run_from_before_the_loss_setting_resumes(tmp_path):
                          out, resume=True, progress=False, make_plots=False, log=lambda *a: None)
   assert result["status"] == "done" and result["fit"].best_epoch in (1, 2)
   assert len(result["fit"].history) == 2
+
+
+def test_hand_and_autodiff_train_the_same_quantile_model():
+  """The pinball loss's levels reach both gradient methods of the training loop: one epoch with
+  --grad hand equals one with --grad autodiff (float32, to rounding)."""
+  rng = np.random.default_rng(1)
+  xs = rng.uniform(size=(64, 6, 1)).astype(np.float32)
+  ys = np.repeat(rng.uniform(size=(64, 2)), 3, axis=1).astype(np.float32)
+  taus = conformal.quantile_levels(0.8) * 2
+  fits = {grad: train.fit(TrainConfig(hidden_size=6, epochs=2, batch_size=16, loss="pinball",
+                                      grad=grad, patience=0), (xs, ys), (xs, ys),
+                          progress=False, taus=taus)
+          for grad in ("autodiff", "hand")}
+  hand, auto = fits["hand"], fits["autodiff"]
+  assert [r["train_loss"] for r in hand.history] == pytest.approx(
+      [r["train_loss"] for r in auto.history], rel=1e-5)
+  for a, b in zip(hand.params, auto.params):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  assert hand.history[-1]["train_loss"] != hand.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("grad", ["autodiff", "hand"])
+def test_the_training_loss_is_the_pinball_loss(grad):
+  """With one step per epoch, epoch 1's train_loss is the loss at the initial parameters: the
+  pinball loss of the given levels (not the cross-entropy), for either gradient method."""
+  rng = np.random.default_rng(2)
+  xs = rng.uniform(size=(32, 5, 1)).astype(np.float32)
+  ys = np.repeat(rng.uniform(size=(32, 1)), 3, axis=1).astype(np.float32)
+  taus = (0.1, 0.5, 0.9)
+  cfg = TrainConfig(hidden_size=4, epochs=1, batch_size=32, loss="pinball", grad=grad)
+  fitted = train.fit(cfg, (xs, ys), (xs, ys), progress=False, taus=taus)
+  init = jax.tree.map(lambda a: a[0], train.init_models(np.array([0], np.int32), D=1, H=4, K=3)[0])
+  pinball = float(model.loss(init, xs, ys, taus=taus))
+  assert fitted.history[0]["train_loss"] == pytest.approx(pinball, rel=1e-6)
+  assert abs(pinball - float(model.loss(init, xs, ys))) > 0.1
