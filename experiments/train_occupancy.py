@@ -49,8 +49,9 @@ def parse(argv):
                       help="with several series: also train one model on all of them at once "
                       "and compare it per series (in --out/global)")
   parser.add_argument("--interval", type=float, default=settings.INTERVAL,
-                      help="nominal level of the split-conformal prediction intervals, "
-                      "calibrated on val (default: %(default)s)")
+                      help="nominal level of the prediction intervals, calibrated on val "
+                      "(split-conformal; with --loss pinball also the quantiles the model is "
+                      "trained for, (1-level)/2, 0.5, (1+level)/2, and CQR) (default: %(default)s)")
   parser.add_argument("--out", default="runs/occupancy", help="run directory (default: %(default)s)")
   parser.add_argument("--resume", action="store_true", help="continue the run in --out")
   parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")

@@ -16,6 +16,9 @@ from rnn_jax.core.precision import DEFAULT_PRECISION, PRECISIONS   # JAX-free
 INIT_SCHEMES = ("normal", "irnn")      # rnn_jax.core.model.INIT_SCHEMES
 GRADS = ("autodiff", "hand")           # rnn_jax.core.gradients.METHODS
 OPTIMIZERS = ("sgd", "adam")
+# "bce": the notes' cross-entropy, one output per horizon; "pinball": three per horizon, the
+# lower, median and upper quantile of the --interval level (rnn_jax.core.model.pinball_from_logits)
+LOSSES = ("bce", "pinball")
 
 INTERVAL = 0.8   # nominal level of the prediction intervals (--interval)
 
@@ -25,10 +28,10 @@ INTERVAL = 0.8   # nominal level of the prediction intervals (--interval)
 PRESETS: dict[str, dict[str, Any]] = {
     "forecast": {"features": ("occupancy", "calendar"), "window": 12, "hidden_size": 64,
                  "init": "irnn", "optimizer": "adam", "lr": 1e-3, "clip": 1.0,
-                 "batch_size": 64, "epochs": 60, "patience": 12, "seeds": 5},
+                 "batch_size": 64, "epochs": 60, "patience": 12, "seeds": 5, "loss": "bce"},
     "notes": {"features": ("occupancy",), "window": 24, "hidden_size": 200, "init": "normal",
               "optimizer": "sgd", "lr": 0.1, "clip": 0.0, "batch_size": 64, "epochs": 60,
-              "patience": 12, "seeds": 1},
+              "patience": 12, "seeds": 1, "loss": "bce"},
 }
 DEFAULT_PRESET = "forecast"
 
@@ -140,6 +143,9 @@ class TrainConfig:
   precision: str = cli.option(
       DEFAULT_PRECISION, "float32 matmul precision: highest (IEEE float32) | tf32 | bf16 | "
       "default (the platform's: TF32 on recent NVIDIA GPUs, bf16 on TPUs); no effect on a CPU")
+  loss: str = cli.option(
+      "bce", '"bce" (the notes\' cross-entropy) | "pinball" (per horizon the lower, median and '
+      "upper quantile of the --interval level, on the logit scale; conformalized on val)")
 
   def __post_init__(self):
     for f in dataclasses.fields(self):            # numpy scalars -> Python (JSON-serialisable)
@@ -152,7 +158,7 @@ class TrainConfig:
                       ("unroll", 1), ("seed", 0), ("seeds", 1)):
       object.__setattr__(self, name, checks.integer(name, getattr(self, name), low))
     for name, options in (("init", INIT_SCHEMES), ("optimizer", OPTIMIZERS),
-                          ("grad", GRADS), ("precision", PRECISIONS)):
+                          ("grad", GRADS), ("precision", PRECISIONS), ("loss", LOSSES)):
       checks.choice(name, getattr(self, name), options)
     checks.number("lr", self.lr)
     checks.number("clip", self.clip, zero_is_off=True)
@@ -170,8 +176,9 @@ class TrainConfig:
   @classmethod
   def from_dict(cls, d: dict) -> "TrainConfig":
     """The inverse of ``to_dict`` (unknown keys: InputError); reads older runs' ``hidden`` too,
-    and a run recorded before ``precision`` existed as the default one (on a CPU, where those
-    runs were made, every precision computes the same products)."""
+    and a missing setting (a run from before it existed) takes its default: ``precision``
+    "highest" (on a CPU, where those runs were made, every precision computes the same
+    products), ``loss`` "bce"."""
     if "hidden" in d and "hidden_size" not in d:
       d = {("hidden_size" if k == "hidden" else k): v for k, v in d.items()}
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}

@@ -144,14 +144,15 @@ def augment(params, xs):
   return params._replace(V=V), xs
 
 
-def hand_steps(params, xs, ys, h0=None, *, anchor: bool = False, sums: str | None = None):
+def hand_steps(params, xs, ys, h0=None, *, anchor: bool = False, sums: str | None = None,
+               taus=None):
   """``(result, delta [B,T,H])``: rnn_jax.core.bptt.backward and its own ``delta_t = dL/dA_t``
-  (``anchor``, ``sums`` as there). On the ``augment``-ed network the input gradient is
+  (``anchor``, ``sums``, ``taus`` as there). On the ``augment``-ed network the input gradient is
   ``dL/dx'_t = delta_t [V, I]``, whose last H columns are exactly ``delta_t``; ``result`` drops
   the extra columns of ``grads.V`` and ``dxs``. jit-compatible."""
   D = xs.shape[-1]
   p_aug, xs_aug = augment(params, xs)
-  r = bptt.backward(p_aug, xs_aug, ys, h0, anchor=anchor, sums=sums)
+  r = bptt.backward(p_aug, xs_aug, ys, h0, anchor=anchor, sums=sums, taus=taus)
   result = r._replace(grads=r.grads._replace(V=r.grads.V[:, :D]), dxs=r.dxs[..., :D])
   return result, r.dxs[..., D:]
 

@@ -1,5 +1,5 @@
-"""Shared fixtures: float64 on demand, the experiment scripts as modules, and the location of
-the shared data files."""
+"""Shared fixtures: float64 on demand, the experiment scripts as modules, the location of the
+shared data files, and a tiny run with quantile outputs."""
 from __future__ import annotations
 
 import importlib.util
@@ -60,3 +60,18 @@ def doc_lines():
   """The lines of docs/robustness.md, which the robustness tests keep true."""
   assert ROBUSTNESS_DOC.is_file(), ROBUSTNESS_STALE
   return ROBUSTNESS_DOC.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture(scope="session")
+def pinball_run(tmp_path_factory):
+  """``(out, result)`` of a tiny occupancy run with quantile outputs (``--loss pinball``) on the
+  synthetic gym: two models, three horizons, nine outputs; plots skipped (the test-week band is
+  checked through ``occupancy._plots`` itself). Shared by tests/forecasting."""
+  from rnn_jax.data import WindowSpec                 # imported only where the run is used
+  from rnn_jax.forecasting import occupancy
+  from rnn_jax.train import TrainConfig
+  cfg = TrainConfig(hidden_size=8, epochs=2, patience=0, batch_size=256, seeds=2, loss="pinball")
+  out = tmp_path_factory.mktemp("runs") / "pinball"
+  result = occupancy.run(occupancy.DataSource(), WindowSpec(), cfg, out, progress=False,
+                         make_plots=False, log=lambda *a: None)
+  return out, result

@@ -18,6 +18,12 @@ logits and the skip adds one term to the input gradient, at the last step on fea
 
     dL/dx_T[0] += (sum_k Q_k) / (x (1 - x))    where eps < x < 1 - eps, else 0 (clipped)
 
+With the pinball loss (``taus``, rnn_jax.core.model.pinball_from_logits) only Q and dL/dy
+change; everything after Q above is the same:
+
+    Q       = (1{y~ < l} - tau) / B            [B, K]   y~ = logit(clip(y, eps, 1 - eps))
+    dL/dy   = -Q / (y (1 - y))                 [B, K]   where eps < y < 1 - eps, else 0
+
 ``g_t`` is dL/dh_t. No JAX differentiation here (grad, vjp, jvp, linearize); ``loss`` is a
 ``jax.custom_vjp`` whose backward rule is the hand BPTT, for rnn_jax/core/gradients.py.
 """
@@ -40,7 +46,7 @@ class BPTTResult(NamedTuple):
   dh_norms: jax.Array   # [T]       ||dL/dh_t||_F over the batch, t = 1..T
   dxs: jax.Array        # [B, T, D] dL/dx_t = delta_t V (+ the anchor's term at T, feature 0)
   dh0: jax.Array        # [B, H]    dL/dh_0
-  dys: jax.Array        # [B, K]    dL/dy = -logits / B
+  dys: jax.Array        # [B, K]    dL/dy: -logits / B (cross-entropy), -Q / (y (1 - y)) (pinball)
 
 
 # Where the stacked deltas (``_reverse``: [T, B, H] written, read back with h_{t-1}) stop paying
@@ -131,17 +137,41 @@ def _anchor_dxs(xs, Q):
   return jnp.zeros(xs.shape, Q.dtype).at[:, -1, 0].set(jnp.sum(Q, axis=1) * slope)
 
 
-def _backward(params: RNNParams, xs, ys, h0, anchor: bool = False, sums=None) -> BPTTResult:
-  B = xs.shape[0]
+def _bce_head(logits, ys):
+  """``(Q, dL/dy)`` of the cross-entropy (``model.bce_from_logits``), ``[B, K]`` each.
+
+  Q = z - y, written (1 - y) sigmoid(l) - y sigmoid(-l) (equal, as sigmoid(l) + sigmoid(-l)
+  = 1) so that a confidently right prediction (l = 20, y = 1) keeps its digits instead of
+  cancelling 1 - 2e-9 against 1; found by the property test in tests/core/test_bptt.py.
+  ``softplus(l) - y l`` gives dL/dy = -l / B."""
+  B = logits.shape[0]
+  Q = ((1 - ys) * jax.nn.sigmoid(logits) - ys * jax.nn.sigmoid(-logits)) / B
+  return Q, -logits / B
+
+
+def _pinball_head(logits, ys, taus):
+  """``(Q, dL/dy)`` of the pinball loss on the logit scale (``model.pinball_from_logits``).
+
+  With ``u = y~ - l``, ``rho_tau(u)`` has slope ``tau - 1`` for ``u < 0`` and ``tau`` for
+  ``u >= 0`` (the tie on the ``tau`` side, as the model's ``where`` puts it), so
+  ``dL/dl = -rho'(u) / B = (1{y~ < l} - tau) / B``: a step, with no ``z (1 - z)`` factor. And
+  ``dL/dy = rho'(u) / B * dy~/dy = -Q / (y (1 - y))`` inside the clip, 0 outside it (the clip's
+  derivative is ``model.anchor_inside``, the bounds included)."""
+  B = logits.shape[0]
+  tau = jnp.asarray(taus, logits.dtype)
+  Q = (jnp.where(model.clipped_logit(ys) < logits, 1, 0) - tau) / B
+  inside = model.anchor_inside(ys)
+  safe = jnp.where(inside, ys, 0.5)                          # no 1/0 in the branch not taken
+  return Q, jnp.where(inside, -Q / (safe * (1 - safe)), 0)
+
+
+def _backward(params: RNNParams, xs, ys, h0, anchor: bool = False, sums=None,
+              taus=None) -> BPTTResult:
   xs_t = jnp.swapaxes(xs, 0, 1)                              # [T, B, D]
   hT, h_prev, active = model._run_for_bptt(params, xs, h0)   # h_{t-1}, A_t > 0: [T, B, H]
   logits = model.logits_of(params, hT, xs, anchor)
-  value = model.bce_from_logits(logits, ys)
-
-  # Q = z - y, written (1 - y) sigmoid(l) - y sigmoid(-l) (equal, as sigmoid(l) + sigmoid(-l)
-  # = 1) so that a confidently right prediction (l = 20, y = 1) keeps its digits instead of
-  # cancelling 1 - 2e-9 against 1; found by the property test in tests/core/test_bptt.py.
-  Q = ((1 - ys) * jax.nn.sigmoid(logits) - ys * jax.nn.sigmoid(-logits)) / B   # [B, K]
+  value = model.loss_from_logits(logits, ys, taus)
+  Q, dys = _bce_head(logits, ys) if taus is None else _pinball_head(logits, ys, taus)  # [B, K]
   grad_W = Q.T @ hT
   grad_c = jnp.sum(Q, axis=0)
   g_T = Q @ params.W                                         # dL/dh_T, [B, H]
@@ -152,7 +182,7 @@ def _backward(params: RNNParams, xs, ys, h0, anchor: bool = False, sums=None) ->
   dxs = jnp.swapaxes(dxs_t, 0, 1)
   if anchor:
     dxs = dxs + _anchor_dxs(xs, Q)
-  return BPTTResult(value, grads, dh_norms, dxs, dh0, -logits / B)
+  return BPTTResult(value, grads, dh_norms, dxs, dh0, dys)
 
 
 def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None, *, sums: str | None = None
@@ -171,39 +201,47 @@ def hidden_states_vjp(params: RNNParams, xs, cotangent_hs, h0=None, *, sums: str
   return grads, jnp.swapaxes(dxs_t, 0, 1), dh0
 
 
-def backward(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False,
-             sums: str | None = None) -> BPTTResult:
-  """The hand BPTT's ``BPTTResult``; ``anchor`` as in rnn_jax.loss, ``sums`` as in ``_reverse``."""
-  model.check_inputs(params, xs, ys, h0)
+def _check(params, xs, ys, h0, sums, taus):
+  """The public functions' checks; returns ``taus`` as ``model.check_taus`` gives it."""
+  _, _, _, _, K = model.check_inputs(params, xs, ys, h0)
   _check_sums(sums)
-  return _backward(params, xs, ys, h0, anchor, sums)
+  return model.check_taus(taus, K)
+
+
+def backward(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False,
+             sums: str | None = None, taus=None) -> BPTTResult:
+  """The hand BPTT's ``BPTTResult``; ``anchor`` and ``taus`` as in rnn_jax.loss (``taus``: the
+  pinball loss's K quantile levels, None for the cross-entropy), ``sums`` as in ``_reverse``."""
+  taus = _check(params, xs, ys, h0, sums, taus)
+  return _backward(params, xs, ys, h0, anchor, sums, taus)
 
 
 def loss_and_grads(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False,
-                   sums: str | None = None) -> tuple[jax.Array, RNNParams]:
+                   sums: str | None = None, taus=None) -> tuple[jax.Array, RNNParams]:
   """``(loss, grads)`` of rnn_jax.loss by the notes' hand-written BPTT; jit-compatible."""
-  result = backward(params, xs, ys, h0, anchor=anchor, sums=sums)
+  result = backward(params, xs, ys, h0, anchor=anchor, sums=sums, taus=taus)
   return result.loss, result.grads
 
 
-def grad_norms(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False) -> jax.Array:
+def grad_norms(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False,
+               taus=None) -> jax.Array:
   """``||dL/dh_t||`` for t = 1..T, ``[T]``: vanishing or exploding gradients at a glance."""
-  return backward(params, xs, ys, h0, anchor=anchor).dh_norms
+  return backward(params, xs, ys, h0, anchor=anchor, taus=taus).dh_norms
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _loss(params, xs, ys, h0, anchor, sums):
+@partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _loss(params, xs, ys, h0, anchor, sums, taus):
   hT = model._run(params, xs, h0)[0]
-  return model.bce_from_logits(model.logits_of(params, hT, xs, anchor), ys)
+  return model.loss_from_logits(model.logits_of(params, hT, xs, anchor), ys, taus)
 
 
-def _loss_fwd(params, xs, ys, h0, anchor, sums):
-  r = _backward(params, xs, ys, h0, anchor, sums)
+def _loss_fwd(params, xs, ys, h0, anchor, sums, taus):
+  r = _backward(params, xs, ys, h0, anchor, sums, taus)
   return r.loss, (r.grads, r.dxs, r.dys, r.dh0)
 
 
-def _loss_bwd(anchor, sums, res, ct):
-  del anchor, sums                                           # already in the residuals
+def _loss_bwd(anchor, sums, taus, res, ct):
+  del anchor, sums, taus                                     # already in the residuals
   grads, dxs, dys, dh0 = res
   return jax.tree.map(lambda g: ct * g, (grads, dxs, dys, dh0))
 
@@ -211,10 +249,12 @@ def _loss_bwd(anchor, sums, res, ct):
 _loss.defvjp(_loss_fwd, _loss_bwd)
 
 
-def loss(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False, sums: str | None = None):
-  """rnn_jax.loss whose derivative, under any JAX transformation, is the hand BPTT."""
-  B, _, _, H, _ = model.check_inputs(params, xs, ys, h0)
-  _check_sums(sums)
+def loss(params: RNNParams, xs, ys, h0=None, *, anchor: bool = False, sums: str | None = None,
+         taus=None):
+  """rnn_jax.loss whose derivative, under any JAX transformation, is the hand BPTT. ``taus``
+  (the pinball loss's quantile levels) must be concrete: it is a static argument, as a tuple."""
+  taus = _check(params, xs, ys, h0, sums, taus)
   if h0 is None:
+    B, H = xs.shape[0], params.U.shape[0]
     h0 = jnp.zeros((B, H), jnp.result_type(params.U, xs))
-  return _loss(params, xs, ys, h0, bool(anchor), sums)
+  return _loss(params, xs, ys, h0, bool(anchor), sums, taus)

@@ -10,7 +10,9 @@ The cell (derivation notes, "RNN Diagram"), with a bias the notes leave implicit
 
 and the loss is the notes' binary cross-entropy, summed over the K outputs and averaged over
 the batch; ``U h`` is written ``h @ U.T``. ``anchor=True`` (off by default) adds
-``anchor_logit``, a skip from the last reading, to every logit.
+``anchor_logit``, a skip from the last reading, to every logit. ``taus`` (None by default: the
+cross-entropy) switches the loss to the pinball loss of quantile levels ``taus``, one per
+output, on the logit scale (``pinball_from_logits``).
 """
 from __future__ import annotations
 
@@ -217,14 +219,20 @@ def anchor_inside(x):
   return (x > ANCHOR_EPS) & (x < 1 - ANCHOR_EPS)
 
 
-def anchor_logit(xs):
-  """The anchor's skip ``logit(clip(x_T[0], eps, 1 - eps))``, ``[B, 1]``, ``eps = ANCHOR_EPS``:
-  feature 0 of the last step is the latest reading as a fraction of capacity (rnn_jax.data).
-  ``where``, not ``jnp.clip`` (1/2 at a bound), makes autodiff's derivative exactly
-  ``anchor_inside``, which the hand BPTT reproduces."""
-  x = xs[:, -1, 0]
+def clipped_logit(x):
+  """``logit(clip(x, eps, 1 - eps))``, elementwise, ``eps = ANCHOR_EPS``: a fraction in [0, 1]
+  on the logit scale, an empty room (0) at logit(1e-3) = -6.9 rather than -inf. ``where``, not
+  ``jnp.clip`` (1/2 at a bound), makes autodiff's derivative exactly ``anchor_inside(x) /
+  (x (1 - x))``, which the hand BPTT reproduces."""
   p = jnp.where(x <= ANCHOR_EPS, ANCHOR_EPS, jnp.where(x >= 1 - ANCHOR_EPS, 1 - ANCHOR_EPS, x))
-  return (jnp.log(p) - jnp.log1p(-p))[:, None]
+  return jnp.log(p) - jnp.log1p(-p)
+
+
+def anchor_logit(xs):
+  """The anchor's skip ``logit(clip(x_T[0], eps, 1 - eps))``, ``[B, 1]``, ``eps = ANCHOR_EPS``
+  (``clipped_logit``): feature 0 of the last step is the latest reading as a fraction of
+  capacity (rnn_jax.data)."""
+  return clipped_logit(xs[:, -1, 0])[:, None]
 
 
 def logits_of(params: RNNParams, hT, xs, anchor: bool = False):
@@ -267,8 +275,55 @@ def bce_from_logits(logits, ys):
   return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(logits, ys), axis=-1))
 
 
+def check_taus(taus, K: int | None = None) -> tuple[float, ...] | None:
+  """``taus`` as a tuple of floats (hashable: a static argument under ``jit``), or None (the
+  cross-entropy); raises ValueError unless it holds ``K`` levels (any number if K is None), each
+  strictly inside (0, 1)."""
+  if taus is None:
+    return None
+  try:
+    levels = tuple(float(t) for t in taus)
+  except (TypeError, ValueError):
+    raise ValueError(f"taus: expected a sequence of quantile levels in (0, 1), got {taus!r}"
+                     ) from None
+  if not levels:
+    raise ValueError("taus: expected at least one quantile level, got none")
+  bad = [t for t in levels if not 0 < t < 1]
+  if bad:
+    raise ValueError(f"taus: every quantile level must lie strictly between 0 and 1, "
+                     f"got {bad[0]!r}")
+  if K is not None and len(levels) != K:
+    raise ValueError(f"taus: expected one quantile level per output ({K}), got {len(levels)}")
+  return levels
+
+
+def pinball_from_logits(logits, ys, taus):
+  """The pinball (quantile) loss on the logit scale, summed over K, averaged over B:
+  ``rho_tau(y~ - l)`` with ``y~ = clipped_logit(y)`` and ``rho_tau(u) = max(tau u, (tau - 1) u)``
+  (Koenker and Bassett 1978, "Regression Quantiles"), output k at level ``taus[k]``.
+
+  Its minimiser in ``l`` is the tau-quantile of ``y~``; the logit is increasing, so
+  ``sigmoid(l)`` is then the tau-quantile of the clipped fraction. Written with ``where``
+  (``u < 0``: ``(tau - 1) u``, else ``tau u``), so at a tie ``u = 0`` autodiff takes
+  dL/dl = -tau / B, the hand BPTT's ``(1{y~ < l} - tau) / B`` (rnn_jax.core.bptt)."""
+  tau = jnp.asarray(check_taus(taus, jnp.shape(logits)[-1]), jnp.result_type(logits))
+  u = clipped_logit(ys) - logits
+  return jnp.mean(jnp.sum(jnp.where(u < 0, (tau - 1) * u, tau * u), axis=-1))
+
+
+def loss_from_logits(logits, ys, taus=None):
+  """``bce_from_logits`` when ``taus`` is None, else ``pinball_from_logits``."""
+  if taus is None:
+    return bce_from_logits(logits, ys)
+  return pinball_from_logits(logits, ys, taus)
+
+
 def loss(params: RNNParams, xs, ys, h0=None, *, unroll: int | bool = 1, remat: bool = False,
-         anchor: bool = False):
-  """The notes' loss, ``bce_from_logits(forward(...), ys)``; dL/dlogits = ``(z - y) / B``."""
-  check_inputs(params, xs, ys, h0)
-  return bce_from_logits(forward(params, xs, h0, unroll=unroll, remat=remat, anchor=anchor), ys)
+         anchor: bool = False, taus=None):
+  """The notes' loss, ``bce_from_logits(forward(...), ys)``; dL/dlogits = ``(z - y) / B``.
+  ``taus``: K quantile levels, one per output, for the pinball loss instead
+  (``pinball_from_logits``; dL/dlogits = ``(1{y~ < l} - tau) / B``)."""
+  _, _, _, _, K = check_inputs(params, xs, ys, h0)
+  taus = check_taus(taus, K)
+  return loss_from_logits(forward(params, xs, h0, unroll=unroll, remat=remat, anchor=anchor), ys,
+                          taus)

@@ -41,7 +41,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits
 
 from rnn_jax.data import LEVELS, Dataset, Split, levels_of
-from rnn_jax.evaluation import scores
+from rnn_jax.evaluation import conformal, scores
 from rnn_jax.settings import INTERVAL
 
 HORIZON_METHODS = ("model", "persistence", "seasonal_naive_day", "seasonal_naive_week", "ridge",
@@ -358,8 +358,8 @@ def report(dataset: Dataset, model_predictions: Mapping[str, np.ndarray] | None 
 
 def format_table(results: dict) -> str:
   """Plain text, a row per method, a column per horizon for val and test: MAE in
-  ``results["unit"]`` (default people) and % of capacity, the model's interval if present;
-  levels: accuracy and macro-F1."""
+  ``results["unit"]`` (default people) and % of capacity, the model's intervals if present
+  (rnn_jax.evaluation.conformal.format_lines); levels: accuracy and macro-F1."""
   splits = [s for s in ("val", "test") if s in results.get("splits", {})]
   methods = list(dict.fromkeys(m for s in splits for m in results["splits"][s]))
   name_w = max([len(m) for m in methods] + [6])
@@ -388,11 +388,6 @@ def format_table(results: dict) -> str:
              "method".ljust(name_w) + header * len(splits)]
   lines += [m.ljust(name_w) + "".join(cells(results["splits"][s].get(m)) for s in splits)
             for m in methods]
-  intervals = [results["splits"][s].get("model", {}).get("interval") for s in splits]
-  if not levels and intervals and all(intervals):
-    lines.append(f"model's {100 * intervals[0]['level']:g}% interval (split-conformal, "
-                 f"calibrated on val): coverage, mean width in {unit}")
-    for key, fmt in (("coverage", ".3f"), ("mean_width", ".2f")):
-      row = "".join("".join(format(v, fmt).rjust(col) for v in e[key]) + " " * 7 for e in intervals)
-      lines.append((key.ljust(name_w) + row).rstrip())
+  if not levels:
+    lines += conformal.format_lines(results, name_w, col)
   return "\n".join(lines)

@@ -2,12 +2,19 @@
 2018, "Distribution-Free Predictive Inference for Regression"), as darts' ``ConformalModel``
 and statsforecast's ``level=`` offer. Calibrated on validation, applied to test. When those
 windows are exchangeable, the coverage is at least ``level`` (below ``level + 1/(n+1)`` without
-ties); a time series' test split comes later and is not, so there coverage is measured."""
+ties); a time series' test split comes later and is not, so there coverage is measured.
+
+For a model with quantile outputs (a lower, median and upper quantile per horizon), the interval
+is conformalized quantile regression (CQR; Romano, Patterson and Candes 2019): the band between
+the quantiles, widened (or narrowed) by one calibrated amount per horizon, so it can be
+asymmetric and can vary from window to window."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from rnn_jax.evaluation import scores
 
 
 def check_level(level) -> float:
@@ -37,11 +44,94 @@ def intervals(pred, q, capacity: float) -> tuple[np.ndarray, np.ndarray]:
   return np.clip(pred - q, 0.0, capacity), np.clip(pred + q, 0.0, capacity)
 
 
+# --------------------------------------------------------------------------- quantile outputs
+
+def quantile_levels(level: float) -> tuple[float, float, float]:
+  """``(alpha/2, 0.5, 1 - alpha/2)``, ``alpha = 1 - level``: the lower, median and upper quantile
+  a model with three outputs per horizon is trained for (0.8 -> (0.1, 0.5, 0.9))."""
+  lower = round((1 - check_level(level)) / 2, 12)     # 0.1, not 0.09999999999999998
+  return (lower, 0.5, round(1 - lower, 12))
+
+
+def rearrange(bands) -> np.ndarray:
+  """``[..., 3]`` quantile forecasts sorted along the last axis, so they never cross: the
+  rearrangement of Chernozhukov, Fernandez-Val and Galichon (2010, "Quantile and Probability
+  Curves Without Crossing"), which never increases the pinball loss summed over the levels."""
+  return np.sort(np.asarray(bands, np.float64), axis=-1)
+
+
+def cqr_quantiles(lo, hi, target, level: float) -> np.ndarray:
+  """``q [K]`` of conformalized quantile regression (Romano, Patterson and Candes 2019,
+  "Conformalized Quantile Regression"), per horizon: the ``ceil((n+1) level)``-th smallest of
+  the n calibration windows' conformity scores ``E = max(lo - y, y - hi)`` ``[n, K]`` (negative
+  inside the band: the band is then shrunk); ``inf`` when that rank exceeds n."""
+  lo, hi, target = (np.asarray(a, np.float64) for a in (lo, hi, target))
+  if not lo.shape == hi.shape == target.shape:
+    raise ValueError(f"lo {lo.shape}, hi {hi.shape} and targets {target.shape} differ in shape")
+  return quantiles(np.maximum(lo - target, target - hi), level)
+
+
+def cqr_intervals(lo, hi, q, capacity: float) -> tuple[np.ndarray, np.ndarray]:
+  """``(lo - q, hi + q)`` clipped to ``[0, capacity]``; where a negative q would make the band
+  cross, both ends sit at its middle."""
+  lo, hi = np.asarray(lo, np.float64) - q, np.asarray(hi, np.float64) + q
+  mid = (lo + hi) / 2
+  lo, hi = np.minimum(lo, mid), np.maximum(hi, mid)
+  return np.clip(lo, 0.0, capacity), np.clip(hi, 0.0, capacity)
+
+
+def _scored(lo, mid, hi, target, q, level: float) -> dict:
+  """``{"level", "q", "coverage", "mean_width", "interval_score", "pinball"}`` per horizon;
+  ``pinball``: the mean of the pinball losses of ``lo``, ``mid`` and ``hi`` at
+  ``quantile_levels(level)`` (rnn_jax.evaluation.scores)."""
+  out = {"level": float(level), "q": np.asarray(q, np.float64).tolist(),
+         **{k: v for k, v in scores.interval_summary(lo, hi, target, level).items()
+            if k != "level"}}
+  losses = [scores.pinball(p, target, tau) for p, tau in zip((lo, mid, hi),
+                                                              quantile_levels(level))]
+  out["pinball"] = np.mean(losses, axis=0).tolist()
+  return out
+
+
 def summary(pred, target, q, capacity: float, level: float) -> dict:
-  """``{"level", "q" [K], "coverage" [K], "mean_width" [K]}`` on one split: per horizon, the share
-  of windows whose target lies in ``[lo, hi]`` and the mean of ``hi - lo`` (series' units)."""
+  """``{"level", "q" [K], "coverage" [K], "mean_width" [K], "interval_score" [K], "pinball" [K]}``
+  of the symmetric interval on one split: per horizon, the share of windows whose target lies
+  in ``[lo, hi]``, the mean of ``hi - lo``, the mean Winkler score and pinball loss (``_scored``;
+  series' units)."""
   lo, hi = intervals(pred, q, capacity)
-  target = np.asarray(target, np.float64)
-  covered = (target >= lo) & (target <= hi)
-  return {"level": float(level), "q": np.asarray(q, np.float64).tolist(),
-          "coverage": covered.mean(axis=0).tolist(), "mean_width": (hi - lo).mean(axis=0).tolist()}
+  return _scored(lo, pred, hi, target, q, level)
+
+
+def cqr_summary(bands, target, q, capacity: float, level: float) -> dict:
+  """``summary`` of the CQR interval of ``bands [N, K, 3]`` (lower, median, upper), with
+  ``uncalibrated``: coverage, width and scores of the model's own ``[lower, upper]``."""
+  lo, mid, hi = (np.asarray(bands, np.float64)[..., i] for i in range(3))
+  cal_lo, cal_hi = cqr_intervals(lo, hi, q, capacity)
+  out = _scored(cal_lo, mid, cal_hi, target, q, level)
+  raw = _scored(lo, mid, hi, target, np.zeros_like(np.asarray(q, np.float64)), level)
+  out["uncalibrated"] = {k: raw[k] for k in ("coverage", "mean_width", "interval_score")}
+  return out
+
+
+def format_lines(results: dict, name_w: int, col: int) -> list[str]:
+  """The printed rows of the model's intervals in ``results`` (rnn_jax.evaluation.format_table):
+  for the symmetric split-conformal interval (``interval``) and, when the model has quantile
+  outputs, the CQR one (``cqr``), per horizon and split: coverage, mean width, mean interval
+  score, mean pinball loss."""
+  splits = [s for s in ("val", "test") if s in results.get("splits", {})]
+  models = [results["splits"][s].get("model", {}) for s in splits]
+  unit, lines = results.get("unit", "people"), []
+  for key, what in (("interval", "split-conformal, symmetric"),
+                    ("cqr", "conformalized quantile regression")):
+    entries = [m.get(key) for m in models]
+    if not entries or not all(entries):
+      continue
+    lines.append(f"model's {100 * entries[0]['level']:g}% interval ({what}, calibrated on val; "
+                 f"widths and scores in {unit})")
+    for name, fmt in (("coverage", ".3f"), ("mean_width", ".2f"), ("interval_score", ".2f"),
+                      ("pinball", ".3f")):
+      if all(name in e for e in entries):
+        row = "".join("".join(format(v, fmt).rjust(col) for v in e[name]) + " " * 7
+                      for e in entries)
+        lines.append((name.ljust(name_w) + row).rstrip())
+  return lines

@@ -3,6 +3,9 @@ for the newest complete window of a CSV, with the run's interval, in local time 
 
     newest complete window ends 2017-03-18 23:50 UTC-07:00 (capacity 145 people; the mean of 5 models)
       +10 min (00:00 UTC-07:00): 2 people (80%: 0-7), 1% of capacity
+
+A run trained with ``--loss pinball`` forecasts the median and the conformalized quantile
+interval (``(80% CQR: 0-9)``); any other run the mean and the symmetric split-conformal one.
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from rnn_jax.core import model
 from rnn_jax.data import WindowSpec
 from rnn_jax.data.timestamps import NS_PER_MINUTE, local_wall_ns
 from rnn_jax.evaluation import conformal
-from rnn_jax.forecasting.occupancy import CONFIG, RESULTS, DataSource, member_predict, read_config
+from rnn_jax.forecasting.occupancy import (CONFIG, RESULTS, DataSource, bands_of, member_predict,
+                                           quantile_setup, read_config)
 from rnn_jax.train import checkpoint
 
 
@@ -43,7 +47,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, model.RNNParams]:
   spec, cfg = config["windows"], config["train"]
   lead = (cfg.seeds,) if params.U.ndim == 3 else ()
   expected = {"U": (cfg.hidden_size, cfg.hidden_size), "V": (cfg.hidden_size, spec.input_size),
-              "W": (spec.output_size, cfg.hidden_size)}
+              "W": (quantile_setup(spec, cfg)[0], cfg.hidden_size)}
   for name, shape in expected.items():
     actual = tuple(getattr(params, name).shape)
     if actual != lead + shape:
@@ -71,14 +75,17 @@ def local_time(times_utc: np.ndarray, readings: data.Readings) -> tuple[list[str
 
 def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
   """What ``--json`` prints: per horizon the value, the share of capacity and the run's interval
-  (when its results.json has one), with times in UTC and local time."""
+  (when its results.json has one), with times in UTC and local time. A pinball run's value is
+  the median of its quantile outputs and its interval the CQR one (``interval_method``)."""
   iso_utc = lambda t: str(np.datetime64(t, "s")) + "Z"
   config, params = load_run(run_dir)
   spec: WindowSpec = config["windows"]
   readings = source.load()
   window = data.newest_window(readings, spec, config["capacity"])
   members = np.asarray(member_predict(params, window.xs), np.float64)[:, 0]   # [S, K]
-  z = members.mean(axis=0)
+  quantiles = config["train"].loss == "pinball"
+  bands = bands_of(members).mean(axis=0) if quantiles else None          # [H, 3]
+  z = bands[:, 1] if quantiles else members.mean(axis=0)
   step = np.timedelta64(spec.step_minutes, "m")
   capacity, unit = config["capacity"], config["source"].unit
   horizons = spec.horizons if spec.task == "horizons" else spec.target_horizons[:1]
@@ -89,9 +96,11 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
          "models": len(members), "forecasts": []}
   iv = None
   if spec.task == "horizons":   # the run's interval, calibrated on val
+    key = "cqr" if quantiles else "interval"
     try:
-      iv = json.loads((Path(run_dir) / RESULTS).read_text())["splits"]["val"]["model"]["interval"]
+      iv = json.loads((Path(run_dir) / RESULTS).read_text())["splits"]["val"]["model"][key]
       iv = {"level": float(iv["level"]), "q": np.asarray(iv["q"], np.float64)}
+      out["interval_method"] = "cqr" if quantiles else "split-conformal"
     except (OSError, ValueError, KeyError, TypeError):
       iv = None
   for i, h in enumerate(horizons):
@@ -99,7 +108,11 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
          "time_local": local[i + 1]}
     if spec.task == "horizons":
       f.update(value=float(z[i] * capacity), fraction=float(z[i]))
-      if iv is not None:
+      if iv is not None and quantiles:
+        lo, hi = conformal.cqr_intervals(bands[i, 0] * capacity, bands[i, 2] * capacity,
+                                         iv["q"][i], capacity)
+        f["interval"] = {"level": iv["level"], "low": float(lo), "high": float(hi)}
+      elif iv is not None:
         lo, hi = conformal.intervals(f["value"], iv["q"][i], capacity)
         f["interval"] = {"level": iv["level"], "low": float(lo), "high": float(hi)}
     else:
@@ -131,7 +144,8 @@ def forecast_text(run_dir: str | os.PathLike, csv: str | None = None, *,
       lines.append(f"  {when}: {f['level']}")
       continue
     iv = f.get("interval")
-    band = f" ({100 * iv['level']:g}%: {iv['low']:.0f}-{iv['high']:.0f})" if iv else ""
+    cqr = " CQR" if result.get("interval_method") == "cqr" else ""
+    band = f" ({100 * iv['level']:g}%{cqr}: {iv['low']:.0f}-{iv['high']:.0f})" if iv else ""
     lines.append(f"  {when}: {f['value']:.0f} {unit}{band}, {100 * f['fraction']:.0f}% of "
                  "capacity")
   if result["task"] == "horizons" and not any("interval" in f for f in result["forecasts"]):

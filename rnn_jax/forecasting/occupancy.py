@@ -7,6 +7,11 @@ RNN, evaluation, a run directory (``--out``) holding
     results.json        ``evaluate``'s report, written last
     *.png               learning curves, a test week with the interval, MAE by horizon, ||dL/dh_t||
 
+With ``--loss pinball`` the network has three outputs per horizon, the lower, median and upper
+quantile of the ``--interval`` level (``quantile_setup``): the median is the point forecast and
+the interval is conformalized quantile regression (rnn_jax.evaluation.conformal), reported next
+to the symmetric split-conformal one.
+
 Every file is written atomically; bad input is refused before the directory is created. The
 rules for ``--out``, the lock and config.json: rnn_jax.common.rundir.
 """
@@ -59,10 +64,40 @@ def read_config(run: str | os.PathLike) -> dict:
   return rundir.read_config(run, _parse_config)
 
 
-def _evaluator(dataset: Dataset):
-  """Per-epoch validation metric for the progress bar: MAE in units, or accuracy (levels)."""
+QUANTILES = 3   # outputs per horizon with --loss pinball: lower, median, upper
+
+
+def quantile_setup(spec: WindowSpec, cfg: TrainConfig, interval: float = INTERVAL):
+  """``(K, taus, targets)`` of the training run: K outputs, the pinball loss's quantile levels
+  (None for "bce") and ``targets(ys [N, H]) -> ys [N, K]``. With ``cfg.loss == "pinball"``,
+  ``K = 3 H``, output ``3 h + j`` is horizon h's quantile ``conformal.quantile_levels(interval)
+  [j]`` and its target the horizon's, repeated; InputError for task levels."""
+  if cfg.loss != "pinball":
+    return spec.output_size, None, lambda ys: ys
+  if spec.task != "horizons":
+    raise InputError(f"--loss pinball: needs --task horizons (quantiles of the occupancy), got "
+                     f"--task {spec.task}")
+  H = len(spec.horizons)
+  return (QUANTILES * H, conformal.quantile_levels(interval) * H,
+          lambda ys: np.repeat(np.asarray(ys), QUANTILES, axis=1))
+
+
+def bands_of(z) -> np.ndarray:
+  """``[..., K] -> [..., H, 3]``: a pinball model's outputs per horizon, rearranged (sorted) so
+  the quantiles never cross (conformal.rearrange)."""
+  z = np.asarray(z, np.float64)
+  return conformal.rearrange(z.reshape(z.shape[:-1] + (-1, QUANTILES)))
+
+
+def _evaluator(dataset: Dataset, quantiles: bool = False):
+  """Per-epoch validation metric for the progress bar: MAE in units (of the median with
+  ``quantiles``), or accuracy (levels)."""
   xs = jax.device_put(dataset.val.xs)
   predict = jax.jit(model.predict)
+  if quantiles:
+    target = dataset.val.target_people
+    return lambda params: {"val_mae": float(np.mean(np.abs(
+        dataset.to_people(bands_of(predict(params, xs))[..., 1]) - target)))}
   if dataset.spec.task == "levels":
     truth = dataset.val.levels
     return lambda params: {"val_acc": float(np.mean(
@@ -79,15 +114,34 @@ def member_predict(params: model.RNNParams, xs) -> jax.Array:
   return model.predict(params, xs)[None]
 
 
-def predictions(dataset: Dataset, params, *, members: bool = False) -> dict[str, np.ndarray]:
+def predictions(dataset: Dataset, params, *, members: bool = False,
+                quantiles: bool = False) -> dict[str, np.ndarray]:
   """The forecasts per split, ``[N, K]`` in units (horizons) or scores (levels): the mean of
-  the models in ``params``, or with ``members`` each one's, ``[S, N, K]``."""
+  the models in ``params``, or with ``members`` each one's, ``[S, N, K]``. ``quantiles`` (a run
+  trained with --loss pinball): the median of each horizon, ``[N, H]``
+  (``quantile_predictions``)."""
+  if quantiles:
+    return {k: v[..., 1] for k, v in quantile_predictions(dataset, params,
+                                                          members=members).items()}
   predict = jax.jit(member_predict)
   out = {}
   for split in ("val", "test"):
     z = np.asarray(predict(params, dataset[split].xs), np.float64)
     z = dataset.to_people(z) if dataset.spec.task == "horizons" else z
     out[split] = z if members else z.mean(axis=0)
+  return out
+
+
+def quantile_predictions(dataset: Dataset, params, *,
+                         members: bool = False) -> dict[str, np.ndarray]:
+  """A pinball run's lower, median and upper quantile per split, ``[N, H, 3]`` in units, each
+  model's rearranged (``bands_of``), then averaged over the models (which keeps them sorted), or
+  with ``members`` each one's, ``[S, N, H, 3]``."""
+  predict = jax.jit(member_predict)
+  out = {}
+  for split in ("val", "test"):
+    bands = dataset.to_people(bands_of(predict(params, dataset[split].xs)))
+    out[split] = bands if members else bands.mean(axis=0)
   return out
 
 
@@ -99,13 +153,17 @@ def baseline_predictions(dataset: Dataset, interval: float = INTERVAL) -> dict[s
 
 
 def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
-             interval: float = INTERVAL, unit: str = "people", base: dict | None = None) -> dict:
+             interval: float = INTERVAL, unit: str = "people", base: dict | None = None,
+             bands: dict[str, np.ndarray] | None = None) -> dict:
   """results.json: ``evaluation.report`` of the mean of ``member_preds [S, N, K]``, with under
   ``splits.<split>.model``: ``members`` (S > 1), each model's metrics averaged over the S, with
   ``*_std``; ``spread`` (horizons), the models' std around their mean, averaged over windows, in
-  units; ``interval`` (horizons), the split-conformal interval at level ``interval`` calibrated
-  on val, ``{"level", "q", "coverage", "mean_width"}`` per horizon. ``models`` (S > 1): every
-  model's own metrics, with its seed. ``base``: ``baseline_predictions``, fitted when None."""
+  units; ``interval`` (horizons), the symmetric split-conformal interval at level ``interval``
+  calibrated on val, ``{"level", "q", "coverage", "mean_width", "interval_score", "pinball"}``
+  per horizon (conformal.summary); ``cqr``, given ``bands`` (a pinball run's
+  ``quantile_predictions``, ``[N, H, 3]`` per split), the same of the conformalized quantile
+  interval (conformal.cqr_summary). ``models`` (S > 1): every model's own metrics, with its
+  seed. ``base``: ``baseline_predictions``, fitted when None."""
   mean = {split: p.mean(axis=0) for split, p in member_preds.items()}
   if base is None:
     base = baseline_predictions(dataset, interval)
@@ -134,17 +192,42 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
     for split in ("val", "test"):
       results["splits"][split]["model"]["interval"] = conformal.summary(
           mean[split], dataset[split].target_people, q, dataset.capacity, interval)
+    if bands is not None:
+      val = bands["val"]
+      q = conformal.cqr_quantiles(val[..., 0], val[..., 2], dataset.val.target_people, interval)
+      for split in ("val", "test"):
+        results["splits"][split]["model"]["cqr"] = conformal.cqr_summary(
+            bands[split], dataset[split].target_people, q, dataset.capacity, interval)
   return results
 
 
+def assess(dataset: Dataset, params, seeds, *, taus=None, interval: float = INTERVAL,
+           unit: str = "people"):
+  """``(results, member_preds, bands, base)`` of trained ``params`` (S models) on ``dataset``:
+  ``evaluate``'s report with the data summary, each model's forecasts, a pinball run's
+  ``quantile_predictions`` (None for "bce") and the baselines' predictions."""
+  member_preds = predictions(dataset, params, members=True, quantiles=taus is not None)
+  bands = quantile_predictions(dataset, params) if taus is not None else None
+  base = baseline_predictions(dataset, interval)
+  results = evaluate(dataset, member_preds, seeds, interval=interval, unit=unit, base=base,
+                     bands=bands)
+  results.update(data=dataset.summary())
+  return results, member_preds, bands, base
+
+
 def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict]], params,
-           preds: dict, base: dict) -> None:
-  """The run's PNGs; ``params``: model 0's (for ||dL/dh_t||), ``preds``: the mean forecasts."""
+           preds: dict, base: dict, *, taus=None, bands: dict | None = None) -> None:
+  """The run's PNGs; ``params``: model 0's (for ||dL/dh_t||), ``preds``: the mean forecasts;
+  ``taus``, ``bands``: a pinball run's quantile levels and ``quantile_predictions`` (the test
+  week's band is then the CQR interval)."""
   unit = results.get("unit", "people")
+  loss = "BCE" if taus is None else "pinball"
   plots.learning_curves(histories, out / "learning_curves.png",
-                        title="training and validation loss (BCE)")
+                        title=f"training and validation loss ({loss})")
   xs, ys = dataset.val.xs[:256], dataset.val.ys[:256]
-  norms = np.asarray(bptt.grad_norms(params, xs, ys))
+  if taus is not None:
+    ys = np.repeat(ys, QUANTILES, axis=1)
+  norms = np.asarray(bptt.grad_norms(params, xs, ys, taus=taus))
   plots.grad_norms(norms, out / "grad_norms.png",
                    title="||dL/dh_t|| on validation windows (hand BPTT)")
   if dataset.spec.task != "horizons":
@@ -158,20 +241,32 @@ def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict
   persistence = base["test"]["persistence"]
   iv = results["splits"]["test"]["model"]["interval"]
   band = conformal.intervals(preds["test"][rows], np.asarray(iv["q"]), dataset.capacity)
+  if bands is not None:
+    iv = results["splits"]["test"]["model"]["cqr"]
+    test_bands = bands["test"][rows]
+    band = conformal.cqr_intervals(test_bands[..., 0], test_bands[..., 2], np.asarray(iv["q"]),
+                                   dataset.capacity)
   plots.forecast_vs_actual(test.end_times[rows], test.target_people[rows],
                            {"model": preds["test"][rows], "persistence": persistence[rows]},
                            minutes, out / "forecast_test_week.png", days=7.0, ylabel=unit,
                            title="test week: forecast against actual", band=band,
-                           band_label=f"{100 * iv['level']:g}% interval")
+                           band_label=f"{100 * iv['level']:g}% interval"
+                           + (" (CQR)" if bands is not None else ""))
   plots.mae_by_horizon(results["splits"]["test"], minutes, out / "mae_by_horizon.png",
                        ylabel=f"MAE ({unit}), test split", title="MAE by horizon (test)")
 
 
 def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, *,
-             resume: bool, log) -> Dataset:
+             resume: bool, log, interval: float = INTERVAL) -> Dataset:
   """The dataset, after the checks of the user's input that need the data (InputError)."""
+  K, _, targets = quantile_setup(spec, cfg, interval)
   if resume:
     previous = read_config(out)
+    recorded = (previous["raw"].get("evaluation") or {}).get("interval")
+    if cfg.loss == "pinball" and recorded is not None and float(recorded) != interval:
+      raise InputError(f"--out {out}: --resume with --interval {interval:g}, but the run's "
+                       f"quantile outputs were trained for --interval {float(recorded):g}; "
+                       "drop --interval or start a new --out")
     # train.fit compares settings and windows itself; the data may have moved with the run
     same_source = (dataclasses.replace(previous["source"], csv=None)
                    == dataclasses.replace(source, csv=None))
@@ -184,12 +279,12 @@ def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, 
       f"capacity {dataset.capacity:g} "
       f"{source.unit}{' (fitted on train)' if dataset.capacity_fitted else ''}, "
       f"windows train/val/test {len(dataset.train)}/{len(dataset.val)}/{len(dataset.test)}, "
-      f"T={spec.window} D={spec.input_size} K={spec.output_size}")
+      f"T={spec.window} D={spec.input_size} K={K}")
   if resume and previous["raw"]["data"].get("sha256") != dataset.sha256:
     raise InputError(f"--out {out}: --resume with a data file whose SHA-256 differs from the "
                      "run's")
-  train.check_inputs(cfg, (dataset.train.xs, dataset.train.ys),
-                     (dataset.val.xs, dataset.val.ys))    # training's own refusals, before any file
+  train.check_inputs(cfg, (dataset.train.xs, targets(dataset.train.ys)),
+                     (dataset.val.xs, targets(dataset.val.ys)))   # training's own refusals first
   return dataset
 
 
@@ -222,10 +317,11 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
     raise InputError(f"--interval: expected a level strictly between 0 and 1 (0.8 = 80%), "
                      f"got {interval!r}") from None
   parallel.device_count(cfg.devices)   # --devices: checked before anything is written
+  _, taus, targets = quantile_setup(spec, cfg, interval)
   out = check_out(out, resume=resume, overwrite=overwrite)
   writer = jax.process_index() == 0
   try:
-    dataset = _prepare(source, spec, cfg, out, resume=resume, log=log)
+    dataset = _prepare(source, spec, cfg, out, resume=resume, log=log, interval=interval)
     with rundir.lock(out) if writer else contextlib.nullcontext():   # until the run ends
       if writer:   # again under the lock: another run may have ended there meanwhile
         check_out(out, resume=resume, overwrite=overwrite)
@@ -239,8 +335,10 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
                 "data": dataset.summary(), "cwd": os.getcwd()}   # + versions (rundir)
       if writer and not resume:
         rundir.write_config(out, config)
-      fit_args = dict(out_dir=out, resume=resume, progress=progress, evaluate=_evaluator(dataset))
-      train_xy, val_xy = (dataset.train.xs, dataset.train.ys), (dataset.val.xs, dataset.val.ys)
+      fit_args = dict(out_dir=out, resume=resume, progress=progress, taus=taus,
+                      evaluate=_evaluator(dataset, quantiles=taus is not None))
+      train_xy = (dataset.train.xs, targets(dataset.train.ys))
+      val_xy = (dataset.val.xs, targets(dataset.val.ys))
       if cfg.seeds > 1:
         fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
         stopped, seeds, histories = fitted.stopped, fitted.seeds, fitted.histories
@@ -252,18 +350,16 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
         log(fitted.message)
         return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
 
-      member_preds = predictions(dataset, fitted.params, members=True)
-      base = baseline_predictions(dataset, interval)
-      results = evaluate(dataset, member_preds, seeds, interval=interval, unit=source.unit,
-                         base=base)
-      results.update(data=dataset.summary(),
-                     best_epoch=fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
+      results, member_preds, bands, base = assess(dataset, fitted.params, seeds, taus=taus,
+                                                  interval=interval, unit=source.unit)
+      results.update(best_epoch=fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
       if writer:
         fileio.write_json(out / RESULTS, results)
       if writer and make_plots:
         first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
         _plots(out, dataset, results, histories, first,
-               {k: v.mean(axis=0) for k, v in member_preds.items()}, base)
+               {k: v.mean(axis=0) for k, v in member_preds.items()}, base, taus=taus,
+               bands=bands)
       log(evaluation.format_table(results))
     log(f"run saved in {out}" if writer else
         f"process {jax.process_index()}: done (process 0 writes the run directory)")

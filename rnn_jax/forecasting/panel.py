@@ -226,18 +226,19 @@ def run_global(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out
   """One network (``cfg.seeds`` models) trained on the windows of every series at once, each
   series in fractions of its own capacity with its own calendar, early-stopped on all
   validation windows together; then evaluated on each series as its own run is
-  (``occupancy.evaluate``, the same baselines). Larger series give more windows, so they weigh
+  (``occupancy.assess``, the same baselines). Larger series give more windows, so they weigh
   more in training. Writes ``out/metrics.jsonl``, ``checkpoint.msgpack`` and
   ``results_<name>.json``; returns ``{"status", "series": [{"name", "splits"}], "aggregate"}``."""
   datasets = [data.make_dataset(s.source.load(), spec) for s in series]
+  _, taus, targets = occupancy.quantile_setup(spec, cfg, interval)
   train_xy = (np.concatenate([ds.train.xs for ds in datasets]),
-              np.concatenate([ds.train.ys for ds in datasets]))
+              targets(np.concatenate([ds.train.ys for ds in datasets])))
   val_xy = (np.concatenate([ds.val.xs for ds in datasets]),
-            np.concatenate([ds.val.ys for ds in datasets]))
+            targets(np.concatenate([ds.val.ys for ds in datasets])))
   log(f"global model: {len(train_xy[0])} training and {len(val_xy[0])} validation windows of "
       f"{len(datasets)} series")
   out.mkdir(parents=True, exist_ok=True)
-  fit_args = dict(out_dir=out, progress=progress)
+  fit_args = dict(out_dir=out, progress=progress, taus=taus)
   if cfg.seeds > 1:
     fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
     stopped, seeds = fitted.stopped, fitted.seeds
@@ -249,9 +250,8 @@ def run_global(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out
     return {"status": "interrupted" if "interrupted" in stopped else "nonfinite"}
   entries = []
   for s, ds in zip(series, datasets):
-    member_preds = occupancy.predictions(ds, fitted.params, members=True)
-    results = occupancy.evaluate(ds, member_preds, seeds, interval=interval, unit=s.source.unit)
-    results.update(data=ds.summary())
+    results = occupancy.assess(ds, fitted.params, seeds, taus=taus, interval=interval,
+                               unit=s.source.unit)[0]
     fileio.write_json(out / f"results_{s.name}.json", results)
     entries.append({"name": s.name, "splits": series_ratios(results)})
   return {"status": "done", "series": entries,

@@ -69,17 +69,18 @@ def all_finite(tree) -> jax.Array:
 
 def make_train_step(optimizer: optax.GradientTransformation | TrainConfig,
                     method: str = "autodiff", unroll: int | bool = 1,
-                    remat: bool = False, *, precision: str | None = None) -> Callable:
+                    remat: bool = False, *, precision: str | None = None,
+                    taus=None) -> Callable:
   """``step(params, opt_state, xs [B,T,D], ys [B,K]) -> (params, opt_state, loss, finite)``,
   pure: ``loss`` at the incoming parameters, ``finite`` whether it and every gradient element are
   finite (the update is applied regardless). ``precision``: the float32 matmul precision the
   step is traced at (rnn_jax.core.precision; None: the caller's). A TrainConfig as ``optimizer``
-  gives all five."""
+  gives all five. ``taus``: the pinball loss's K quantile levels (None: the cross-entropy)."""
   if isinstance(optimizer, TrainConfig):
     optimizer, method, unroll, remat, precision = (
         make_optimizer(optimizer), optimizer.grad, optimizer.unroll, optimizer.remat,
         optimizer.precision)
-  value_and_grad = gradients.value_and_grad(method, unroll=unroll, remat=remat)
+  value_and_grad = gradients.value_and_grad(method, unroll=unroll, remat=remat, taus=taus)
 
   def step(params, opt_state, xs, ys):
     loss, grads = value_and_grad(params, xs, ys)
@@ -92,14 +93,14 @@ def make_train_step(optimizer: optax.GradientTransformation | TrainConfig,
 
 def make_epoch_fn(optimizer: optax.GradientTransformation | TrainConfig, batch_size: int,
                   method: str = "autodiff", unroll: int | bool = 1, remat: bool = False, *,
-                  mesh=None, precision: str | None = None) -> Callable:
+                  mesh=None, precision: str | None = None, taus=None) -> Callable:
   """``epoch(params, opt_state, xs [N,T,D], ys [N,K], perm [N] int) -> (params, opt_state,
   losses [S], finite [S])``: one ``lax.scan`` over ``S = N // B`` steps, step s on
   ``xs[perm[s*B:(s+1)*B]]``. After a False ``finite[s]`` the state is not to be used (fit keeps
   the one from before the epoch: a select every step would cost a pass over the state).
-  ``mesh``: the batch split over it (rnn_jax.train.parallel); ``precision`` as in
+  ``mesh``: the batch split over it (rnn_jax.train.parallel); ``precision`` and ``taus`` as in
   ``make_train_step``."""
-  step = make_train_step(optimizer, method, unroll, remat, precision=precision)
+  step = make_train_step(optimizer, method, unroll, remat, precision=precision, taus=taus)
   if int(batch_size) != batch_size or batch_size < 1:
     raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
 
@@ -162,20 +163,22 @@ def init_state(seeds, *, prog: TrainConfig, many: bool, D: int, K: int, dtype: s
   return params, (jax.vmap(opt_init) if many else opt_init)(params), data_keys
 
 
-@functools.partial(jax.jit, static_argnames=("prog", "many"))
-def train_epoch(params, opt_state, data, data_keys, epoch, *, prog: TrainConfig, many: bool):
+@functools.partial(jax.jit, static_argnames=("prog", "many", "taus"))
+def train_epoch(params, opt_state, data, data_keys, epoch, *, prog: TrainConfig, many: bool,
+                taus=None):
   """Epoch ``epoch`` (vmapped over the models when ``many``) and the validation loss after it:
   ``data = (xs, ys, val_xs, val_ys)`` -> ``(params, opt_state, losses [steps], finite [steps],
-  val_loss)``; over ``prog.devices > 1`` each batch is split and the results replicated."""
+  val_loss)``; over ``prog.devices > 1`` each batch is split and the results replicated.
+  ``taus``: as in ``make_train_step``."""
   xs, ys, vxs, vys = data
   mesh = parallel.data_mesh(prog.devices) if prog.devices > 1 else None
-  steps = make_epoch_fn(prog, prog.batch_size, mesh=mesh)
+  steps = make_epoch_fn(prog, prog.batch_size, mesh=mesh, taus=taus)
 
   @functools.partial(precision_lib.with_precision, precision=prog.precision)
   def one(params, opt_state, data_key):
     params, opt_state, losses, finite = steps(params, opt_state, xs, ys,
                                               permutation(data_key, epoch, xs.shape[0]))
-    return params, opt_state, losses, finite, model.loss(params, vxs, vys)
+    return params, opt_state, losses, finite, model.loss(params, vxs, vys, taus=taus)
 
   out = jax.vmap(one)(params, opt_state, data_keys) if many else one(params, opt_state,
                                                                      data_keys[0])
@@ -363,6 +366,7 @@ class _Run:
   evaluate: Callable | None
   messages: list[str]
   t0: float = 0.0              # perf_counter() - elapsed_s of the state trained from
+  taus: tuple | None = None    # the pinball loss's quantile levels (cfg.loss "pinball")
 
 
 def _open_out_dir(out_dir, resume: bool, n_bytes: int) -> Path | None:
@@ -380,12 +384,28 @@ def _open_out_dir(out_dir, resume: bool, n_bytes: int) -> Path | None:
   return ckpt
 
 
+def check_taus(cfg: TrainConfig, taus, K: int) -> tuple[float, ...] | None:
+  """``taus`` as a tuple: K quantile levels for ``cfg.loss == "pinball"``, None for "bce";
+  else InputError."""
+  if cfg.loss != "pinball":
+    if taus is not None:
+      raise InputError(f"--loss {cfg.loss}: takes no quantile levels, got {taus!r}")
+    return None
+  if taus is None:
+    raise InputError(f"--loss pinball: needs a quantile level for each of the {K} outputs")
+  try:
+    return model.check_taus(taus, K)
+  except ValueError as err:
+    raise InputError(f"--loss pinball: {err}") from None
+
+
 def _start(cfg: TrainConfig, train, val, *, many: bool, out_dir, resume: bool,
-           evaluate) -> tuple[_Run, RunState]:
+           evaluate, taus=None) -> tuple[_Run, RunState]:
   """The run and its initial (or resumed) state on the device(s), every check done first."""
   cfg.validate()
   arrays, n_dev, batch, notes = check_inputs(cfg, train, val)
   (N, _, D), K = arrays[0].shape, arrays[1].shape[1]
+  taus = check_taus(cfg, taus, K)
   S, dtype = cfg.seeds if many else 1, arrays[0].dtype      # floating inputs keep their dtype
   dtype = jax.dtypes.canonicalize_dtype(dtype if np.issubdtype(dtype, np.floating) else np.float32)
   n_params = (cfg.hidden_size + D + 1) * cfg.hidden_size + (cfg.hidden_size + 1) * K
@@ -406,7 +426,7 @@ def _start(cfg: TrainConfig, train, val, *, many: bool, out_dir, resume: bool,
   run = _Run(cfg=cfg, prog=prog, many=many, seeds=seeds,
              data=put(tuple(a.astype(dtype) for a in arrays)), keys=put(data_keys), put=put,
              fingerprint=prints, ckpt=ckpt, writes=ckpt is not None and jax.process_index() == 0,
-             evaluate=evaluate, messages=list(notes))
+             evaluate=evaluate, messages=list(notes), taus=taus)
   return run, st
 
 
@@ -505,11 +525,11 @@ def _message(run: _Run, st: RunState, interrupted: bool) -> str:
 
 
 def _fit(cfg: TrainConfig, train, val, *, many: bool, out_dir, resume: bool, progress: bool,
-         evaluate) -> tuple[_Run, RunState, list[str], str]:
+         evaluate, taus=None) -> tuple[_Run, RunState, list[str], str]:
   """The host loop: ``train_epoch`` until ``cfg.epochs`` or no model runs; Ctrl-C saves the last
   complete epoch. Returns the run, its final state, each model's ``stopped`` and the message."""
   run, st = _start(cfg, train, val, many=many, out_dir=out_dir, resume=resume,
-                   evaluate=evaluate)
+                   evaluate=evaluate, taus=taus)
   _write_metrics(run, st)
   if st.epoch == 0:
     _save(run, st)
@@ -520,7 +540,7 @@ def _fit(cfg: TrainConfig, train, val, *, many: bool, out_dir, resume: bool, pro
   try:
     while st.epoch < cfg.epochs and RUNNING in st.status:
       out = train_epoch(st.params, st.opt_state, run.data, run.keys, st.epoch + 1,
-                        prog=run.prog, many=many)
+                        prog=run.prog, many=many, taus=run.taus)
       st = _end_epoch(run, st, out, bar)
   except KeyboardInterrupt:    # the epoch under way is lost, and redone on resume
     interrupted = True
@@ -535,16 +555,17 @@ def _fit(cfg: TrainConfig, train, val, *, many: bool, out_dir, resume: bool, pro
 
 def fit(cfg: TrainConfig, train: tuple, val: tuple, *, out_dir: str | os.PathLike | None = None,
         resume: bool = False, progress: bool = True,
-        evaluate: Callable[[RNNParams], dict] | None = None) -> FitResult:
+        evaluate: Callable[[RNNParams], dict] | None = None, taus=None) -> FitResult:
   """Trains one model on ``train``, early-stopped on ``val``, and returns its best parameters;
   ``evaluate(params)`` (optional) gives extra metrics (e.g. validation MAE). ``out_dir``: proven
   writable before any training, else InputError; process 0 writes ``metrics.jsonl`` and
   ``checkpoint.msgpack`` there, a fresh run overwriting both (refusing to is the caller's
   decision). ``resume=True`` continues from the checkpoint (only ``epochs`` and ``devices`` may
   change). Ctrl-C saves the last complete epoch (``stopped="interrupted"``); a non-finite loss
-  or gradient stops with ``stopped="nonfinite"``, the last good checkpoint kept."""
+  or gradient stops with ``stopped="nonfinite"``, the last good checkpoint kept. ``taus``: with
+  ``cfg.loss == "pinball"``, the quantile level of each of the K outputs (else None)."""
   run, st, stopped, message = _fit(cfg, train, val, many=False, out_dir=out_dir, resume=resume,
-                                   progress=progress, evaluate=evaluate)
+                                   progress=progress, evaluate=evaluate, taus=taus)
   return FitResult(params=to_host(st.best_params), history=list(st.history[0]),
                    best_epoch=int(st.best_epoch[0]), best_val_loss=float(st.best_val[0]),
                    stopped=stopped[0], message=message, checkpoint=run.ckpt)
@@ -553,13 +574,14 @@ def fit(cfg: TrainConfig, train: tuple, val: tuple, *, out_dir: str | os.PathLik
 def fit_many(cfg: TrainConfig, train: tuple, val: tuple, *,
              out_dir: str | os.PathLike | None = None, resume: bool = False,
              progress: bool = True,
-             evaluate: Callable[[RNNParams], dict] | None = None) -> ManyFitResult:
+             evaluate: Callable[[RNNParams], dict] | None = None,
+             taus=None) -> ManyFitResult:
   """Trains ``cfg.seeds`` models in one compiled program (``jax.vmap``): model i equals
   ``fit(replace(cfg, seed=cfg.seed + i))`` up to float rounding. Early stopping and a non-finite
   loss freeze one model (it rides along: vmap cannot skip it) while the others go on. Outputs,
-  resume and Ctrl-C as in ``fit``, metrics.jsonl with a line per model per epoch."""
+  resume, Ctrl-C and ``taus`` as in ``fit``, metrics.jsonl with a line per model per epoch."""
   run, st, stopped, message = _fit(cfg, train, val, many=True, out_dir=out_dir, resume=resume,
-                                   progress=progress, evaluate=evaluate)
+                                   progress=progress, evaluate=evaluate, taus=taus)
   return ManyFitResult(params=to_host(st.best_params), histories=[list(h) for h in st.history],
                        best_epochs=[int(b) for b in st.best_epoch],
                        best_val_losses=np.asarray(st.best_val), stopped=stopped,

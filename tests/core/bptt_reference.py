@@ -8,6 +8,11 @@ test_bptt_per_step.py. With the batch on the leading axis (rnn_jax.core.bptt's d
     g_T = Q W       delta_t = g_t * [A_t > 0]       g_{t-1} = delta_t U
     dU_t = delta_t^T h_{t-1}   dV_t = delta_t^T x_t   db_t = sum_b delta_t   dx_t = delta_t V
 
+With the pinball loss (``taus``, rnn_jax.core.model.pinball_from_logits) on the logit scale
+``y~ = logit(clip(y, eps, 1 - eps))``:
+
+    L   = mean_b sum_k max(tau (y~ - l), (tau - 1) (y~ - l))      Q = ([y~ < l] - tau) / B
+
 ``backward`` returns each of them for every t (``g[:, t-1]`` is dL/dh_t), so a test can hold
 every step to its own scale: at T = 100 with the normal init the early steps are ~1e-15 of the
 late ones, far below any per-parameter relative error.
@@ -67,6 +72,29 @@ def bce(logits, ys) -> float:
   return float(np.mean(np.sum(terms, axis=-1)))
 
 
+def clipped_logit(ys) -> np.ndarray:
+  """``logit(clip(y, eps, 1 - eps))``, elementwise."""
+  p = np.clip(_f64(ys), ANCHOR_EPS, 1 - ANCHOR_EPS)
+  return np.log(p) - np.log1p(-p)
+
+
+def pinball(logits, ys, taus) -> float:
+  """``mean_b sum_k rho_tau(y~ - l)``, ``rho_tau(u) = max(tau u, (tau - 1) u)``."""
+  u = clipped_logit(ys) - _f64(logits)
+  tau = np.asarray(taus, np.float64)
+  return float(np.mean(np.sum(np.maximum(tau * u, (tau - 1) * u), axis=-1)))
+
+
+def head(logits, ys, taus=None) -> tuple[float, np.ndarray]:
+  """``(L, Q)`` of the cross-entropy (``taus`` None) or the pinball loss."""
+  logits, ys = _f64(logits), _f64(ys)
+  B = logits.shape[0]
+  if taus is None:
+    return bce(logits, ys), ((1 - ys) * sigmoid(logits) - ys * sigmoid(-logits)) / B
+  below = (clipped_logit(ys) < logits).astype(np.float64)
+  return pinball(logits, ys, taus), (below - np.asarray(taus, np.float64)) / B
+
+
 @threadpool_limits.wrap(limits=1, user_api="blas")
 def forward(params: RNNParams, xs, h0=None, anchor: bool = False):
   """``(hs [B,T,H], logits [B,K])`` of the notes' network, step by step."""
@@ -83,9 +111,9 @@ def forward(params: RNNParams, xs, h0=None, anchor: bool = False):
   return np.stack(hs, axis=1), logits
 
 
-def loss(params: RNNParams, xs, ys, h0=None, anchor: bool = False) -> float:
-  """The notes' loss in float64."""
-  return bce(forward(params, xs, h0, anchor)[1], ys)
+def loss(params: RNNParams, xs, ys, h0=None, anchor: bool = False, taus=None) -> float:
+  """The notes' loss (or the pinball loss of ``taus``) in float64."""
+  return head(forward(params, xs, h0, anchor)[1], ys, taus)[0]
 
 
 def outer_per_step(a, b) -> np.ndarray:
@@ -94,15 +122,16 @@ def outer_per_step(a, b) -> np.ndarray:
 
 
 @threadpool_limits.wrap(limits=1, user_api="blas")
-def backward(params: RNNParams, xs, ys, h0=None, anchor: bool = False) -> Steps:
-  """Every per-step quantity of the notes' BPTT (see the module docstring)."""
+def backward(params: RNNParams, xs, ys, h0=None, anchor: bool = False, taus=None) -> Steps:
+  """Every per-step quantity of the notes' BPTT (see the module docstring); ``taus``: the
+  pinball loss's quantile levels (None: the cross-entropy)."""
   U, V, _, W, _ = (_f64(a) for a in params)
   xs, ys = _f64(xs), _f64(ys)
   B, T, _ = xs.shape
   hs, logits = forward(params, xs, h0, anchor)
   h0 = np.zeros((B, U.shape[0])) if h0 is None else _f64(h0)
   h_prev = np.concatenate([h0[:, None], hs[:, :-1]], axis=1)          # h_{t-1}
-  Q = ((1 - ys) * sigmoid(logits) - ys * sigmoid(-logits)) / B   # z - y, no cancellation
+  value, Q = head(logits, ys, taus)   # BCE: z - y written without cancellation
   g, delta = np.zeros_like(hs), np.zeros_like(hs)
   g_t = Q @ W
   for t in range(T - 1, -1, -1):
@@ -119,4 +148,4 @@ def backward(params: RNNParams, xs, ys, h0=None, anchor: bool = False) -> Steps:
     safe = np.where(inside, x, 0.5)
     dxs[:, -1, 0] += np.where(inside, Q.sum(axis=1) / (safe * (1 - safe)), 0.0)
   grads = RNNParams(U=dU.sum(0), V=dV.sum(0), b=db.sum(0), W=Q.T @ hs[:, -1], c=Q.sum(0))
-  return Steps(bce(logits, ys), logits, hs, g, delta, dU, dV, db, grads, dxs, g_t)
+  return Steps(value, logits, hs, g, delta, dU, dV, db, grads, dxs, g_t)

@@ -6,8 +6,9 @@ the ``jax`` module (and of ``jax.experimental.jet``), every alias of one in the 
 rnn_jax.core.bptt and rnn_jax.core.model, and JAX's own machinery underneath them (the JVP and
 linearize traces and the transpose pass, which every route to a derivative goes through) are
 replaced by a function that raises; bptt's public functions are then traced afresh (no cached
-trace can stand in), compiled and run, with the anchor off and on, and must give the values
-they give with differentiation on. Positive controls show each patch is live.
+trace can stand in), compiled and run, with the anchor off and on, for the cross-entropy and
+the pinball loss, and must give the values they give with differentiation on. Positive
+controls show each patch is live.
 """
 from __future__ import annotations
 
@@ -64,8 +65,12 @@ def _problem(anchor):
   return params, xs, ys, h0
 
 
+TAUS = (0.1, 0.5, 0.9)   # the pinball loss's quantile levels, one per output
+
+
 def _all_calls(params, xs, ys, h0, anchor):
-  """Every public function of bptt at one point: ``{name: output}``."""
+  """Every public function of bptt at one point, with the cross-entropy and the pinball loss:
+  ``{name: output}``."""
   ct = jnp.ones(xs.shape[:2] + (params.U.shape[0],))
   return {
       "loss_and_grads": bptt.loss_and_grads(params, xs, ys, h0, anchor=anchor),
@@ -73,6 +78,8 @@ def _all_calls(params, xs, ys, h0, anchor):
       "grad_norms": bptt.grad_norms(params, xs, ys, h0, anchor=anchor),
       "hidden_states_vjp": bptt.hidden_states_vjp(params, xs, ct, h0),
       "loss": bptt.loss(params, xs, ys, h0, anchor=anchor),
+      "backward pinball": bptt.backward(params, xs, ys, h0, anchor=anchor, taus=TAUS),
+      "loss pinball": bptt.loss(params, xs, ys, h0, anchor=anchor, taus=TAUS),
   }
 
 

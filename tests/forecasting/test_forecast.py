@@ -1,12 +1,19 @@
-"""Forecast times in the series' local time (rnn_jax.forecasting.forecast.local_time)."""
+"""Forecast times in the series' local time (rnn_jax.forecasting.forecast.local_time), and the
+forecast of a run with quantile outputs: the median and the CQR interval per horizon."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
+import jax
 import numpy as np
+import pytest
 
 from rnn_jax import data
-from rnn_jax.forecasting import forecast
+from rnn_jax.core import model
+from rnn_jax.data import WindowSpec
+from rnn_jax.forecasting import forecast, occupancy
+from conftest import load_script
 
 
 def test_named_zone_follows_daylight_saving():
@@ -32,3 +39,43 @@ def test_without_a_zone_the_newest_readings_offset_is_used():
   assert (local, zone) == (["2017-03-19 07:50"], "UTC+05:30")
   assert forecast.local_time(np.array(["2017-03-19T02:20"], "datetime64[ns]"), base) == (
       ["2017-03-19 02:20"], "UTC")
+
+
+def test_forecast_of_a_quantile_run_is_the_median_with_the_cqr_interval(pinball_run):
+  """A run trained with --loss pinball forecasts, per horizon, the median of its rearranged
+  quantile outputs (averaged over its models) and the CQR interval calibrated on val: the band
+  between the lower and upper quantile, widened by the run's q, clipped to [0, capacity]."""
+  out, result = pinball_run
+  fc = forecast.forecast(out, occupancy.DataSource())
+  window = data.newest_window(data.synthetic_readings(), WindowSpec(), result["dataset"].capacity)
+  z = np.asarray(jax.vmap(model.predict, in_axes=(0, None))(result["fit"].params, window.xs))
+  bands = np.sort(z[:, 0].reshape(2, 3, 3), axis=-1).mean(0)        # [H, 3]
+  capacity = fc["capacity"]
+  q = json.loads((out / "results.json").read_text())["splits"]["val"]["model"]["cqr"]["q"]
+  assert fc["models"] == 2 and fc["interval_method"] == "cqr"
+  for i, f in enumerate(fc["forecasts"]):
+    assert f["value"] == pytest.approx(bands[i, 1] * capacity, rel=1e-6)
+    assert f["fraction"] == pytest.approx(bands[i, 1], rel=1e-6)
+    lo, hi = np.clip([bands[i, 0] * capacity - q[i], bands[i, 2] * capacity + q[i]], 0, capacity)
+    assert f["interval"] == {"level": 0.8, "low": pytest.approx(lo, rel=1e-6, abs=1e-9),
+                             "high": pytest.approx(hi, rel=1e-6)}
+  text = forecast.forecast_text(out)
+  lines = text.splitlines()
+  assert "the mean of 2 models" in lines[0] and len(lines) == 4
+  for line, f in zip(lines[1:], fc["forecasts"]):
+    iv = f["interval"]
+    assert line.endswith(f": {f['value']:.0f} people (80% CQR: {iv['low']:.0f}-{iv['high']:.0f}), "
+                         f"{100 * f['fraction']:.0f}% of capacity"), line
+  forecast_script = load_script("forecast.py")
+  assert forecast_script.main(["--run", str(out)]) == 0
+
+
+def test_forecast_of_a_quantile_run_without_results_has_no_interval(pinball_run, tmp_path):
+  out, _ = pinball_run
+  partial = tmp_path / "partial"
+  partial.mkdir()
+  for name in ("config.json", "checkpoint.msgpack"):
+    (partial / name).write_bytes((out / name).read_bytes())
+  fc = forecast.forecast(partial, occupancy.DataSource())
+  assert "interval_method" not in fc and all("interval" not in f for f in fc["forecasts"])
+  assert "no interval" in forecast.forecast_text(partial)

@@ -202,7 +202,7 @@ def ensemble_run(tmp_path_factory):
   source = occupancy.DataSource(unit="cars")
   plotted = []   # the arguments the run gives its plots (drawn for real elsewhere)
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(occupancy, "_plots", lambda *args: plotted.append(args))
+    mp.setattr(occupancy, "_plots", lambda *args, **kwargs: plotted.append(args))
     result = occupancy.run(source, WindowSpec(), cfg, out, progress=False,
                            log=lambda *a: None)
   return out, {**result, "plotted": plotted}
