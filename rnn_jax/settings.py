@@ -143,6 +143,9 @@ class TrainConfig:
   precision: str = cli.option(
       DEFAULT_PRECISION, "float32 matmul precision: highest (IEEE float32) | tf32 | bf16 | "
       "default (the platform's: TF32 on recent NVIDIA GPUs, bf16 on TPUs); no effect on a CPU")
+  anchor: bool = cli.option(
+      False, "add logit(last reading) to every output logit, so the network forecasts the change "
+      "from persistence (rnn_jax.core.model.anchor_logit)")
   loss: str = cli.option(
       "bce", '"bce" (the notes\' cross-entropy) | "pinball" (per horizon the lower, median and '
       "upper quantile of the --interval level, on the logit scale; conformalized on val)")
@@ -163,6 +166,7 @@ class TrainConfig:
     checks.number("lr", self.lr)
     checks.number("clip", self.clip, zero_is_off=True)
     checks.boolean("remat", self.remat)
+    checks.boolean("anchor", self.anchor)
     if self.seed + self.seeds > 2**31:
       raise InputError(f"--seed: expected seed + seeds <= 2**31, got seed {self.seed} and "
                        f"seeds {self.seeds}")

@@ -82,7 +82,8 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
   spec: WindowSpec = config["windows"]
   readings = source.load()
   window = data.newest_window(readings, spec, config["capacity"])
-  members = np.asarray(member_predict(params, window.xs), np.float64)[:, 0]   # [S, K]
+  members = np.asarray(member_predict(params, window.xs, config["train"].anchor),
+                       np.float64)[:, 0]                                      # [S, K]
   quantiles = config["train"].loss == "pinball"
   bands = bands_of(members).mean(axis=0) if quantiles else None          # [H, 3]
   z = bands[:, 1] if quantiles else members.mean(axis=0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import sys
 from pathlib import Path
@@ -89,11 +90,11 @@ def bands_of(z) -> np.ndarray:
   return conformal.rearrange(z.reshape(z.shape[:-1] + (-1, QUANTILES)))
 
 
-def _evaluator(dataset: Dataset, quantiles: bool = False):
+def _evaluator(dataset: Dataset, quantiles: bool = False, anchor: bool = False):
   """Per-epoch validation metric for the progress bar: MAE in units (of the median with
-  ``quantiles``), or accuracy (levels)."""
+  ``quantiles``), or accuracy (levels); ``anchor`` as in ``member_predict``."""
   xs = jax.device_put(dataset.val.xs)
-  predict = jax.jit(model.predict)
+  predict = jax.jit(functools.partial(model.predict, anchor=anchor))
   if quantiles:
     target = dataset.val.target_people
     return lambda params: {"val_mae": float(np.mean(np.abs(
@@ -107,40 +108,42 @@ def _evaluator(dataset: Dataset, quantiles: bool = False):
       dataset.to_people(predict(params, xs)) - target)))}
 
 
-def member_predict(params: model.RNNParams, xs) -> jax.Array:
-  """``[S, N, K]``: the outputs of the S models in ``params`` (fields ``[S, ...]``, or S = 1)."""
+def member_predict(params: model.RNNParams, xs, anchor: bool = False) -> jax.Array:
+  """``[S, N, K]``: the outputs of the S models in ``params`` (fields ``[S, ...]``, or S = 1);
+  ``anchor``: the models were trained with ``TrainConfig.anchor`` (rnn_jax.core.model.predict)."""
+  predict = functools.partial(model.predict, anchor=anchor)
   if params.U.ndim == 3:
-    return jax.vmap(model.predict, in_axes=(0, None))(params, xs)
-  return model.predict(params, xs)[None]
+    return jax.vmap(predict, in_axes=(0, None))(params, xs)
+  return predict(params, xs)[None]
 
 
 def predictions(dataset: Dataset, params, *, members: bool = False,
-                quantiles: bool = False) -> dict[str, np.ndarray]:
+                quantiles: bool = False, anchor: bool = False) -> dict[str, np.ndarray]:
   """The forecasts per split, ``[N, K]`` in units (horizons) or scores (levels): the mean of
   the models in ``params``, or with ``members`` each one's, ``[S, N, K]``. ``quantiles`` (a run
   trained with --loss pinball): the median of each horizon, ``[N, H]``
-  (``quantile_predictions``)."""
+  (``quantile_predictions``). ``anchor`` as in ``member_predict``."""
   if quantiles:
-    return {k: v[..., 1] for k, v in quantile_predictions(dataset, params,
-                                                          members=members).items()}
-  predict = jax.jit(member_predict)
+    return {k: v[..., 1] for k, v in quantile_predictions(dataset, params, members=members,
+                                                          anchor=anchor).items()}
+  predict = jax.jit(member_predict, static_argnums=2)
   out = {}
   for split in ("val", "test"):
-    z = np.asarray(predict(params, dataset[split].xs), np.float64)
+    z = np.asarray(predict(params, dataset[split].xs, anchor), np.float64)
     z = dataset.to_people(z) if dataset.spec.task == "horizons" else z
     out[split] = z if members else z.mean(axis=0)
   return out
 
 
-def quantile_predictions(dataset: Dataset, params, *,
-                         members: bool = False) -> dict[str, np.ndarray]:
+def quantile_predictions(dataset: Dataset, params, *, members: bool = False,
+                         anchor: bool = False) -> dict[str, np.ndarray]:
   """A pinball run's lower, median and upper quantile per split, ``[N, H, 3]`` in units, each
   model's rearranged (``bands_of``), then averaged over the models (which keeps them sorted), or
-  with ``members`` each one's, ``[S, N, H, 3]``."""
-  predict = jax.jit(member_predict)
+  with ``members`` each one's, ``[S, N, H, 3]``; ``anchor`` as in ``member_predict``."""
+  predict = jax.jit(member_predict, static_argnums=2)
   out = {}
   for split in ("val", "test"):
-    bands = dataset.to_people(bands_of(predict(params, dataset[split].xs)))
+    bands = dataset.to_people(bands_of(predict(params, dataset[split].xs, anchor)))
     out[split] = bands if members else bands.mean(axis=0)
   return out
 
@@ -201,13 +204,15 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
   return results
 
 
-def assess(dataset: Dataset, params, seeds, *, taus=None, interval: float = INTERVAL,
-           unit: str = "people"):
+def assess(dataset: Dataset, params, seeds, *, taus=None, anchor: bool = False,
+           interval: float = INTERVAL, unit: str = "people"):
   """``(results, member_preds, bands, base)`` of trained ``params`` (S models) on ``dataset``:
   ``evaluate``'s report with the data summary, each model's forecasts, a pinball run's
-  ``quantile_predictions`` (None for "bce") and the baselines' predictions."""
-  member_preds = predictions(dataset, params, members=True, quantiles=taus is not None)
-  bands = quantile_predictions(dataset, params) if taus is not None else None
+  ``quantile_predictions`` (None for "bce") and the baselines' predictions; ``anchor``: the
+  models' ``TrainConfig.anchor``."""
+  member_preds = predictions(dataset, params, members=True, quantiles=taus is not None,
+                             anchor=anchor)
+  bands = quantile_predictions(dataset, params, anchor=anchor) if taus is not None else None
   base = baseline_predictions(dataset, interval)
   results = evaluate(dataset, member_preds, seeds, interval=interval, unit=unit, base=base,
                      bands=bands)
@@ -216,7 +221,8 @@ def assess(dataset: Dataset, params, seeds, *, taus=None, interval: float = INTE
 
 
 def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict]], params,
-           preds: dict, base: dict, *, taus=None, bands: dict | None = None) -> None:
+           preds: dict, base: dict, *, taus=None, bands: dict | None = None,
+           anchor: bool = False) -> None:
   """The run's PNGs; ``params``: model 0's (for ||dL/dh_t||), ``preds``: the mean forecasts;
   ``taus``, ``bands``: a pinball run's quantile levels and ``quantile_predictions`` (the test
   week's band is then the CQR interval)."""
@@ -227,7 +233,7 @@ def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict
   xs, ys = dataset.val.xs[:256], dataset.val.ys[:256]
   if taus is not None:
     ys = np.repeat(ys, QUANTILES, axis=1)
-  norms = np.asarray(bptt.grad_norms(params, xs, ys, taus=taus))
+  norms = np.asarray(bptt.grad_norms(params, xs, ys, taus=taus, anchor=anchor))
   plots.grad_norms(norms, out / "grad_norms.png",
                    title="||dL/dh_t|| on validation windows (hand BPTT)")
   if dataset.spec.task != "horizons":
@@ -336,7 +342,8 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
       if writer and not resume:
         rundir.write_config(out, config)
       fit_args = dict(out_dir=out, resume=resume, progress=progress, taus=taus,
-                      evaluate=_evaluator(dataset, quantiles=taus is not None))
+                      evaluate=_evaluator(dataset, quantiles=taus is not None,
+                                          anchor=cfg.anchor))
       train_xy = (dataset.train.xs, targets(dataset.train.ys))
       val_xy = (dataset.val.xs, targets(dataset.val.ys))
       if cfg.seeds > 1:
@@ -351,7 +358,8 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
         return {"results": None, "fit": fitted, "dataset": dataset, "status": status}
 
       results, member_preds, bands, base = assess(dataset, fitted.params, seeds, taus=taus,
-                                                  interval=interval, unit=source.unit)
+                                                  anchor=cfg.anchor, interval=interval,
+                                                  unit=source.unit)
       results.update(best_epoch=fitted.best_epochs if cfg.seeds > 1 else fitted.best_epoch)
       if writer:
         fileio.write_json(out / RESULTS, results)
@@ -359,7 +367,7 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
         first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
         _plots(out, dataset, results, histories, first,
                {k: v.mean(axis=0) for k, v in member_preds.items()}, base, taus=taus,
-               bands=bands)
+               bands=bands, anchor=cfg.anchor)
       log(evaluation.format_table(results))
     log(f"run saved in {out}" if writer else
         f"process {jax.process_index()}: done (process 0 writes the run directory)")

@@ -250,7 +250,8 @@ def run_global(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out
     return {"status": "interrupted" if "interrupted" in stopped else "nonfinite"}
   entries = []
   for s, ds in zip(series, datasets):
-    results = occupancy.assess(ds, fitted.params, seeds, taus=taus, interval=interval,
+    results = occupancy.assess(ds, fitted.params, seeds, taus=taus, anchor=cfg.anchor,
+                               interval=interval,
                                unit=s.source.unit)[0]
     fileio.write_json(out / f"results_{s.name}.json", results)
     entries.append({"name": s.name, "splits": series_ratios(results)})

@@ -70,17 +70,19 @@ def all_finite(tree) -> jax.Array:
 def make_train_step(optimizer: optax.GradientTransformation | TrainConfig,
                     method: str = "autodiff", unroll: int | bool = 1,
                     remat: bool = False, *, precision: str | None = None,
-                    taus=None) -> Callable:
+                    taus=None, anchor: bool = False) -> Callable:
   """``step(params, opt_state, xs [B,T,D], ys [B,K]) -> (params, opt_state, loss, finite)``,
   pure: ``loss`` at the incoming parameters, ``finite`` whether it and every gradient element are
   finite (the update is applied regardless). ``precision``: the float32 matmul precision the
   step is traced at (rnn_jax.core.precision; None: the caller's). A TrainConfig as ``optimizer``
-  gives all five. ``taus``: the pinball loss's K quantile levels (None: the cross-entropy)."""
+  gives all six. ``taus``: the pinball loss's K quantile levels (None: the cross-entropy);
+  ``anchor``: the loss of the anchored logits (rnn_jax.core.model.anchor_logit)."""
   if isinstance(optimizer, TrainConfig):
-    optimizer, method, unroll, remat, precision = (
+    optimizer, method, unroll, remat, precision, anchor = (
         make_optimizer(optimizer), optimizer.grad, optimizer.unroll, optimizer.remat,
-        optimizer.precision)
-  value_and_grad = gradients.value_and_grad(method, unroll=unroll, remat=remat, taus=taus)
+        optimizer.precision, optimizer.anchor)
+  value_and_grad = gradients.value_and_grad(method, unroll=unroll, remat=remat, taus=taus,
+                                            anchor=anchor)
 
   def step(params, opt_state, xs, ys):
     loss, grads = value_and_grad(params, xs, ys)
@@ -178,7 +180,8 @@ def train_epoch(params, opt_state, data, data_keys, epoch, *, prog: TrainConfig,
   def one(params, opt_state, data_key):
     params, opt_state, losses, finite = steps(params, opt_state, xs, ys,
                                               permutation(data_key, epoch, xs.shape[0]))
-    return params, opt_state, losses, finite, model.loss(params, vxs, vys, taus=taus)
+    return params, opt_state, losses, finite, model.loss(params, vxs, vys, taus=taus,
+                                                         anchor=prog.anchor)
 
   out = jax.vmap(one)(params, opt_state, data_keys) if many else one(params, opt_state,
                                                                      data_keys[0])
