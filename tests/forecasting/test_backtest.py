@@ -114,6 +114,25 @@ def test_no_leakage_from_a_folds_test_block(cv):
     assert results["data"]["splits"] == blocks
 
 
+def test_blocks_follow_the_documented_rule(cv):
+  """14 days = 2016 bins; splits 0.7/0.15/0.15 bound the ordinary run at bins 1411 and 1714, so
+  val holds 303 bins, test 302; fold k tests on bins [2016 - (4 - k) 302, 2016 - (3 - k) 302)
+  and validates on the 303 before. Each fold's run read no reading after its test block, where
+  the next fold's test block begins."""
+  _, out, report, _ = cv
+  start, step = np.datetime64("2024-03-04T00:00", "ns"), np.timedelta64(10, "m")
+  for f in report["folds"]:
+    test_end = 2016 - (FOLDS - f["fold"]) * 302
+    blocks = f["blocks"]
+    assert utc(blocks["test"]["end_utc"]) == start + test_end * step
+    assert utc(blocks["test"]["start_utc"]) == start + (test_end - 302) * step
+    assert utc(blocks["val"]["start_utc"]) == start + (test_end - 302 - 303) * step
+    assert utc(blocks["train"]["start_utc"]) == start
+  for a, b in zip(report["folds"], report["folds"][1:]):
+    results = json.loads((backtest.fold_dir(out, a["fold"]) / "results.json").read_text())
+    assert results["data"]["grid_end_utc"] == b["blocks"]["test"]["start_utc"]
+
+
 def test_expanding_training_window(cv):
   _, _, report, _ = cv
   folds = report["folds"]
@@ -212,3 +231,28 @@ def test_a_fold_without_a_usable_window_is_named(tmp_path):
     backtest.prepare(data.read_csv(path, time_column="time", value_column="people", capacity=60),
                      WindowSpec(), 2)
   assert not (tmp_path / "cv").exists()
+
+
+def test_pinball_folds_give_the_cqr_interval(tmp_path):
+  """With --loss pinball the model column is the median and its bounds the CQR interval whose
+  scores the fold's results.json reports."""
+  path = tmp_path / "series.csv"
+  path.write_text(readings_csv(days=10))
+  out = tmp_path / "cv"
+  assert load_script("train_occupancy.py").main(
+      argv(path, out, "--folds", "2", "--loss", "pinball", "--interval", "0.9")) == 0
+  report = json.loads((out / backtest.REPORT).read_text())
+  with open(out / backtest.CSV, newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert {"model-lo-90", "model-hi-90", "gbm_quantile-lo-90"} <= set(rows[0])
+  for f, part in zip(report["folds"], fold_rows(report, rows)):
+    results = json.loads((backtest.fold_dir(out, f["fold"]) / "results.json").read_text())
+    cqr = results["splits"]["test"]["model"]["cqr"]
+    assert f["interval"]["method"] == "cqr" and f["interval"]["level"] == 0.9
+    for j, minutes in enumerate(report["horizon_minutes"]):
+      sub = [r for r in part if int(r["horizon"]) == minutes]
+      inside = [float(r["model-lo-90"]) <= float(r["y"]) <= float(r["model-hi-90"]) for r in sub]
+      np.testing.assert_allclose(np.mean(inside), cqr["coverage"][j], rtol=1e-12)
+      width = np.mean([float(r["model-hi-90"]) - float(r["model-lo-90"]) for r in sub])
+      np.testing.assert_allclose(width, cqr["mean_width"][j], rtol=1e-8)
+      np.testing.assert_allclose(f["interval"]["coverage"][j], cqr["coverage"][j])
