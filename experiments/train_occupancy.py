@@ -71,7 +71,7 @@ def parse(argv):
                       help="nominal level of the prediction intervals, calibrated on val "
                       "(split-conformal; with --loss pinball also the quantiles the model is "
                       "trained for, (1-level)/2, 0.5, (1+level)/2, and CQR) (default: %(default)s)")
-  parser.add_argument("--folds", type=folds_type, default=0, metavar="N",
+  parser.add_argument("--folds", default="0", metavar="N",
                       help="backtest: expanding-window cross-validation with N >= 2 cutoffs, a "
                       "refit at each (rnn_jax.forecasting.backtest); 0 or none = off "
                       "(default: off)")
@@ -85,6 +85,7 @@ def parse(argv):
   multi.add_argument("--num-processes", type=int, help="number of processes (hosts)")
   multi.add_argument("--process-id", type=int, help="this process's index, 0..n-1")
   args = parser.parse_args(argv)
+  args.folds = folds_type(args.folds)
   csvs = args.csv or []
   args.csv, args.csvs = (csvs[0], None) if len(csvs) == 1 else (None, csvs or None)
   source = cli.config_from_args(settings.DataSource, args)
@@ -97,12 +98,12 @@ def parse(argv):
                      "panel of several series; run one series at a time")
   if args.folds:
     several = args.panel is not None or args.csvs
-    for given, what in ((args.resume, "--resume"), (args.coordinator, "--coordinator"),
+    for given, what in ((args.resume, "--resume (every fold is a new run); drop one of them"),
+                        (args.coordinator, "--coordinator; drop one of them"),
                         (several, "a panel of several series (--csv with several files or "
-                         "--panel)")):
+                         "--panel); backtest one series at a time")):
       if given:
-        raise InputError(f"--folds: not available with {what}; run one series at a time "
-                         "without it")
+        raise InputError(f"--folds: not available with {what}")
   spec = cli.config_from_args(WindowSpec, args)
   if args.folds and spec.task != "horizons":
     raise InputError(f"--folds with --task {spec.task}: a backtest scores forecasts per horizon; "
