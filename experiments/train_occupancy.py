@@ -12,8 +12,9 @@ evaluated on its own in --out/<name>/, and --out/panel.json compares the model w
 baseline on every series and over all of them (rnn_jax.forecasting.panel).
 
 ``--folds N``: a backtest, an expanding-window cross-validation refitted at N cutoffs, each fold
-a run in --out/fold_<k>/, every forecast in --out/cross_validation.csv (statsforecast's layout)
-and the scores per fold and their mean in --out/backtest.json (rnn_jax.forecasting.backtest).
+a run in --out/fold_<k>/ (--out/<name>/fold_<k>/ for each series of a panel), every forecast in
+--out/cross_validation.csv (statsforecast's layout) and the scores per fold and their mean in
+--out/backtest.json (rnn_jax.forecasting.backtest).
 
 Every other flag is a field of rnn_jax.settings.DataSource, rnn_jax.data.WindowSpec or
 rnn_jax.settings.TrainConfig (see --help); --preset (rnn_jax.settings.PRESETS) sets their
@@ -97,11 +98,10 @@ def parse(argv):
     raise InputError(f"--{'resume' if args.resume else 'coordinator'}: not available for a "
                      "panel of several series; run one series at a time")
   if args.folds:
-    several = args.panel is not None or args.csvs
     for given, what in ((args.resume, "--resume (every fold is a new run); drop one of them"),
                         (args.coordinator, "--coordinator; drop one of them"),
-                        (several, "a panel of several series (--csv with several files or "
-                         "--panel); backtest one series at a time")):
+                        (args.global_model, "--global-model; backtest each series' own model "
+                         "(drop --global-model)")):
       if given:
         raise InputError(f"--folds: not available with {what}")
   spec = cli.config_from_args(WindowSpec, args)
@@ -119,6 +119,13 @@ def main(argv=None):
     from rnn_jax.forecasting import panel
     series = (panel.load_spec(args.panel, source) if args.panel is not None
               else panel.from_csvs(args.csvs, source))
+    if args.folds:
+      from rnn_jax.forecasting import backtest
+      result = backtest.run_series([(s.name, s.source) for s in series], spec, cfg, args.out,
+                                   args.folds, overwrite=args.overwrite,
+                                   progress=not args.no_progress, interval=args.interval,
+                                   preset=args.preset)
+      return occupancy.EXIT_STATUS[result["status"]]
     result = panel.run(series, spec, cfg, args.out, overwrite=args.overwrite,
                        progress=not args.no_progress, make_plots=not args.no_plots,
                        interval=args.interval, preset=args.preset,

@@ -116,7 +116,10 @@ def prepare(readings: Readings, spec: WindowSpec, folds: int) -> list[tuple[Fold
     try:
       dataset = data.make_dataset(cut, fold_spec)
     except InputError as err:
-      raise InputError(f"--folds {folds}: fold {fold.k}: {err}") from None
+      step = np.timedelta64(spec.step_minutes, "m")
+      raise InputError(f"--folds {folds}: fold {fold.k} (test block "
+                       f"{_iso(grid.times[fold.test_start])} to "
+                       f"{_iso(grid.times[fold.test_end - 1] + step)}): {err}") from None
     bounds = (dataset.train.bounds[1], dataset.val.bounds[1])
     if bounds != (fold.val_start, fold.test_start):   # the fractions' rounding, checked
       raise AssertionError(f"fold {fold.k}: split bounds {bounds}, expected "
@@ -181,13 +184,16 @@ def _cell(value) -> str:
 
 
 def to_csv(parts: list[dict[str, np.ndarray]]) -> str:
-  """The CSV text of the folds' rows (the first fold's columns; NaN an empty cell)."""
-  columns = list(parts[0])
+  """The CSV text of the folds' rows: every column of any fold, in the order they first appear;
+  NaN, or a column a fold lacks, is an empty cell."""
+  columns = list(dict.fromkeys(c for part in parts for c in part))
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
   writer.writerow(columns)
   for part in parts:
-    for row in zip(*(part[c] for c in columns)):
+    n = len(part["ds"])
+    cells = [part[c] if c in part else np.full(n, np.nan) for c in columns]
+    for row in zip(*cells):
       writer.writerow([_cell(v) for v in row])
   return buf.getvalue()
 
@@ -274,6 +280,21 @@ def format_table(report: dict, unit: str = "people") -> str:
   return "\n".join(lines)
 
 
+def _check(spec: WindowSpec, cfg: TrainConfig, out: Path, folds, overwrite: bool) -> int:
+  if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+    raise InputError(f"--folds: expected an integer >= 2 (0 or none: no backtest), got {folds!r}")
+  if spec.task != "horizons":
+    raise InputError(f"--folds with --task {spec.task}: a backtest scores forecasts per "
+                     "horizon; expected --task horizons")
+  cfg.validate()
+  if out.exists() and not out.is_dir():
+    raise InputError(f"--out {out}: exists and is not a directory")
+  for name in (CSV, REPORT):
+    if (out / name).exists() and not overwrite:
+      raise InputError(f"--out {out}: holds a backtest ({name}); give --overwrite to replace it")
+  return int(folds)
+
+
 def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike,
         folds: int, *, overwrite: bool = False, progress: bool = True, make_plots: bool = False,
         interval: float = INTERVAL, preset: str | None = None, log=print) -> dict[str, Any]:
@@ -281,38 +302,56 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
   ``out/cross_validation.csv`` and ``out/backtest.json`` and logs the table. Returns
   ``{"report": dict | None, "status"}``: the first fold's status that is not "done" (the
   backtest stops there, writing neither file)."""
-  if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
-    raise InputError(f"--folds: expected an integer >= 2 (0 or none: no backtest), got {folds!r}")
-  if spec.task != "horizons":
-    raise InputError(f"--folds with --task {spec.task}: a backtest scores forecasts per "
-                     "horizon; expected --task horizons")
-  cfg = cfg.validate()
-  source.check()
+  return run_series([(series_name(source), source)], spec, cfg, out, folds, overwrite=overwrite,
+                    progress=progress, make_plots=make_plots, interval=interval, preset=preset,
+                    log=log, panel=False)
+
+
+def run_series(series, spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, folds: int, *,
+               overwrite: bool = False, progress: bool = True, make_plots: bool = False,
+               interval: float = INTERVAL, preset: str | None = None, log=print,
+               panel: bool = True) -> dict[str, Any]:
+  """The backtest of every ``(name, source)`` in ``series``; with ``panel`` (several series,
+  rnn_jax.forecasting.panel) series ``name``'s folds are in ``out/<name>/fold_<k>``, every
+  series' rows are in the one ``out/cross_validation.csv`` (``unique_id`` tells them apart) and
+  ``out/backtest.json`` holds ``{"series": [each series' report], "n_folds",
+  "horizon_minutes"}``; without it ``run``'s layout. Every series' folds are checked before
+  anything is written."""
   out = Path(out)
-  if out.exists() and not out.is_dir():
-    raise InputError(f"--out {out}: exists and is not a directory")
-  for name in (CSV, REPORT):
-    if (out / name).exists() and not overwrite:
-      raise InputError(f"--out {out}: holds a backtest ({name}); give --overwrite to replace it")
-  prepared = prepare(source.load(), spec, int(folds))
-  for fold, _, _ in prepared:
-    occupancy.check_out(fold_dir(out, fold.k), resume=False, overwrite=overwrite)
-  name, parts, entries = series_name(source), [], []
-  for fold, cut, fold_spec in prepared:
-    log(f"fold {fold.k}/{folds}")
-    result = occupancy.run(source, fold_spec, cfg, fold_dir(out, fold.k), overwrite=overwrite,
-                           progress=progress, make_plots=make_plots, interval=interval,
-                           preset=preset, readings=cut, log=log)
-    if result["status"] != "done":
-      return {"report": None, "status": result["status"]}
-    dataset = result["dataset"]
-    cols = fold_forecasts(dataset, result, interval)
-    parts.append(fold_rows(name, dataset, cols))
-    entries.append(fold_summary(fold, dataset, cols, result, fold_dir(out, fold.k)))
+  folds = _check(spec, cfg, out, folds, overwrite)
+  cfg = cfg.validate()
+  plans = []
+  for name, source in series:
+    source.check()
+    try:
+      prepared = prepare(source.load(), spec, folds)
+    except InputError as err:
+      raise InputError(f"series {name!r}: {err}" if panel else str(err)) from None
+    base = out / name if panel else out
+    for fold, _, _ in prepared:
+      occupancy.check_out(fold_dir(base, fold.k), resume=False, overwrite=overwrite)
+    plans.append((name, source, base, prepared))
   minutes = [int(h) * spec.step_minutes for h in spec.target_horizons]
-  report = summarize(entries, minutes, name)
+  parts, reports = [], []
+  for name, source, base, prepared in plans:
+    entries = []
+    for fold, cut, fold_spec in prepared:
+      log(f"{name + ': ' if panel else ''}fold {fold.k}/{folds}")
+      result = occupancy.run(source, fold_spec, cfg, fold_dir(base, fold.k), overwrite=overwrite,
+                             progress=progress, make_plots=make_plots, interval=interval,
+                             preset=preset, readings=cut, log=log)
+      if result["status"] != "done":
+        return {"report": None, "status": result["status"]}
+      dataset = result["dataset"]
+      cols = fold_forecasts(dataset, result, interval)
+      parts.append(fold_rows(name, dataset, cols))
+      entries.append(fold_summary(fold, dataset, cols, result, fold_dir(base, fold.k)))
+    reports.append(summarize(entries, minutes, name))
+  report = ({"series": reports, "n_folds": folds, "horizon_minutes": minutes} if panel
+            else reports[0])
   fileio.write_text(out / CSV, to_csv(parts))
   fileio.write_json(out / REPORT, report)
-  log(format_table(report, source.unit))
+  for (name, source, _, _), r in zip(plans, reports):
+    log((f"series {name}\n" if panel else "") + format_table(r, source.unit))
   log(f"backtest saved in {out} ({CSV}, {REPORT})")
   return {"report": report, "status": "done"}

@@ -23,11 +23,11 @@ COLUMNS = ["unique_id", "ds", "cutoff", "horizon", "y", "model", "model-lo-80", 
            "gbm_median", "mstl", "gbm_quantile-lo-80", "gbm_quantile-hi-80"]
 
 
-def readings_csv(days: int = DAYS, drop: tuple[int, int] | None = None) -> str:
+def readings_csv(days: int = DAYS, drop: tuple[int, int] | None = None, seed: int = 0) -> str:
   """A reading every 10 minutes on the grid (so each bin's value is its reading), a daily
   rhythm with noise, capacity 60; ``drop``: the readings ``[a, b)`` left out (an outage)."""
   n = days * 144
-  rng = np.random.default_rng(0)
+  rng = np.random.default_rng(seed)
   i = np.arange(n)
   v = np.clip(np.round(24 + 21 * np.sin(2 * np.pi * ((i % 144) / 6 - 9) / 24)
                        + rng.normal(0, 3, n)), 0, 60)
@@ -224,10 +224,11 @@ def test_before_cuts_every_reading_array():
 
 
 def test_a_fold_without_a_usable_window_is_named(tmp_path):
-  """An outage over most of fold 1's test block (14 days, 2 folds: bins 1411..1714)."""
+  """An outage over most of fold 1's test block (14 days, 2 folds: bins 1412..1714)."""
   path = tmp_path / "gap.csv"
   path.write_text(readings_csv(drop=(1420, 1714)))
-  with pytest.raises(InputError, match=r"--folds 2: fold 1: .*split 'test'.*no usable window"):
+  with pytest.raises(InputError, match=r"--folds 2: fold 1 \(test block 2024-03-13T19:20:00Z to "
+                     r"2024-03-15T21:40:00Z\): .*split 'test'.*no usable window"):
     backtest.prepare(data.read_csv(path, time_column="time", value_column="people", capacity=60),
                      WindowSpec(), 2)
   assert not (tmp_path / "cv").exists()
@@ -256,3 +257,30 @@ def test_pinball_folds_give_the_cqr_interval(tmp_path):
       width = np.mean([float(r["model-hi-90"]) - float(r["model-lo-90"]) for r in sub])
       np.testing.assert_allclose(width, cqr["mean_width"][j], rtol=1e-8)
       np.testing.assert_allclose(f["interval"]["coverage"][j], cqr["coverage"][j])
+
+
+def test_a_panel_backtest_writes_every_series_into_one_file(tmp_path):
+  """--csv of two files with --folds 2: each series' folds in --out/<name>/fold_<k>, one csv
+  whose unique_id names the series, backtest.json per series."""
+  paths = []
+  for seed, name in ((1, "north"), (2, "south")):
+    paths.append(tmp_path / f"{name}.csv")
+    paths[-1].write_text(readings_csv(days=10, seed=seed))
+  out = tmp_path / "cv"
+  args = argv(paths[0], out, "--folds", "2")
+  args.insert(2, str(paths[1]))
+  assert load_script("train_occupancy.py").main(args) == 0
+  report = json.loads((out / backtest.REPORT).read_text())
+  assert [r["unique_id"] for r in report["series"]] == ["north", "south"]
+  assert report["n_folds"] == 2
+  with open(out / backtest.CSV, newline="") as f:
+    rows = list(csv.DictReader(f))
+  for r, path in zip(report["series"], paths):
+    own = [row for row in rows if row["unique_id"] == r["unique_id"]]
+    assert len(own) == 3 * sum(f["n_windows"] for f in r["folds"])
+    truth = {np.datetime64(t, "ns"): float(v) for t, v in
+             (line.split(",") for line in path.read_text().splitlines()[1:])}
+    assert all(float(row["y"]) == truth[utc(row["ds"])] for row in own)
+    for k in (1, 2):
+      assert (backtest.fold_dir(out / r["unique_id"], k) / "results.json").is_file()
+  assert len(rows) == sum(3 * f["n_windows"] for r in report["series"] for f in r["folds"])

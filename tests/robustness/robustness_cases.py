@@ -255,12 +255,20 @@ BAD_INPUTS: tuple[BadInput, ...] = (
             ("--folds", "not available with --resume", "drop one of them")),
     occ_arg("occ-folds-levels", "--folds with --task levels", ("--folds", "2", "--task", "levels"),
             ("--folds with --task levels", "expected --task horizons")),
-    BadInput("occ-folds-panel", "train_occupancy.py", "--folds with --csv of two files (a panel)",
+    BadInput("occ-folds-global-model", "train_occupancy.py",
+             "--folds with --global-model (--csv of two files)",
              ("--csv", "readings.csv", "other.csv", *GENERIC) + TINY
-             + ("--out", "out", "--folds", "2"),
-             ("--folds", "not available with a panel of several series",
-              "backtest one series at a time"),
+             + ("--out", "out", "--folds", "2", "--global-model"),
+             ("--folds", "not available with --global-model"),
              (("readings.csv", GOOD), ("other.csv", GOOD))),
+    BadInput("occ-folds-panel-gap", "train_occupancy.py",
+             "--folds 2 with --csv of two files, the second with an outage over most of fold "
+             "1's test block: nothing is trained",
+             ("--csv", "readings.csv", "gap.csv", *GENERIC) + TINY
+             + ("--out", "out", "--folds", "2"),
+             ("series 'gap'", "--folds 2: fold 1 (test block", "gap.csv", "no usable window"),
+             (("readings.csv", GOOD),
+              ("gap.csv", ("\n".join(ROWS[:821] + ROWS[980:]) + "\n").encode()))),
     occ_arg("occ-folds-too-many", "--folds 5 on 8 days: fold 1 would train on less than a "
             "test block", ("--folds", "5"),
             ("--folds 5", "fold 1 would train on 114 of the grid's 1152 bins",
@@ -268,7 +276,8 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     occ_case("occ-folds-gap", "--folds 2, an outage over most of fold 1's test block (readings "
              "820..978 missing)",
              ("\n".join(ROWS[:821] + ROWS[980:]) + "\n").encode(),
-             ("--folds 2: fold 1", "readings.csv", "split 'test'", "no usable window"),
+             ("--folds 2: fold 1 (test block 2024-03-09T14:20:00Z to 2024-03-10T19:10:00Z)",
+              "readings.csv", "split 'test'", "no usable window"),
              "--folds", "2"),
     BadInput("occ-panel-bad-series", "train_occupancy.py",
              "--csv with two files, the second without readings: nothing is trained",
