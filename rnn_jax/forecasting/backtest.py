@@ -10,8 +10,11 @@ consecutive test blocks of L bins; fold k (1..N) keeps the readings before the e
 (``data.before``: nothing later is read), tests on the block, validates on the V bins just before
 it and trains on everything earlier, an expanding window. Fold N is the ordinary run's split;
 fold 1 trains on the first m - V - N L bins, refused when that is fewer than L (``plan``). Each
-fold is a complete run directory, ``--out/fold_<k>/`` (``occupancy.run``: capacity, baselines
-and the conformal intervals are fitted on that fold's own training and validation blocks).
+fold is a complete run directory, ``--out/fold_<k>/`` (``occupancy.run``, no plots: capacity,
+baselines and the conformal intervals are fitted on that fold's own training and validation
+blocks). Sensor faults are masked as in any run, found on the whole file (``DataSource.load``).
+Several series (``run_series``, a panel's): each series' folds in ``--out/<name>/fold_<k>/``,
+all their rows in the one csv.
 
 ``--out/cross_validation.csv``: one row per test window and horizon of every fold, columns
 
