@@ -20,6 +20,6 @@ from rnn_jax.data.windows import (FEATURES, LEVELS, SPLITS, TASKS, Dataset, Newe
 __all__ = [
     "DEFAULT_MAX_FLAT_HOURS", "FEATURES", "GYM_TIME_COLUMN", "GYM_VALUE_COLUMN", "LEVELS", "N_CALENDAR", "SPLITS", "TASKS",
     "Dataset", "Grid", "NewestWindow", "Readings", "Split", "WindowSpec", "before",
-    "calendar_features", "check_timezone", "levels_of", "make_dataset", "newest_window", "read_csv", "to_grid",
-    "synthetic_readings",
+    "calendar_features", "check_timezone", "levels_of", "make_dataset", "newest_window",
+    "read_csv", "to_grid", "synthetic_readings",
 ]

@@ -1,7 +1,7 @@
 """Backtests: expanding-window cross-validation of the occupancy run, refitted at every cutoff,
 with every forecast written in the layout of statsforecast's ``cross_validation``.
 
-    python experiments/train_occupancy.py --csv ../shared/data/campus_gym.csv --folds 3 --out runs/cv
+    python experiments/train_occupancy.py --csv ../shared/data/campus_gym.csv --folds 3 --out cv
 
 The folds. With ``--splits f_train,f_val,f_test`` on a grid of m bins, the ordinary run's
 validation block holds V bins and its test block L (the bounds ``windows.make_dataset`` takes:
