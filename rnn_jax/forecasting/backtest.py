@@ -58,7 +58,6 @@ from rnn_jax.settings import INTERVAL, DataSource, TrainConfig
 
 CSV = "cross_validation.csv"
 REPORT = "backtest.json"
-KEYS = ("unique_id", "ds", "cutoff", "horizon", "y")
 
 
 class Fold(NamedTuple):
@@ -100,9 +99,7 @@ def fold_data(readings: Readings, spec: WindowSpec, grid: data.Grid,
   cut = data.before(readings, grid.times[0] + fold.test_end * step)
   m = len(data.to_grid(cut, spec.step_minutes, spec.max_gap)) if len(cut) else 0
   if m <= fold.test_start:
-    raise InputError(f"--folds: fold {fold.k} has no readings in its test block "
-                     f"({grid.times[fold.test_start]} to {grid.times[fold.test_end - 1] + step} "
-                     "UTC); expected fewer folds")
+    raise InputError("no reading in the test block; expected fewer folds")
   splits = (fold.val_start / m, (fold.test_start - fold.val_start) / m,
             (m - fold.test_start) / m)
   return cut, dataclasses.replace(spec, splits=splits)
@@ -111,15 +108,16 @@ def fold_data(readings: Readings, spec: WindowSpec, grid: data.Grid,
 def prepare(readings: Readings, spec: WindowSpec, folds: int) -> list[tuple[Fold, Readings,
                                                                           WindowSpec]]:
   """Every fold's blocks, readings and window settings, each fold's windows made once here so
-  that a fold without a usable window is refused (naming it) before anything is written."""
+  that a fold without a usable window is refused (naming it and its test block) before
+  anything is written."""
   grid = data.to_grid(readings, spec.step_minutes, spec.max_gap)
+  step = np.timedelta64(spec.step_minutes, "m")
   out = []
   for fold in plan(len(grid), spec, folds):
-    cut, fold_spec = fold_data(readings, spec, grid, fold)
     try:
+      cut, fold_spec = fold_data(readings, spec, grid, fold)
       dataset = data.make_dataset(cut, fold_spec)
     except InputError as err:
-      step = np.timedelta64(spec.step_minutes, "m")
       raise InputError(f"--folds {folds}: fold {fold.k} (test block "
                        f"{_iso(grid.times[fold.test_start])} to "
                        f"{_iso(grid.times[fold.test_end - 1] + step)}): {err}") from None

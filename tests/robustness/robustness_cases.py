@@ -269,6 +269,11 @@ BAD_INPUTS: tuple[BadInput, ...] = (
              ("series 'gap'", "--folds 2: fold 1 (test block", "gap.csv", "no usable window"),
              (("readings.csv", GOOD),
               ("gap.csv", ("\n".join(ROWS[:821] + ROWS[980:]) + "\n").encode()))),
+    occ_arg("occ-folds-out-has-backtest", "--folds 2, --out holds a backtest already, no "
+            "--overwrite", ("--folds", "2"),
+            ("--out out", "holds a backtest (cross_validation.csv)", "--overwrite"),
+            prepare=lambda w, r: ((w / "out").mkdir(),
+                                  (w / "out" / "cross_validation.csv").write_text("ds,y\n"))),
     occ_arg("occ-folds-too-many", "--folds 5 on 8 days: fold 1 would train on less than a "
             "test block", ("--folds", "5"),
             ("--folds 5", "fold 1 would train on 114 of the grid's 1152 bins",
