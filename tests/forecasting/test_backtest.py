@@ -232,7 +232,7 @@ def test_a_fold_without_a_usable_window_is_named(tmp_path):
     backtest.prepare(data.read_csv(path, time_column="time", value_column="people", capacity=60),
                      WindowSpec(), 2)
   assert not (tmp_path / "cv").exists()
-  path.write_text(readings_csv(drop=(1400, 1714)))   # none in the block: the grid ends before it
+  path.write_text(readings_csv(drop=(1412, 1714)))   # none in the block: the grid ends at its start
   with pytest.raises(InputError, match=r"--folds 2: fold 1 \(test block 2024-03-13T19:20:00Z to "
                      r"2024-03-15T21:40:00Z\): no reading in the test block; expected fewer"):
     backtest.prepare(data.read_csv(path, time_column="time", value_column="people", capacity=60),
