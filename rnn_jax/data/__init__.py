@@ -10,7 +10,8 @@ pure function of the one before::
 """
 from rnn_jax.data.faults import DEFAULT_MAX_FLAT_HOURS
 from rnn_jax.data.grid import N_CALENDAR, Grid, calendar_features, to_grid
-from rnn_jax.data.readings import GYM_TIME_COLUMN, GYM_VALUE_COLUMN, Readings, read_csv
+from rnn_jax.data.readings import (GYM_TIME_COLUMN, GYM_VALUE_COLUMN, Readings, before,
+                                    read_csv)
 from rnn_jax.data.synthetic import synthetic_readings
 from rnn_jax.data.timestamps import check_timezone
 from rnn_jax.data.windows import (FEATURES, LEVELS, SPLITS, TASKS, Dataset, NewestWindow, Split,
@@ -18,7 +19,7 @@ from rnn_jax.data.windows import (FEATURES, LEVELS, SPLITS, TASKS, Dataset, Newe
 
 __all__ = [
     "DEFAULT_MAX_FLAT_HOURS", "FEATURES", "GYM_TIME_COLUMN", "GYM_VALUE_COLUMN", "LEVELS", "N_CALENDAR", "SPLITS", "TASKS",
-    "Dataset", "Grid", "NewestWindow", "Readings", "Split", "WindowSpec", "calendar_features",
-    "check_timezone", "levels_of", "make_dataset", "newest_window", "read_csv", "to_grid",
-    "synthetic_readings",
+    "Dataset", "Grid", "NewestWindow", "Readings", "Split", "WindowSpec", "before",
+    "calendar_features", "check_timezone", "levels_of", "make_dataset", "newest_window",
+    "read_csv", "to_grid", "synthetic_readings",
 ]

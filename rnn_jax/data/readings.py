@@ -172,6 +172,17 @@ def read_csv(path: str | os.PathLike, *, time_column: str | None = None,
       max_flat_hours=max_flat_hours, active_hours=faults.active_hours)
 
 
+def before(readings: Readings, end) -> Readings:
+  """The readings strictly before ``end`` (UTC, ``datetime64``), every per-reading array cut
+  alike; the rest (path, SHA-256, capacity, the counts of masked faults, found on the whole
+  file) is kept. A backtest fold's data (rnn_jax.forecasting.backtest)."""
+  keep = readings.time_utc < np.datetime64(end, "ns")
+  return dataclasses.replace(readings, time_utc=readings.time_utc[keep],
+                             value=readings.value[keep],
+                             local_offset_minutes=readings.local_offset_minutes[keep],
+                             line=readings.line[keep])
+
+
 _UNSTRICT = "(without --strict such {} are masked as gaps)"
 
 

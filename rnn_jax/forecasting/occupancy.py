@@ -263,8 +263,10 @@ def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict
 
 
 def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, *,
-             resume: bool, log, interval: float = INTERVAL) -> Dataset:
-  """The dataset, after the checks of the user's input that need the data (InputError)."""
+             resume: bool, log, interval: float = INTERVAL,
+             readings: data.Readings | None = None) -> Dataset:
+  """The dataset, after the checks of the user's input that need the data (InputError);
+  ``readings``: already loaded (a backtest fold's), else ``source.load()``."""
   K, _, targets = quantile_setup(spec, cfg, interval)
   if resume:
     previous = read_config(out)
@@ -279,7 +281,7 @@ def _prepare(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: Path, 
     if not same_source or previous["windows"] != spec:
       raise InputError(f"--out {out}: --resume with different data or window settings than "
                        f"the run ({CONFIG}); drop the changed flags")
-  readings = source.load()
+  readings = source.load() if readings is None else readings
   dataset = data.make_dataset(readings, spec)
   log(f"data: {dataset.path} ({len(readings)} readings; {readings.masked_text()}), "
       f"capacity {dataset.capacity:g} "
@@ -301,13 +303,19 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
         resume: bool = False, overwrite: bool = False, progress: bool = True,
         make_plots: bool = True, interval: float = INTERVAL, preset: str | None = None,
         coordinator: str | None = None, num_processes: int | None = None,
-        process_id: int | None = None, log=print) -> dict[str, Any]:
+        process_id: int | None = None, readings: data.Readings | None = None,
+        log=print) -> dict[str, Any]:
   """Trains ``cfg.seeds`` models (one vmapped program when > 1) and evaluates their mean
   forecast; returns ``{"results", "fit": FitResult | ManyFitResult, "dataset", "status": "done"
-  | "interrupted" | "nonfinite"}``. ``preset``: the name recorded in config.json.
+  | "interrupted" | "nonfinite"}``, when done also ``assess``'s ``member_preds``, ``bands`` and
+  ``base``. ``preset``: the name recorded in config.json. ``readings``: the data, already loaded
+  from ``source`` (a backtest fold's readings, cut at its end: rnn_jax.forecasting.backtest);
+  None loads ``source``.
   ``coordinator``: ``jax.distributed.initialize`` before any other JAX call; every host runs the
   same command with its own ``process_id``, all devices form one data-parallel mesh and process
   0 writes ``out``."""
+  if readings is not None and (resume or coordinator is not None):
+    raise InputError(f"--{'resume' if resume else 'coordinator'}: not available for a backtest")
   if coordinator is not None:
     if num_processes is None or process_id is None or num_processes < 1 or not (
         0 <= process_id < num_processes):
@@ -327,7 +335,8 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
   out = check_out(out, resume=resume, overwrite=overwrite)
   writer = jax.process_index() == 0
   try:
-    dataset = _prepare(source, spec, cfg, out, resume=resume, log=log, interval=interval)
+    dataset = _prepare(source, spec, cfg, out, resume=resume, log=log, interval=interval,
+                       readings=readings)
     with rundir.lock(out) if writer else contextlib.nullcontext():   # until the run ends
       if writer:   # again under the lock: another run may have ended there meanwhile
         check_out(out, resume=resume, overwrite=overwrite)
@@ -371,7 +380,8 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
       log(evaluation.format_table(results))
     log(f"run saved in {out}" if writer else
         f"process {jax.process_index()}: done (process 0 writes the run directory)")
-    return {"results": results, "fit": fitted, "dataset": dataset, "status": "done"}
+    return {"results": results, "fit": fitted, "dataset": dataset, "status": "done",
+            "member_preds": member_preds, "bands": bands, "base": base}
   except KeyboardInterrupt:   # outside the epochs (train.fit handles it within them)
     ckpt = out / checkpoint.FILENAME
     print(f"Interrupted; the checkpoint {ckpt} is kept. Run the same command with --resume to "
