@@ -11,14 +11,7 @@ import pytest
 
 from rnn_jax import data, evaluation
 from conftest import REPO
-
-
-def series(values, capacity, step_minutes=10):
-  values = np.asarray(values, np.float64)
-  t = np.datetime64("2024-01-01", "ns") + np.arange(len(values)) * np.timedelta64(step_minutes, "m")
-  return data.Readings(path="<test>", time_utc=t, value=values, capacity=capacity, timezone=None,
-                       local_offset_minutes=np.zeros(len(t), np.int64), sha256=None,
-                       line=np.zeros(len(t), np.int64))
+from evaluation_helpers import series
 
 
 @pytest.fixture(scope="module")
