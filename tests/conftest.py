@@ -32,6 +32,16 @@ def load_script(name: str):
   return module
 
 
+def unfinished_copy(run: Path, tmp_path: Path) -> Path:
+  """``tmp_path/partial``: ``run``'s config.json and checkpoint.msgpack only, as a run that was
+  stopped before it wrote results.json."""
+  partial = tmp_path / "partial"
+  partial.mkdir()
+  for name in ("config.json", "checkpoint.msgpack"):
+    (partial / name).write_bytes((run / name).read_bytes())
+  return partial
+
+
 def shared_file(name: str) -> Path:
   """A file in ../shared/data beside the repository, or a skip saying where it should be."""
   path = SHARED_DATA / name

@@ -13,7 +13,7 @@ from rnn_jax import data
 from rnn_jax.core import model
 from rnn_jax.data import WindowSpec
 from rnn_jax.forecasting import forecast, occupancy
-from conftest import load_script
+from conftest import load_script, unfinished_copy
 
 
 def test_named_zone_follows_daylight_saving():
@@ -72,10 +72,7 @@ def test_forecast_of_a_quantile_run_is_the_median_with_the_cqr_interval(pinball_
 
 def test_forecast_of_a_quantile_run_without_results_has_no_interval(pinball_run, tmp_path):
   out, _ = pinball_run
-  partial = tmp_path / "partial"
-  partial.mkdir()
-  for name in ("config.json", "checkpoint.msgpack"):
-    (partial / name).write_bytes((out / name).read_bytes())
+  partial = unfinished_copy(out, tmp_path)
   fc = forecast.forecast(partial, occupancy.DataSource())
   assert "interval_method" not in fc and all("interval" not in f for f in fc["forecasts"])
   assert "no interval" in forecast.forecast_text(partial)

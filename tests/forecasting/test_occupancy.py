@@ -19,7 +19,7 @@ from rnn_jax.data import WindowSpec
 from rnn_jax.common.errors import InputError
 from rnn_jax.train import TrainConfig
 from common.lock_holder import hold_lock, snapshot
-from conftest import REPO, load_script
+from conftest import REPO, load_script, unfinished_copy
 
 TINY = TrainConfig(hidden_size=8, epochs=2, patience=0, batch_size=256)
 METHODS = ("model", "persistence", "seasonal_naive_day", "seasonal_naive_week", "ridge", "gbm",
@@ -129,10 +129,7 @@ def test_forecast_script_prints_point_interval_and_json(synthetic_run):
 
 def test_forecast_of_an_unfinished_run_says_it_has_no_interval(synthetic_run, tmp_path):
   out, _ = synthetic_run
-  partial = tmp_path / "partial"
-  partial.mkdir()
-  for name in ("config.json", "checkpoint.msgpack"):
-    (partial / name).write_bytes((out / name).read_bytes())
+  partial = unfinished_copy(out, tmp_path)
   text = forecast.forecast_text(partial)
   assert "(80%:" not in text and "no interval: the run has no readable results.json" in text
   assert all("interval" not in f for f in forecast.forecast(
