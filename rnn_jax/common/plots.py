@@ -1,4 +1,5 @@
-"""PNG plots of a run: learning curves, forecasts against actuals, MAE by horizon, gradient norms.
+"""PNG plots of a run: learning curves, forecasts against actuals, MAE by horizon, gradient norms,
+a panel's ratios to the best baseline.
 
 Every function checks its inputs (``ValueError`` before drawing, no file left) and writes one
 figure atomically (rnn_jax.common.fileio.atomic_path). Figures are ``matplotlib.figure.Figure``,
@@ -12,6 +13,7 @@ import warnings
 from typing import Mapping, Sequence
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.dates as mdates
 import numpy as np
 from matplotlib.figure import Figure
@@ -311,4 +313,53 @@ def grad_norms(norms, path: str | os.PathLike, *, title: str | None = None) -> N
   ax.legend(fontsize="small")                   # one line is labelled: the only row or the median
   suffix = f"  (||dL/dh_1|| / ||dL/dh_T|| = {ratio:.3g})" if np.isfinite(ratio) else ""
   ax.set_title((title or "gradient norm through time") + suffix, fontsize="medium")
+  _save(fig, path)
+
+
+def ratio_grid(tables: Mapping[str, np.ndarray], rows: Sequence[str],
+               horizons_minutes: Sequence[float], path: str | os.PathLike, *,
+               title: str | None = None) -> None:
+  """One heatmap per table (``name -> [len(rows), len(horizons)]``, e.g. ``{"val": ..., "test":
+  ...}``): a row per series, a column per horizon, each cell a ratio such as the model's MAE over
+  the best baseline's, written in the cell. Blue below 1, red above, on a log scale symmetric
+  about 1 (a halving as strong as a doubling); a NaN cell is left grey."""
+  horizons = [float(h) for h in horizons_minutes]
+  rows = [str(r) for r in rows]
+  if not horizons:
+    raise ValueError("horizons_minutes: expected at least one horizon")
+  if not rows:
+    raise ValueError("rows: expected at least one series")
+  if not tables:
+    raise ValueError("tables: expected at least one table")
+  grids = {}
+  for name, table in tables.items():
+    grid = np.asarray(table, float)
+    if grid.shape != (len(rows), len(horizons)):
+      raise ValueError(f"tables[{name!r}]: expected shape [{len(rows)}, {len(horizons)}] (a row "
+                       f"per series, a column per horizon), got {list(grid.shape)}")
+    if (grid[np.isfinite(grid)] <= 0).any():
+      raise ValueError(f"tables[{name!r}]: expected positive ratios")
+    grids[name] = grid
+  finite = np.concatenate([g[np.isfinite(g)] for g in grids.values()])
+  spread = max(1.25, float(np.exp(np.abs(np.log(finite)).max())) if finite.size else 1.25)
+  norm = matplotlib.colors.LogNorm(vmin=1 / spread, vmax=spread)
+  cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.85")
+  n = len(grids)
+  fig = Figure(figsize=(2.4 + 0.07 * max(map(len, rows)) + 2.2 * n * max(1, len(horizons) / 3),
+                        max(3.0, 1.8 + 0.42 * len(rows))), layout="constrained")
+  axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
+  for ax, (name, grid) in zip(axes, grids.items()):
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+    for (i, j), v in np.ndenumerate(grid):
+      ax.text(j, i, "n/a" if not np.isfinite(v) else f"{v:.2f}", ha="center", va="center",
+              fontsize="small", color="white" if np.isfinite(v) and abs(np.log(v)) >
+              0.6 * np.log(spread) else "black")
+    ax.set_xticks(range(len(horizons)), [_horizon_label(h) for h in horizons])
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_title(name, fontsize="medium")
+  bar = fig.colorbar(image, ax=axes.tolist(), shrink=0.9, label="ratio (below 1: the model wins)")
+  ticks = np.geomspace(1 / spread, spread, 5)
+  bar.set_ticks(ticks, labels=[f"{t:.2f}" for t in ticks])
+  bar.minorticks_off()
+  fig.suptitle(title or "model MAE / best baseline MAE")
   _save(fig, path)

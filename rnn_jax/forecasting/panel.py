@@ -10,7 +10,8 @@ split (val, test) and horizon, the ratio of the model's MAE to the best baseline
 series their geometric mean (``aggregate``): below 1 the model beats the best baseline on a
 typical series. The geometric mean of ratios weighs a series with capacity 127 as much as one
 with 900, and a halving as much as a doubling (Fleming and Wallace 1986, "How not to lie with
-statistics: the correct way to summarize benchmark results").
+statistics: the correct way to summarize benchmark results"). ``--out/panel_ratios.png`` draws
+the same table as heatmaps, a row per series and a column per horizon, blue where the model wins.
 
 With ``--global-model`` one network is also trained on the windows of every series at once
 (each in fractions of its own capacity, with its own calendar; ``run_global``, in
@@ -42,13 +43,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from rnn_jax import data, train
-from rnn_jax.common import fileio
+from rnn_jax.common import fileio, plots
 from rnn_jax.common.errors import InputError
 from rnn_jax.data import WindowSpec
 from rnn_jax.forecasting import occupancy
 from rnn_jax.settings import INTERVAL, DataSource, TrainConfig
 
 PANEL = "panel.json"
+PLOT = "panel_ratios.png"   # ratio_tables as heatmaps (rnn_jax.common.plots.ratio_grid)
 GLOBAL = "global"   # --out/global/: the model trained on every series at once
 SPLITS = ("val", "test")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -205,6 +207,21 @@ def format_table(panel: dict) -> str:
   return "\n".join(lines)
 
 
+def ratio_tables(panel: dict) -> tuple[list[str], dict[str, np.ndarray]]:
+  """The rows (every series, then "geometric mean") and, per split (and per split of the global
+  model, "global val", ...), the ratios ``[rows, horizons]`` that ``format_table`` prints."""
+  names = [s["name"] for s in panel["series"]] + ["geometric mean"]
+  tables = {}
+  for prefix, part in (("", panel), ("global ", panel.get("global"))):
+    if part is None:
+      continue
+    for split in SPLITS:
+      tables[prefix + split] = np.asarray(
+          [s["splits"][split]["ratio"] for s in part["series"]]
+          + [part["aggregate"][split]["geomean_ratio"]], np.float64)
+  return names, tables
+
+
 def _check_all(series: list[Series], spec: WindowSpec, cfg: TrainConfig, out: Path, *,
                overwrite: bool, global_model: bool) -> None:
   """Every series' data, windows and run directory, before anything is written."""
@@ -303,6 +320,10 @@ def run(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: str |
       return {"panel": None, "status": fitted["status"]}
     panel["global"] = {"series": fitted["series"], "aggregate": fitted["aggregate"]}
   fileio.write_json(out / PANEL, panel)
+  if make_plots:
+    rows, tables = ratio_tables(panel)
+    plots.ratio_grid(tables, rows, panel["horizon_minutes"], out / PLOT,
+                     title=f"model MAE / best baseline MAE, {len(entries)} series")
   log(format_table(panel))
   log(f"panel saved in {out / PANEL}")
   return {"panel": panel, "status": "done"}

@@ -35,6 +35,8 @@ RESULTS = {"model": {"mae": [2.0, 3.5, 5.0], "n_windows": 10},
            "seasonal_naive_week": {"mae": [None, 9.0, float("nan")]},
            "gbm": {"mae": [2.2, 3.9, 5.5]}}
 
+RATIOS = np.array([[0.9, 1.1, 0.5], [2.0, np.nan, 1.0], [1.3, 1.0, 0.71]])
+
 # name -> a call writing to `path`
 GOOD = {
     "learning_curves": lambda path: plots.learning_curves(history(), path, title="run"),
@@ -55,6 +57,11 @@ GOOD = {
         week()[0], week()[1][:, 0], {"model": week()[2]["model"][:, 0]}, [30], path),
     "mae_by_horizon": lambda path: plots.mae_by_horizon(RESULTS, HORIZONS, path,
                                                         ylabel="MAE (people)"),
+    "ratio_grid": lambda path: plots.ratio_grid(
+        {"val": RATIOS, "test": RATIOS[::-1]}, ["garage", "gym", "geometric mean"], HORIZONS,
+        path),
+    "ratio_grid_one_table_all_ones": lambda path: plots.ratio_grid(
+        {"test": np.ones((1, 3))}, ["gym"], HORIZONS, path, title="one"),
     "grad_norms_1d": lambda path: plots.grad_norms(np.exp(-0.3 * np.arange(24))[::-1], path),
     "grad_norms_2d": lambda path: plots.grad_norms(
         np.exp(np.random.default_rng(1).normal(size=(6, 24)) + 0.2 * np.arange(24)), path),
@@ -119,6 +126,13 @@ BAD = {
         {"model": {"accuracy": 0.5}}, HORIZONS, p, ylabel="MAE"), "expected a dict with an 'mae'"),
     "mae_no_methods": (lambda p: plots.mae_by_horizon({}, HORIZONS, p, ylabel="MAE"),
                        "at least one method"),
+    "ratio_shape": (lambda p: plots.ratio_grid({"val": RATIOS}, ["a", "b"], HORIZONS, p),
+                    r"tables\['val'\]: expected shape \[2, 3\]"),
+    "ratio_negative": (lambda p: plots.ratio_grid({"val": -RATIOS}, ["a", "b", "c"], HORIZONS, p),
+                       "expected positive ratios"),
+    "ratio_no_tables": (lambda p: plots.ratio_grid({}, ["a"], HORIZONS, p), "at least one table"),
+    "ratio_no_rows": (lambda p: plots.ratio_grid({"val": np.ones((0, 3))}, [], HORIZONS, p),
+                      "at least one series"),
     "norms_3d": (lambda p: plots.grad_norms(np.ones((2, 3, 4)), p), r"\[T\] or \[n, T\]"),
     "norms_empty": (lambda p: plots.grad_norms(np.ones((2, 0)), p), r"\[T\] or \[n, T\]"),
 }

@@ -53,8 +53,9 @@ def test_panel_of_two_csvs_from_the_script(tmp_path, capsys):
   a, b = rhythm_csv(tmp_path / "small.csv", 40), rhythm_csv(tmp_path / "big.csv", 500, seed=1)
   argv = ["--csv", str(a), str(b), "--time-column", "time", "--value-column", "people",
           "--preset", "notes", "--hidden-size", "8", "--epochs", "1", "--window", "6",
-          "--horizons", "1,3", "--no-progress", "--no-plots", "--out", str(tmp_path / "p")]
+          "--horizons", "1,3", "--no-progress", "--out", str(tmp_path / "p")]
   assert load_script("train_occupancy.py").main(argv) == 0
+  assert (tmp_path / "p" / panel.PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   printed = capsys.readouterr().out
   result = json.loads((tmp_path / "p" / panel.PANEL).read_text())
   assert [s["name"] for s in result["series"]] == ["small", "big"]
@@ -174,6 +175,13 @@ def test_global_model_is_trained_on_every_series_and_evaluated_on_each(tmp_path,
       (out / panel.GLOBAL / f"results_{s}.json").read_text())) for s in ("a", "b")]
   assert result["global"]["aggregate"] == panel.aggregate(ratios)
   assert "one model trained on every series" in panel.format_table(result)
+  rows, tables = panel.ratio_tables(result)                    # what panel_ratios.png draws
+  assert rows == ["a", "b", "geometric mean"]
+  assert list(tables) == ["val", "test", "global val", "global test"]
+  for split in panel.SPLITS:
+    np.testing.assert_array_equal(tables["global " + split][1],
+                                  result["global"]["series"][1]["splits"][split]["ratio"])
+    np.testing.assert_array_equal(tables[split][-1], result["aggregate"][split]["geomean_ratio"])
   capsys.readouterr()
   main = load_script("train_occupancy.py").main
   assert main(["--global-model", "--out", str(tmp_path / "g")]) == 2
