@@ -28,10 +28,11 @@ INTERVAL = 0.8   # nominal level of the prediction intervals (--interval)
 PRESETS: dict[str, dict[str, Any]] = {
     "forecast": {"features": ("occupancy", "calendar"), "window": 12, "hidden_size": 64,
                  "init": "irnn", "optimizer": "adam", "lr": 1e-3, "clip": 1.0,
-                 "batch_size": 64, "epochs": 60, "patience": 12, "seeds": 5, "loss": "bce"},
+                 "batch_size": 64, "epochs": 60, "patience": 12, "seeds": 5, "loss": "pinball",
+                 "anchor": True},
     "notes": {"features": ("occupancy",), "window": 24, "hidden_size": 200, "init": "normal",
               "optimizer": "sgd", "lr": 0.1, "clip": 0.0, "batch_size": 64, "epochs": 60,
-              "patience": 12, "seeds": 1, "loss": "bce"},
+              "patience": 12, "seeds": 1, "loss": "bce", "anchor": False},
 }
 DEFAULT_PRESET = "forecast"
 

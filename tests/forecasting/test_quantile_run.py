@@ -141,13 +141,19 @@ def test_quantile_setup():
 
 
 def test_loss_setting_and_presets():
-  assert TrainConfig().loss == "bce"
-  assert PRESETS["forecast"]["loss"] == "bce" and PRESETS["notes"]["loss"] == "bce"
+  assert TrainConfig().loss == "bce" and TrainConfig().anchor is False     # the notes' network
+  assert (PRESETS["forecast"]["loss"], PRESETS["forecast"]["anchor"]) == ("pinball", True)
+  assert (PRESETS["notes"]["loss"], PRESETS["notes"]["anchor"]) == ("bce", False)
   with pytest.raises(InputError, match="--loss"):
     TrainConfig(loss="mse").validate()
   train_occupancy = load_script("train_occupancy.py")
-  assert train_occupancy.parse([])[3].loss == "bce"
+  default = train_occupancy.parse([])[3]
+  assert (default.loss, default.anchor) == ("pinball", True)
+  notes = train_occupancy.parse(["--preset", "notes"])[3]
+  assert (notes.loss, notes.anchor) == ("bce", False)
   assert train_occupancy.parse(["--loss", "pinball", "--preset", "notes"])[3].loss == "pinball"
+  flags = train_occupancy.parse(["--loss", "bce", "--no-anchor"])[3]
+  assert (flags.loss, flags.anchor, flags.seeds) == ("bce", False, 5)
   # a run directory from before the setting: config.json without it still loads, as "bce"
   d = TrainConfig().to_dict()
   del d["loss"]
