@@ -3,7 +3,7 @@
     python experiments/train_occupancy.py                      # built-in synthetic gym, ~1 min
     python experiments/train_occupancy.py --csv ../shared/data/campus_gym.csv --out runs/gym
     python experiments/train_occupancy.py --preset notes       # the derivation notes' network
-    python experiments/train_occupancy.py --panel experiments/parking_panel.json --out runs/parking
+    python experiments/train_occupancy.py --panel experiments/panel.json --out runs/panel
     python experiments/train_occupancy.py --csv a.csv b.csv --time-column t --value-column n
     python experiments/train_occupancy.py --folds 3 --out runs/cv   # a backtest of 3 folds
 
@@ -64,7 +64,7 @@ def parse(argv):
                          several=("csv",) if cls is settings.DataSource else ())
   parser.add_argument("--panel", metavar="SPEC.JSON",
                       help="train and evaluate every series of a panel spec "
-                      "(rnn_jax.forecasting.panel; e.g. experiments/parking_panel.json)")
+                      "(rnn_jax.forecasting.panel; e.g. experiments/panel.json)")
   parser.add_argument("--global-model", action="store_true",
                       help="with several series: also train one model on all of them at once "
                       "and compare it per series (in --out/global)")

@@ -2,7 +2,7 @@
 model compares with the baselines across them.
 
     python experiments/train_occupancy.py --csv a.csv b.csv ... --out runs/panel
-    python experiments/train_occupancy.py --panel experiments/parking_panel.json --out runs/parking
+    python experiments/train_occupancy.py --panel experiments/panel.json --out runs/panel
 
 Each series is trained and evaluated on its own, in ``--out/<name>/`` (a complete run directory:
 ``forecast.py --run`` works on it). ``--out/panel.json`` and the printed table give, per series,
@@ -10,7 +10,8 @@ split (val, test) and horizon, the ratio of the model's MAE to the best baseline
 series their geometric mean (``aggregate``): below 1 the model beats the best baseline on a
 typical series. The geometric mean of ratios weighs a series with capacity 127 as much as one
 with 900, and a halving as much as a doubling (Fleming and Wallace 1986, "How not to lie with
-statistics: the correct way to summarize benchmark results"). ``--out/panel_ratios.png`` draws
+statistics: the correct way to summarize benchmark results"). ``seconds`` says how long each
+series' run, the global model and the whole panel took. ``--out/panel_ratios.png`` draws
 the same table as heatmaps, a row per series and a column per horizon, blue where the model wins.
 
 With ``--global-model`` one network is also trained on the windows of every series at once
@@ -37,6 +38,7 @@ import dataclasses
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -295,9 +297,10 @@ def run(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: str |
   if (out / PANEL).exists() and not overwrite:
     raise InputError(f"--out {out}: holds a panel ({PANEL}); give --overwrite to replace it")
   _check_all(series, spec, cfg, out, overwrite=overwrite, global_model=global_model)
-  entries = []
+  entries, start = [], time.perf_counter()
   for i, s in enumerate(series):
     log(f"series {i + 1}/{len(series)}: {s.name}")
+    began = time.perf_counter()
     result = occupancy.run(s.source, spec, cfg, out / s.name, overwrite=overwrite,
                            progress=progress, make_plots=make_plots, interval=interval,
                            preset=preset, log=log)
@@ -309,21 +312,28 @@ def run(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: str |
                     "capacity": results["data"]["capacity"],
                     "capacity_fitted": results["data"]["capacity_fitted"],
                     "masked": results["data"].get("masked"),
+                    "seconds": round(time.perf_counter() - began, 1),
                     "splits": series_ratios(results)})
   panel = {"horizon_minutes": results["horizon_minutes"], "series": entries,
            "aggregate": aggregate([e["splits"] for e in entries]), "preset": preset,
            "windows": spec.to_dict(), "train": cfg.to_dict()}
   if global_model:
+    began = time.perf_counter()
     fitted = run_global(series, spec, cfg, out / GLOBAL, progress=progress, interval=interval,
                         log=log)
     if fitted["status"] != "done":
       return {"panel": None, "status": fitted["status"]}
-    panel["global"] = {"series": fitted["series"], "aggregate": fitted["aggregate"]}
+    panel["global"] = {"series": fitted["series"], "aggregate": fitted["aggregate"],
+                       "seconds": round(time.perf_counter() - began, 1)}
+  panel["seconds"] = round(time.perf_counter() - start, 1)
   fileio.write_json(out / PANEL, panel)
   if make_plots:
     rows, tables = ratio_tables(panel)
     plots.ratio_grid(tables, rows, panel["horizon_minutes"], out / PLOT,
                      title=f"model MAE / best baseline MAE, {len(entries)} series")
   log(format_table(panel))
+  each = ", ".join(f"{e['name']} {e['seconds']:.0f} s" for e in entries)
+  extra = f", the global model {panel['global']['seconds']:.0f} s" if global_model else ""
+  log(f"{len(entries)} series in {panel['seconds']:.0f} s ({each}{extra})")
   log(f"panel saved in {out / PANEL}")
   return {"panel": panel, "status": "done"}

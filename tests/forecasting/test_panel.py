@@ -96,13 +96,14 @@ def test_command_line_data_flags_reach_every_series_of_a_spec(tmp_path):
   assert [(s.source.strict, s.source.max_flat_hours) for s in series] == [(True, 8), (True, 4)]
 
 
-def test_the_parking_panel_spec_names_the_five_car_parks():
-  series = panel.load_spec(REPO / "experiments" / "parking_panel.json")
-  assert {s.name: s.source.capacity for s in series} == {
+def test_the_panel_spec_names_the_gym_and_the_five_car_parks():
+  gym, *parks = panel.load_spec(REPO / "experiments" / "panel.json")
+  assert gym.name == "campus_gym" and gym.source == DataSource(csv="../shared/data/campus_gym.csv")
+  assert {s.name: s.source.capacity for s in parks} == {
       "bielefeld_hauptbahnhof": 900, "duesseldorf_schadow_arkaden": 693,
       "dresden_semperoper": 400, "nuernberg_erler_klinik": 200, "dresden_budapester_strasse": 127}
   assert all(s.source.csv == f"../shared/data/parking/{s.name}.csv" and
-             s.source.timezone == "Europe/Berlin" and s.source.unit == "cars" for s in series)
+             s.source.timezone == "Europe/Berlin" and s.source.unit == "cars" for s in parks)
 
 
 BAD_SPECS = [
@@ -175,6 +176,10 @@ def test_global_model_is_trained_on_every_series_and_evaluated_on_each(tmp_path,
       (out / panel.GLOBAL / f"results_{s}.json").read_text())) for s in ("a", "b")]
   assert result["global"]["aggregate"] == panel.aggregate(ratios)
   assert "one model trained on every series" in panel.format_table(result)
+  assert 0 < result["global"]["seconds"] < result["seconds"]
+  assert sum(s["seconds"] for s in result["series"]) + result["global"]["seconds"] <= (
+      result["seconds"] + 0.2)                                   # each rounded to 0.1 s
+  assert f"2 series in {result['seconds']:.0f} s (a " in "\n".join(logs)
   rows, tables = panel.ratio_tables(result)                    # what panel_ratios.png draws
   assert rows == ["a", "b", "geometric mean"]
   assert list(tables) == ["val", "test", "global val", "global test"]
