@@ -351,7 +351,7 @@ def ratio_grid(tables: Mapping[str, np.ndarray], rows: Sequence[str],
   for ax, (name, grid) in zip(axes, grids.items()):
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
     for (i, j), v in np.ndenumerate(grid):
-      ax.text(j, i, "n/a" if not np.isfinite(v) else f"{v:.2f}", ha="center", va="center",
+      ax.text(j, i, "n/a" if not np.isfinite(v) else f"{v:.3f}", ha="center", va="center",
               fontsize="small", color="white" if np.isfinite(v) and abs(np.log(v)) >
               0.6 * np.log(spread) else "black")
     ax.set_xticks(range(len(horizons)), [_horizon_label(h) for h in horizons])
