@@ -96,10 +96,11 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
          "timezone": zone, "task": spec.task, "capacity": capacity, "unit": unit,
          "models": len(members), "forecasts": []}
   iv = None
-  if spec.task == "horizons":   # the run's interval, calibrated on val
-    key = "cqr" if quantiles else "interval"
+  if spec.task == "horizons":   # the run's interval: calibrated on val (CQR: then adapted on test)
     try:
-      iv = json.loads((Path(run_dir) / RESULTS).read_text())["splits"]["val"]["model"][key]
+      splits = json.loads((Path(run_dir) / RESULTS).read_text())["splits"]
+      iv = (splits["test"]["model"].get("cqr_online") or splits["val"]["model"]["cqr"]
+            if quantiles else splits["val"]["model"]["interval"])
       iv = {"level": float(iv["level"]), "q": np.asarray(iv["q"], np.float64)}
       out["interval_method"] = "cqr" if quantiles else "split-conformal"
     except (OSError, ValueError, KeyError, TypeError):

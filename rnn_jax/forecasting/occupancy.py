@@ -165,7 +165,9 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
   calibrated on val, ``{"level", "q", "coverage", "mean_width", "interval_score", "pinball"}``
   per horizon (conformal.summary); ``cqr``, given ``bands`` (a pinball run's
   ``quantile_predictions``, ``[N, H, 3]`` per split), the same of the conformalized quantile
-  interval (conformal.cqr_summary). ``models`` (S > 1): every model's own metrics, with its
+  interval (conformal.cqr_summary), and on test ``cqr_online``, that interval adapted online as
+  the test targets become known (``online_q``), with ``q`` the one for the next forecast,
+  ``q_mean`` and ``gamma``. ``models`` (S > 1): every model's own metrics, with its
   seed. ``base``: ``baseline_predictions``, fitted when None."""
   mean = {split: p.mean(axis=0) for split, p in member_preds.items()}
   if base is None:
@@ -201,7 +203,26 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
       for split in ("val", "test"):
         results["splits"][split]["model"]["cqr"] = conformal.cqr_summary(
             bands[split], dataset[split].target_people, q, dataset.capacity, interval)
+      q_test, q_next = online_q(dataset, bands, interval)
+      online = conformal.cqr_summary(bands["test"], dataset.test.target_people, q_test,
+                                     dataset.capacity, interval)
+      cap = dataset.capacity                       # +-inf (ACI's whole range / none) as +-cap
+      online.update(q=np.clip(q_next, -cap, cap).tolist(),
+                    q_mean=np.clip(q_test, -cap, cap).mean(axis=0).tolist(),
+                    gamma=conformal.ACI_GAMMA)
+      results["splits"]["test"]["model"]["cqr_online"] = online
   return results
+
+
+def online_q(dataset: Dataset, bands: dict[str, np.ndarray], interval: float = INTERVAL):
+  """``(q [N_test, H], q_next [H])`` of the CQR interval adapted online over the test split
+  (conformal.online_quantiles): calibrated on val, then moved by each test target as it becomes
+  known, at its target time. ``q_next`` is for a forecast after the test split's end."""
+  val, test = bands["val"], bands["test"]
+  calibration = conformal.cqr_scores(val[..., 0], val[..., 2], dataset.val.target_people)
+  seen = conformal.cqr_scores(test[..., 0], test[..., 2], dataset.test.target_people)
+  return conformal.online_quantiles(calibration, seen, dataset.test.end_times,
+                                    dataset.test.target_times, interval)
 
 
 def assess(dataset: Dataset, params, seeds, *, taus=None, anchor: bool = False,
@@ -225,7 +246,7 @@ def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict
            anchor: bool = False) -> None:
   """The run's PNGs; ``params``: model 0's (for ||dL/dh_t||), ``preds``: the mean forecasts;
   ``taus``, ``bands``: a pinball run's quantile levels and ``quantile_predictions`` (the test
-  week's band is then the CQR interval)."""
+  week's band is then the CQR interval adapted online, ``online_q``)."""
   unit = results.get("unit", "people")
   loss = "BCE" if taus is None else "pinball"
   plots.learning_curves(histories, out / "learning_curves.png",
@@ -248,16 +269,17 @@ def _plots(out: Path, dataset: Dataset, results: dict, histories: list[list[dict
   iv = results["splits"]["test"]["model"]["interval"]
   band = conformal.intervals(preds["test"][rows], np.asarray(iv["q"]), dataset.capacity)
   if bands is not None:
-    iv = results["splits"]["test"]["model"]["cqr"]
+    iv = results["splits"]["test"]["model"]["cqr_online"]
     test_bands = bands["test"][rows]
-    band = conformal.cqr_intervals(test_bands[..., 0], test_bands[..., 2], np.asarray(iv["q"]),
+    band = conformal.cqr_intervals(test_bands[..., 0], test_bands[..., 2],
+                                   online_q(dataset, bands, iv["level"])[0][rows],
                                    dataset.capacity)
   plots.forecast_vs_actual(test.end_times[rows], test.target_people[rows],
                            {"model": preds["test"][rows], "persistence": persistence[rows]},
                            minutes, out / "forecast_test_week.png", days=7.0, ylabel=unit,
                            title="test week: forecast against actual", band=band,
                            band_label=f"{100 * iv['level']:g}% interval"
-                           + (" (CQR)" if bands is not None else ""))
+                           + (" (CQR, adapted online)" if bands is not None else ""))
   plots.mae_by_horizon(results["splits"]["test"], minutes, out / "mae_by_horizon.png",
                        ylabel=f"MAE ({unit}), test split", title="MAE by horizon (test)")
 

@@ -48,9 +48,14 @@ def test_pinball_run_writes_both_intervals(pinball_run):
     assert set(entry["cqr"]["uncalibrated"]) == {"coverage", "mean_width", "interval_score"}
   rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
   assert len(rows) == 4 and all(math.isfinite(r["val_mae"]) for r in rows)
+  online = results["splits"]["test"]["model"]["cqr_online"]
+  assert "cqr_online" not in results["splits"]["val"]["model"]     # val calibrates
+  assert KEYS <= set(online) and online["gamma"] == conformal.ACI_GAMMA
+  assert all(len(online[k]) == 3 for k in KEYS - {"level"} | {"q_mean"})
   table = evaluation.format_table(results)
   assert "(split-conformal, symmetric" in table and "(conformalized quantile regression" in table
-  assert table.count("interval_score") == 2 and table.count("\npinball") == 2
+  assert "(the same, adapted online on test as each target arrives" in table
+  assert table.count("interval_score") == 3 and table.count("\npinball") == 3
 
 
 def test_quantiles_never_cross_and_the_median_is_the_forecast(pinball_run):
@@ -91,12 +96,25 @@ def test_cqr_is_calibrated_on_val_and_measured_on_test(pinball_run):
     np.testing.assert_allclose(iv["mean_width"], (hi - lo).mean(0), rtol=1e-5)
     np.testing.assert_allclose(iv["interval_score"],
                                scores.interval_score(lo, hi, target, 0.8), rtol=1e-4)
+  # adapted online over test: ACI from val's scores, each test target used once it is known
+  test = raw_bands(result, "test").mean(0)
+  y_test = dataset.test.target_people
+  q_t, q_next = conformal.online_quantiles(
+      E, np.maximum(test[..., 0] - y_test, y_test - test[..., 2]), dataset.test.end_times,
+      dataset.test.target_times, 0.8)
+  online = results["splits"]["test"]["model"]["cqr_online"]
+  lo, hi = conformal.cqr_intervals(test[..., 0], test[..., 2], q_t, dataset.capacity)
+  np.testing.assert_allclose(online["coverage"], ((y_test >= lo) & (y_test <= hi)).mean(0),
+                             atol=1.5 / len(y_test))
+  np.testing.assert_allclose(online["mean_width"], (hi - lo).mean(0), rtol=1e-5)
+  np.testing.assert_allclose(online["q"], np.clip(q_next, -dataset.capacity, dataset.capacity),
+                             rtol=1e-5)
   # on val the calibrated band covers at least the ceil(0.8 (n+1))-th score's windows
   assert all(c >= math.ceil(0.8 * (n + 1)) / n - 1e-12
              for c in results["splits"]["val"]["model"]["cqr"]["coverage"])
 
 
-def test_test_week_band_is_the_cqr_band(pinball_run, tmp_path, monkeypatch):
+def test_test_week_band_is_the_online_cqr_band(pinball_run, tmp_path, monkeypatch):
   _, result = pinball_run
   dataset, fitted, results = result["dataset"], result["fit"], result["results"]
   calls = {}
@@ -111,14 +129,14 @@ def test_test_week_band_is_the_cqr_band(pinball_run, tmp_path, monkeypatch):
   occupancy._plots(tmp_path, dataset, results, fitted.histories, first, preds, base, taus=taus,
                    bands=bands)
   args, kwargs = calls["forecast_vs_actual"]
-  q = np.asarray(results["splits"]["test"]["model"]["cqr"]["q"])
+  q = occupancy.online_q(dataset, bands)[0]                        # [N_test, H], per window
   times = args[0]
   rows = np.isin(dataset.test.end_times, times)
-  lo, hi = conformal.cqr_intervals(bands["test"][rows, :, 0], bands["test"][rows, :, 2], q,
-                                   dataset.capacity)
+  lo, hi = conformal.cqr_intervals(bands["test"][rows, :, 0], bands["test"][rows, :, 2],
+                                   q[rows], dataset.capacity)
   np.testing.assert_allclose(kwargs["band"][0], lo)
   np.testing.assert_allclose(kwargs["band"][1], hi)
-  assert kwargs["band_label"] == "80% interval (CQR)"
+  assert kwargs["band_label"] == "80% interval (CQR, adapted online)"
   assert "pinball" in calls["learning_curves"][1]["title"]
   norms = calls["grad_norms"][0][0]
   assert norms.shape == (24,) and np.all(np.isfinite(norms))
