@@ -144,13 +144,15 @@ def level_name(interval: float) -> str:
 
 def fold_forecasts(dataset: Dataset, result: dict, interval: float) -> dict[str, np.ndarray]:
   """Column name -> ``[N, H]`` on the fold's test split: ``model``, its interval bounds (the
-  q of the fold's results.json, so the bounds are the ones it scores) and every baseline's."""
+  ones the fold's results.json scores: with quantile outputs the CQR interval adapted online,
+  ``occupancy.online_q``, else the symmetric one) and every baseline's."""
   results, test, level = result["results"], dataset.test, level_name(interval)
   model = result["member_preds"]["test"].mean(axis=0)
   entry = results["splits"]["test"]["model"]
   if result["bands"] is not None:
     bands = result["bands"]["test"]
-    lo, hi = conformal.cqr_intervals(bands[..., 0], bands[..., 2], np.asarray(entry["cqr"]["q"]),
+    lo, hi = conformal.cqr_intervals(bands[..., 0], bands[..., 2],
+                                     occupancy.online_q(dataset, result["bands"], interval)[0],
                                      dataset.capacity)
   else:
     lo, hi = conformal.intervals(model, np.asarray(entry["interval"]["q"]), dataset.capacity)
@@ -209,14 +211,15 @@ def fold_summary(fold: Fold, dataset: Dataset, cols: dict[str, np.ndarray], resu
   windows where the method has a forecast, ``evaluation.mae``), the model interval's scores."""
   test, summary = dataset.test, dataset.summary()
   entry = result["results"]["splits"]["test"]["model"]
-  iv = entry["cqr"] if result["bands"] is not None else entry["interval"]
+  iv = entry["cqr_online"] if result["bands"] is not None else entry["interval"]
   mae = {name: _floats(evaluation.mae(pred, test.target_people).mae)
          for name, pred in cols.items() if "-lo-" not in name and "-hi-" not in name}
   return {"fold": fold.k, "run": str(run), "blocks": summary["splits"],
           "cutoff_first": str(_iso(test.end_times.min())), "cutoff_last":
           str(_iso(test.end_times.max())), "n_windows": len(test),
           "capacity": dataset.capacity, "mae": mae,
-          "interval": {"method": "cqr" if result["bands"] is not None else "split_conformal",
+          "interval": {"method": "cqr_online" if result["bands"] is not None else
+                       "split_conformal",
                        **{k: iv[k] for k in ("level", "coverage", "mean_width",
                                              "interval_score")}}}
 

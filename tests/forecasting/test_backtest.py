@@ -240,8 +240,8 @@ def test_a_fold_without_a_usable_window_is_named(tmp_path):
 
 
 def test_pinball_folds_give_the_cqr_interval(tmp_path):
-  """With --loss pinball the model column is the median and its bounds the CQR interval whose
-  scores the fold's results.json reports."""
+  """With --loss pinball the model column is the median and its bounds the CQR interval adapted
+  online over the fold's test block, whose scores the fold's results.json reports."""
   path = tmp_path / "series.csv"
   path.write_text(readings_csv(days=10))
   out = tmp_path / "cv"
@@ -253,8 +253,8 @@ def test_pinball_folds_give_the_cqr_interval(tmp_path):
   assert {"model-lo-90", "model-hi-90", "gbm_quantile-lo-90"} <= set(rows[0])
   for f, part in zip(report["folds"], fold_rows(report, rows)):
     results = json.loads((backtest.fold_dir(out, f["fold"]) / "results.json").read_text())
-    cqr = results["splits"]["test"]["model"]["cqr"]
-    assert f["interval"]["method"] == "cqr" and f["interval"]["level"] == 0.9
+    cqr = results["splits"]["test"]["model"]["cqr_online"]
+    assert f["interval"]["method"] == "cqr_online" and f["interval"]["level"] == 0.9
     for j, minutes in enumerate(report["horizon_minutes"]):
       sub = [r for r in part if int(r["horizon"]) == minutes]
       inside = [float(r["model-lo-90"]) <= float(r["y"]) <= float(r["model-hi-90"]) for r in sub]
