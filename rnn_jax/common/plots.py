@@ -42,6 +42,14 @@ def _colors() -> list:
   return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
+def _horizons(horizons_minutes) -> list[float]:
+  """The horizons in minutes as floats; ValueError when there are none."""
+  horizons = [float(h) for h in horizons_minutes]
+  if not horizons:
+    raise ValueError("horizons_minutes: expected at least one horizon")
+  return horizons
+
+
 def _horizon_label(minutes) -> str:
   minutes = float(minutes)
   return f"+{minutes / 60:g} h" if minutes >= 60 and minutes % 60 == 0 else f"+{minutes:g} min"
@@ -200,10 +208,8 @@ def forecast_vs_actual(times, actual, predictions: Mapping[str, np.ndarray],
   if times.ndim != 1 or not np.issubdtype(times.dtype, np.datetime64):
     raise ValueError(f"times: expected a 1-D numpy datetime64 array, got dtype {times.dtype} "
                      f"shape {list(times.shape)}")
-  horizons = [float(h) for h in horizons_minutes]
+  horizons = _horizons(horizons_minutes)
   n_h = len(horizons)
-  if n_h == 0:
-    raise ValueError("horizons_minutes: expected at least one horizon")
 
   def as_2d(name, a):
     a = np.asarray(a, float)
@@ -252,9 +258,7 @@ def mae_by_horizon(results_split: Mapping[str, Mapping], horizons_minutes: Seque
                    path: str | os.PathLike, *, ylabel: str, title: str | None = None) -> None:
   """Grouped bars of every method's MAE by horizon; ``results_split``: method -> ``{"mae": [one
   per horizon]}`` (results.json), the model first; a None or NaN leaves its bar out."""
-  horizons = [float(h) for h in horizons_minutes]
-  if not horizons:
-    raise ValueError("horizons_minutes: expected at least one horizon")
+  horizons = _horizons(horizons_minutes)
   if not results_split:
     raise ValueError("results_split: expected at least one method")
   values = {}
@@ -323,10 +327,8 @@ def ratio_grid(tables: Mapping[str, np.ndarray], rows: Sequence[str],
   ...}``): a row per series, a column per horizon, each cell a ratio such as the model's MAE over
   the best baseline's, written in the cell. Blue below 1, red above, on a log scale symmetric
   about 1 (a halving as strong as a doubling); a NaN cell is left grey."""
-  horizons = [float(h) for h in horizons_minutes]
+  horizons = _horizons(horizons_minutes)
   rows = [str(r) for r in rows]
-  if not horizons:
-    raise ValueError("horizons_minutes: expected at least one horizon")
   if not rows:
     raise ValueError("rows: expected at least one series")
   if not tables:
