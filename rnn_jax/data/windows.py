@@ -136,6 +136,7 @@ class Dataset:
   sha256: str | None
   n_readings: int = 0                # readings the grid was made of (after masking faults)
   masked: dict | None = None         # ``Readings.masked()``: sensor faults dropped before the grid
+  whole_counts: bool = False         # every training reading is a whole number (people, cars)
 
   def __getitem__(self, name: str) -> Split:
     if name not in SPLITS:
@@ -145,13 +146,20 @@ class Dataset:
   def to_people(self, fractions) -> np.ndarray:
     return np.asarray(fractions, np.float64) * self.capacity
 
+  def median_point(self, people) -> np.ndarray:
+    """A median forecast in people as the point forecast: rounded to whole numbers when the
+    series counts (``whole_counts``). A median of whole-number values can always be taken whole,
+    and the MAE rewards a median; rounding an estimate recovers it when within 0.5 of it."""
+    people = np.asarray(people, np.float64)
+    return np.round(people) if self.whole_counts else people
+
   def summary(self) -> dict:
     """JSON-ready facts about the data (for config.json and the README)."""
     times, step = self.grid.times, np.timedelta64(self.grid.step_minutes, "m")
     return {
         "path": self.path, "sha256": self.sha256, "capacity": self.capacity,
         "capacity_fitted": self.capacity_fitted, "readings": self.n_readings,
-        "masked": self.masked,
+        "masked": self.masked, "whole_counts": self.whole_counts,
         "tertiles": list(self.tertiles) if self.tertiles is not None else None,
         "horizons": list(self.horizons), "grid_bins": len(self.grid),
         "grid_valid_bins": int(self.grid.valid.sum()),
@@ -208,6 +216,8 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
     ``is_during_semester`` turns 1), follows 134, 139 and 119 (12:40..13:00) and precedes 105
     (13:30): a real peak within a quarter of the 139 that two of three consecutive readings
     reach, not a glitch, so its fitted capacity is 145.
+  * whole_counts: every training reading is a whole number (the series counts people or cars),
+    so a median forecast can be rounded to one (rnn_jax.forecasting.occupancy.point_forecast).
   * tertiles (task levels): the 1/3 and 2/3 quantiles of the training windows' targets at the
     level horizon; low is ``<= t1``, medium ``<= t2``, high above (ties at 0 go to low)."""
   spec = spec if spec is not None else WindowSpec()
@@ -217,10 +227,10 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
   b1, b2 = int(round(m * f[0])), int(round(m * (f[0] + f[1])))
   bounds = {"train": (0, b1), "val": (b1, b2), "test": (b2, m)}
   ends = _usable_ends(readings.path, grid.valid, bounds, spec, int(horizons.max()))
+  train_end = grid.times[0] + np.timedelta64(b1 * spec.step_minutes, "m")
+  train_values = readings.value[readings.time_utc < train_end]
   capacity = readings.capacity
   if capacity is None:
-    train_end = grid.times[0] + np.timedelta64(b1 * spec.step_minutes, "m")
-    train_values = readings.value[readings.time_utc < train_end]
     capacity = robust_max(train_values)
     if not capacity > 0:
       spikes = (f" but for single-reading spikes (up to {train_values.max():g}), which do not "
@@ -240,7 +250,7 @@ def make_dataset(readings: Readings, spec: WindowSpec | None = None) -> Dataset:
                  capacity_fitted=readings.capacity is None, tertiles=tertiles,
                  horizons=tuple(int(h) for h in horizons), path=readings.path,
                  sha256=readings.sha256, n_readings=len(readings), masked=readings.masked(),
-                 **splits)
+                 whole_counts=bool(np.all(train_values == np.round(train_values))), **splits)
 
 
 SPIKE_FACTOR = 1.25

@@ -11,7 +11,8 @@ and in % of the capacity. Baselines:
   ``random_state=0``, 100 iterations, no early stopping (deterministic, no held-out training part).
   Squared error: it estimates the conditional mean.
 * ``gbm_median``: the same with ``loss="absolute_error"``, the conditional median, which is what
-  MAE rewards (the mean minimises squared error, the median absolute error).
+  MAE rewards (the mean minimises squared error, the median absolute error); on a series of whole
+  counts rounded to whole numbers, like the model's median (``Dataset.median_point``).
 * ``gbm_quantile`` (an interval, not a point forecast): the same with ``loss="quantile"`` at
   ``(1 - level) / 2`` and ``(1 + level) / 2`` (quantile regression, Koenker and Bassett 1978),
   a central ``level`` interval per horizon; where the two fits cross, their min and max
@@ -253,6 +254,8 @@ def baselines(dataset: Dataset, split: str,
     for name in ("gbm", "gbm_median"):
       if getattr(fitted, name) is not None:
         out[name] = _clip(dataset, np.stack([m.predict(x) for m in getattr(fitted, name)], axis=1))
+  if "gbm_median" in out:    # a median forecaster: rounded like the model's median
+    out["gbm_median"] = dataset.median_point(out["gbm_median"])
   if fitted.mstl is not None:
     out["mstl"] = _clip(dataset, mstl_forecasts(dataset, fitted.mstl, s.end_index)
                         / dataset.capacity)

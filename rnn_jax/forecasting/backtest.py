@@ -147,7 +147,8 @@ def fold_forecasts(dataset: Dataset, result: dict, interval: float) -> dict[str,
   ones the fold's results.json scores: with quantile outputs the CQR interval adapted online,
   ``occupancy.online_q``, else the symmetric one) and every baseline's."""
   results, test, level = result["results"], dataset.test, level_name(interval)
-  model = result["member_preds"]["test"].mean(axis=0)
+  model = occupancy.point_forecast(dataset, result["member_preds"]["test"],
+                                   median=result["bands"] is not None)
   entry = results["splits"]["test"]["model"]
   if result["bands"] is not None:
     bands = result["bands"]["test"]

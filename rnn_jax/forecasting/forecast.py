@@ -76,7 +76,8 @@ def local_time(times_utc: np.ndarray, readings: data.Readings) -> tuple[list[str
 def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
   """What ``--json`` prints: per horizon the value, the share of capacity and the run's interval
   (when its results.json has one), with times in UTC and local time. A pinball run's value is
-  the median of its quantile outputs and its interval the CQR one (``interval_method``)."""
+  the median of its quantile outputs (rounded to a whole count where the series counts, as in
+  evaluation) and its interval the CQR one (``interval_method``)."""
   iso_utc = lambda t: str(np.datetime64(t, "s")) + "Z"
   config, params = load_run(run_dir)
   spec: WindowSpec = config["windows"]
@@ -87,6 +88,8 @@ def forecast(run_dir: str | os.PathLike, source: DataSource) -> dict[str, Any]:
   quantiles = config["train"].loss == "pinball"
   bands = bands_of(members).mean(axis=0) if quantiles else None          # [H, 3]
   z = bands[:, 1] if quantiles else members.mean(axis=0)
+  if quantiles and config["raw"]["data"].get("whole_counts"):   # as Dataset.median_point
+    z = np.round(z * config["capacity"]) / config["capacity"]
   step = np.timedelta64(spec.step_minutes, "m")
   capacity, unit = config["capacity"], config["source"].unit
   horizons = spec.horizons if spec.task == "horizons" else spec.target_horizons[:1]

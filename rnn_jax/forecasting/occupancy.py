@@ -148,6 +148,14 @@ def quantile_predictions(dataset: Dataset, params, *, members: bool = False,
   return out
 
 
+def point_forecast(dataset: Dataset, member_preds, *, median: bool) -> np.ndarray:
+  """The point forecast in units of the models' forecasts ``[S, N, H]``: their mean, and when
+  they are medians (``median``: a pinball run) rounded to whole counts where the series counts
+  (``Dataset.median_point``)."""
+  mean = np.asarray(member_preds, np.float64).mean(axis=0)
+  return dataset.median_point(mean) if median else mean
+
+
 def baseline_predictions(dataset: Dataset, interval: float = INTERVAL) -> dict[str, dict]:
   """Every baseline's predictions on val and test, fitted once on train (``evaluate``, plots);
   ``interval``: the level of the baselines' intervals (``gbm_quantile``)."""
@@ -169,13 +177,20 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
   the test targets become known (``online_q``), with ``q`` the one for the next forecast,
   ``q_mean`` and ``gamma``. ``models`` (S > 1): every model's own metrics, with its
   seed. ``base``: ``baseline_predictions``, fitted when None."""
-  mean = {split: p.mean(axis=0) for split, p in member_preds.items()}
+  median = bands is not None
+  mean = {split: point_forecast(dataset, p, median=median) for split, p in member_preds.items()}
   if base is None:
     base = baseline_predictions(dataset, interval)
   results = evaluation.report(dataset, mean, baseline_predictions=base)
   results["unit"] = unit
+  if median and dataset.whole_counts:      # what the rounding to whole counts changed
+    for split, p in member_preds.items():
+      results["splits"][split]["model"]["mae_unrounded"] = evaluation.mae(
+          p.mean(axis=0), dataset[split].target_people).mae.tolist()
   if len(seeds) > 1:
-    per_model = [evaluation.report(dataset, {k: v[i] for k, v in member_preds.items()},
+    per_model = [evaluation.report(dataset, {k: point_forecast(dataset, v[i:i + 1],
+                                                               median=median)
+                                             for k, v in member_preds.items()},
                                    baseline_predictions=base) for i in range(len(seeds))]
     results["models"] = [{"seed": s, "splits": {k: r["splits"][k]["model"]
                                                 for k in ("val", "test")}}
@@ -397,7 +412,8 @@ def run(source: DataSource, spec: WindowSpec, cfg: TrainConfig, out: str | os.Pa
       if writer and make_plots:
         first = jax.tree.map(lambda a: a[0], fitted.params) if cfg.seeds > 1 else fitted.params
         _plots(out, dataset, results, histories, first,
-               {k: v.mean(axis=0) for k, v in member_preds.items()}, base, taus=taus,
+               {k: point_forecast(dataset, v, median=taus is not None)
+                for k, v in member_preds.items()}, base, taus=taus,
                bands=bands, anchor=cfg.anchor)
       log(evaluation.format_table(results))
     log(f"run saved in {out}" if writer else

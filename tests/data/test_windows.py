@@ -117,6 +117,20 @@ def test_capacity_and_tertiles_are_fitted_on_training_only():
   assert counts.min() > 0.25 * len(levels.train)
 
 
+def test_whole_counts_is_fitted_on_training_only_and_rounds_median_forecasts():
+  times = np.datetime64("2024-01-01", "ns") + np.arange(300) * np.timedelta64(10, "m")
+  spec = data.WindowSpec(window=3, horizons=(1,))
+  counts = (np.arange(300) % 31).astype(np.float64)
+  ds = data.make_dataset(readings_from(times, counts), spec)
+  assert ds.whole_counts and ds.summary()["whole_counts"] is True
+  np.testing.assert_array_equal(ds.median_point([[0.4, 2.6], [7.5, 8.49]]), [[0, 3], [8, 8]])
+  late = data.make_dataset(readings_from(times, np.r_[counts[:210], counts[210:] + 0.5]), spec)
+  assert late.whole_counts                                       # val and test do not count
+  early = data.make_dataset(readings_from(times, np.r_[counts[:5], 2.5, counts[6:]]), spec)
+  assert not early.whole_counts
+  np.testing.assert_array_equal(early.median_point([0.4, 2.6]), [0.4, 2.6])
+
+
 def test_given_capacity_is_used_as_is():
   r = readings_from(np.datetime64("2024-01-01", "ns") + np.arange(200) * np.timedelta64(10, "m"),
                     np.arange(200) % 10, capacity=80.0)

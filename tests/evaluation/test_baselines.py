@@ -2,6 +2,7 @@
 statistical baseline (statsforecast's MSTL), on small synthetic series whose answers are known."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -40,6 +41,16 @@ def test_gbm_median_forecasts_the_median_of_a_skewed_target(skewed, skewed_fitte
     entries = results["splits"][split]
     median, mean = np.array(entries["gbm_median"]["mae"]), np.array(entries["gbm"]["mae"])
     assert (median < mean - 0.4).all(), (median, mean)
+
+
+def test_gbm_median_is_rounded_to_whole_counts_like_the_model(skewed, skewed_fitted):
+  assert not skewed.whole_counts                       # exponential readings: not counts
+  plain = evaluation.baselines(skewed, "val", skewed_fitted)
+  counted = evaluation.baselines(dataclasses.replace(skewed, whole_counts=True), "val",
+                                 skewed_fitted)
+  assert not np.array_equal(plain["gbm_median"], np.round(plain["gbm_median"]))
+  np.testing.assert_array_equal(counted["gbm_median"], np.round(plain["gbm_median"]))
+  np.testing.assert_array_equal(counted["gbm"], plain["gbm"])      # a mean: not rounded
 
 
 @pytest.mark.parametrize("level", [0.8, 0.5])

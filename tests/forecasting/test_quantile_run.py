@@ -70,9 +70,32 @@ def test_quantiles_never_cross_and_the_median_is_the_forecast(pinball_run):
   np.testing.assert_allclose(bands["test"], raw_bands(result, "test").mean(0), rtol=1e-6)
   median = occupancy.predictions(dataset, params, quantiles=True)["test"]
   np.testing.assert_allclose(median, bands["test"][..., 1])
+  # the synthetic gym counts people: the point forecast is the median rounded to whole people
+  assert dataset.whole_counts
   reported = json.loads((out / "results.json").read_text())["splits"]["test"]["model"]
-  np.testing.assert_allclose(reported["mae"],
-                             np.abs(median - dataset.test.target_people).mean(0), rtol=1e-6)
+  target = dataset.test.target_people
+  np.testing.assert_allclose(reported["mae"], np.abs(np.round(median) - target).mean(0),
+                             rtol=1e-6)
+  np.testing.assert_allclose(reported["mae_unrounded"], np.abs(median - target).mean(0),
+                             rtol=1e-6)
+  assert reported["mae"] != reported["mae_unrounded"]
+
+
+def test_the_median_of_a_series_that_is_not_counted_is_not_rounded(pinball_run):
+  _, result = pinball_run
+  dataset = dataclasses.replace(result["dataset"], whole_counts=False)
+  members = result["member_preds"]
+  results = occupancy.evaluate(dataset, members, [0, 1], base=result["base"],
+                               bands=result["bands"])
+  entry = results["splits"]["test"]["model"]
+  assert "mae_unrounded" not in entry
+  np.testing.assert_allclose(
+      entry["mae"], np.abs(members["test"].mean(0) - dataset.test.target_people).mean(0),
+      rtol=1e-6)
+  counted = occupancy.evaluate(result["dataset"], members, [0, 1], base=result["base"],
+                               bands=result["bands"])["splits"]["test"]["model"]
+  assert counted["mae_unrounded"] == entry["mae"]
+  assert counted["members"]["mae"] != entry["members"]["mae"]    # each model's rounded too
 
 
 def test_cqr_is_calibrated_on_val_and_measured_on_test(pinball_run):
