@@ -166,11 +166,12 @@ def baseline_predictions(dataset: Dataset, interval: float = INTERVAL) -> dict[s
 def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
              interval: float = INTERVAL, unit: str = "people", base: dict | None = None,
              bands: dict[str, np.ndarray] | None = None) -> dict:
-  """results.json: ``evaluation.report`` of the mean of ``member_preds [S, N, K]``, with under
-  ``splits.<split>.model``: ``members`` (S > 1), each model's metrics averaged over the S, with
-  ``*_std``; ``spread`` (horizons), the models' std around their mean, averaged over windows, in
-  units; ``interval`` (horizons), the symmetric split-conformal interval at level ``interval``
-  calibrated on val, ``{"level", "q", "coverage", "mean_width", "interval_score", "pinball"}``
+  """results.json: ``evaluation.report`` of the point forecast of ``member_preds [S, N, K]``
+  (``point_forecast``; with ``bands``, medians), with under ``splits.<split>.model``:
+  ``mae_unrounded`` where the medians were rounded to whole counts; ``members`` (S > 1), each
+  model's metrics averaged over the S, with ``*_std``; ``spread`` (horizons), the models' std
+  around their mean, averaged over windows, in units; ``interval`` (horizons), the symmetric
+  split-conformal interval at level ``interval`` around the unrounded mean, calibrated on val, ``{"level", "q", "coverage", "mean_width", "interval_score", "pinball"}``
   per horizon (conformal.summary); ``cqr``, given ``bands`` (a pinball run's
   ``quantile_predictions``, ``[N, H, 3]`` per split), the same of the conformalized quantile
   interval (conformal.cqr_summary), and on test ``cqr_online``, that interval adapted online as
@@ -207,11 +208,12 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
       if dataset.spec.task == "horizons":
         spread = np.std(member_preds[split], axis=0, ddof=1).mean(axis=0)
         results["splits"][split]["model"]["spread"] = spread.tolist()
-  if dataset.spec.task == "horizons":
-    q = conformal.quantiles(np.abs(mean["val"] - dataset.val.target_people), interval)
+  if dataset.spec.task == "horizons":   # around the unrounded forecast: scores without ties
+    center = {split: p.mean(axis=0) for split, p in member_preds.items()}
+    q = conformal.quantiles(np.abs(center["val"] - dataset.val.target_people), interval)
     for split in ("val", "test"):
       results["splits"][split]["model"]["interval"] = conformal.summary(
-          mean[split], dataset[split].target_people, q, dataset.capacity, interval)
+          center[split], dataset[split].target_people, q, dataset.capacity, interval)
     if bands is not None:
       val = bands["val"]
       q = conformal.cqr_quantiles(val[..., 0], val[..., 2], dataset.val.target_people, interval)

@@ -95,6 +95,7 @@ def test_the_median_of_a_series_that_is_not_counted_is_not_rounded(pinball_run):
   counted = occupancy.evaluate(result["dataset"], members, [0, 1], base=result["base"],
                                bands=result["bands"])["splits"]["test"]["model"]
   assert counted["mae_unrounded"] == entry["mae"]
+  assert counted["interval"] == entry["interval"]      # the symmetric one: around the unrounded
   assert counted["members"]["mae"] != entry["members"]["mae"]    # each model's rounded too
 
 
