@@ -77,7 +77,8 @@ def parse(argv):
                       "refit at each (rnn_jax.forecasting.backtest); 0 or none = off "
                       "(default: off)")
   parser.add_argument("--out", default="runs/occupancy", help="run directory (default: %(default)s)")
-  parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+  parser.add_argument("--resume", action="store_true",
+                      help="continue the run (or the panel) in --out")
   parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -94,9 +95,9 @@ def parse(argv):
     raise InputError("--panel and --csv: give one of them (the spec names each series' csv)")
   if args.global_model and args.panel is None and not args.csvs:
     raise InputError("--global-model: expected several series (--csv a.csv b.csv ... or --panel)")
-  if (args.panel is not None or args.csvs) and (args.resume or args.coordinator):
-    raise InputError(f"--{'resume' if args.resume else 'coordinator'}: not available for a "
-                     "panel of several series; run one series at a time")
+  if (args.panel is not None or args.csvs) and args.coordinator:
+    raise InputError("--coordinator: not available for a panel of several series; run one "
+                     "series at a time")
   if args.folds:
     for given, what in ((args.resume, "--resume (every fold is a new run); drop one of them"),
                         (args.coordinator, "--coordinator; drop one of them"),
@@ -127,7 +128,8 @@ def main(argv=None):
                                    preset=args.preset)
       return occupancy.EXIT_STATUS[result["status"]]
     result = panel.run(series, spec, cfg, args.out, overwrite=args.overwrite,
-                       progress=not args.no_progress, make_plots=not args.no_plots,
+                       resume=args.resume, progress=not args.no_progress,
+                       make_plots=not args.no_plots,
                        interval=args.interval, preset=args.preset,
                        global_model=args.global_model)
     return occupancy.EXIT_STATUS[result["status"]]

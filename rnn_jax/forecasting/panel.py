@@ -14,6 +14,12 @@ statistics: the correct way to summarize benchmark results"). ``seconds`` says h
 series' run, the global model and the whole panel took. ``--out/panel_ratios.png`` draws
 the same table as heatmaps, a row per series and a column per horizon, blue where the model wins.
 
+``--resume`` continues an interrupted panel (Ctrl-C, a lost machine): a series whose directory
+holds a run (config.json and a checkpoint) resumes it, which for a finished one means only its
+evaluation is redone, and the others start; the global model resumes from its checkpoint too.
+Each run checks that its settings and data are the ones it was started with. ``seconds`` then
+counts only the time this invocation spent.
+
 With ``--global-model`` one network is also trained on the windows of every series at once
 (each in fractions of its own capacity, with its own calendar; ``run_global``, in
 ``--out/global/``) and evaluated on each series the same way; panel.json's ``global`` holds its
@@ -50,6 +56,7 @@ from rnn_jax.common.errors import InputError
 from rnn_jax.data import WindowSpec
 from rnn_jax.forecasting import occupancy
 from rnn_jax.settings import INTERVAL, DataSource, TrainConfig
+from rnn_jax.train import checkpoint
 
 PANEL = "panel.json"
 PLOT = "panel_ratios.png"   # ratio_tables as heatmaps (rnn_jax.common.plots.ratio_grid)
@@ -224,30 +231,39 @@ def ratio_tables(panel: dict) -> tuple[list[str], dict[str, np.ndarray]]:
   return names, tables
 
 
+def _started(run_dir: Path) -> bool:
+  """Whether ``run_dir`` holds a run that ``--resume`` can continue (config and checkpoint)."""
+  return all((run_dir / name).is_file() for name in (occupancy.CONFIG, checkpoint.FILENAME))
+
+
 def _check_all(series: list[Series], spec: WindowSpec, cfg: TrainConfig, out: Path, *,
-               overwrite: bool, global_model: bool) -> None:
+               overwrite: bool, global_model: bool, resume: bool) -> None:
   """Every series' data, windows and run directory, before anything is written."""
   for s in series:
     if s.name == GLOBAL and global_model:
       raise InputError(f"series {s.name!r}: the name of the global model's directory; rename "
                        "the series")
-    occupancy.check_out(out / s.name, resume=False, overwrite=overwrite)
+    occupancy.check_out(out / s.name, resume=resume and _started(out / s.name),
+                        overwrite=overwrite)
     try:
       data.make_dataset(s.source.load(), spec)
     except InputError as err:
       raise InputError(f"series {s.name!r}: {err}") from None
-  if global_model and (out / GLOBAL).exists() and not overwrite:
-    raise InputError(f"--out {out}: holds a global model ({GLOBAL}/); give --overwrite")
+  if global_model and (out / GLOBAL).exists() and not (overwrite or resume):
+    raise InputError(f"--out {out}: holds a global model ({GLOBAL}/); give --overwrite or "
+                     "--resume")
 
 
 def run_global(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: Path, *,
-               progress: bool = True, interval: float = INTERVAL, log=print) -> dict[str, Any]:
+               progress: bool = True, interval: float = INTERVAL, resume: bool = False,
+               log=print) -> dict[str, Any]:
   """One network (``cfg.seeds`` models) trained on the windows of every series at once, each
   series in fractions of its own capacity with its own calendar, early-stopped on all
   validation windows together; then evaluated on each series as its own run is
   (``occupancy.assess``, the same baselines). Larger series give more windows, so they weigh
   more in training. Writes ``out/metrics.jsonl``, ``checkpoint.msgpack`` and
-  ``results_<name>.json``; returns ``{"status", "series": [{"name", "splits"}], "aggregate"}``."""
+  ``results_<name>.json``; ``resume``: continue from ``out``'s checkpoint where there is one.
+  Returns ``{"status", "series": [{"name", "splits"}], "aggregate"}``."""
   datasets = [data.make_dataset(s.source.load(), spec) for s in series]
   _, taus, targets = occupancy.quantile_setup(spec, cfg, interval)
   train_xy = (np.concatenate([ds.train.xs for ds in datasets]),
@@ -257,7 +273,8 @@ def run_global(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out
   log(f"global model: {len(train_xy[0])} training and {len(val_xy[0])} validation windows of "
       f"{len(datasets)} series")
   out.mkdir(parents=True, exist_ok=True)
-  fit_args = dict(out_dir=out, progress=progress, taus=taus)
+  fit_args = dict(out_dir=out, progress=progress, taus=taus,
+                  resume=resume and (out / checkpoint.FILENAME).is_file())
   if cfg.seeds > 1:
     fitted = train.fit_many(cfg, train_xy, val_xy, **fit_args)
     stopped, seeds = fitted.stopped, fitted.seeds
@@ -279,13 +296,14 @@ def run_global(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out
 
 
 def run(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: str | os.PathLike, *,
-        overwrite: bool = False, progress: bool = True, make_plots: bool = True,
-        interval: float = INTERVAL, preset: str | None = None, global_model: bool = False,
-        log=print) -> dict[str, Any]:
+        overwrite: bool = False, resume: bool = False, progress: bool = True,
+        make_plots: bool = True, interval: float = INTERVAL, preset: str | None = None,
+        global_model: bool = False, log=print) -> dict[str, Any]:
   """Trains and evaluates every series (``occupancy.run`` in ``out/<name>``), with
   ``global_model`` also one model on all of them (``run_global`` in ``out/global``), then
   writes ``out/panel.json`` and logs the table. Returns ``{"panel": dict | None, "status"}``;
-  the status is the first run's that is not "done" (the panel stops there)."""
+  the status is the first run's that is not "done" (the panel stops there). ``resume``: continue
+  an interrupted panel (module docstring)."""
   series = list(series)
   if spec.task != "horizons":
     raise InputError(f"--task {spec.task}: a panel compares MAE per horizon; expected --task "
@@ -294,15 +312,18 @@ def run(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: str |
   out = Path(out)
   if out.exists() and not out.is_dir():
     raise InputError(f"--out {out}: exists and is not a directory")
-  if (out / PANEL).exists() and not overwrite:
+  if resume and overwrite:
+    raise InputError("--resume and --overwrite: expected at most one of them")
+  if (out / PANEL).exists() and not (overwrite or resume):
     raise InputError(f"--out {out}: holds a panel ({PANEL}); give --overwrite to replace it")
-  _check_all(series, spec, cfg, out, overwrite=overwrite, global_model=global_model)
+  _check_all(series, spec, cfg, out, overwrite=overwrite, global_model=global_model,
+             resume=resume)
   entries, start = [], time.perf_counter()
   for i, s in enumerate(series):
     log(f"series {i + 1}/{len(series)}: {s.name}")
     began = time.perf_counter()
     result = occupancy.run(s.source, spec, cfg, out / s.name, overwrite=overwrite,
-                           progress=progress, make_plots=make_plots, interval=interval,
+                           resume=resume and _started(out / s.name), progress=progress, make_plots=make_plots, interval=interval,
                            preset=preset, log=log)
     if result["status"] != "done":
       return {"panel": None, "status": result["status"]}
@@ -320,7 +341,7 @@ def run(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: str |
   if global_model:
     began = time.perf_counter()
     fitted = run_global(series, spec, cfg, out / GLOBAL, progress=progress, interval=interval,
-                        log=log)
+                        resume=resume, log=log)
     if fitted["status"] != "done":
       return {"panel": None, "status": fitted["status"]}
     panel["global"] = {"series": fitted["series"], "aggregate": fitted["aggregate"],

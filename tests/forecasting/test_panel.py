@@ -2,7 +2,9 @@
 model MAE to the best baseline's and the geometric mean over the series."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -140,9 +142,10 @@ def test_panel_refuses_levels_and_both_csv_and_panel(tmp_path, capsys):
     panel.run(series, WindowSpec(task="levels"), TINY, tmp_path / "o", log=lambda *a: None)
   main = load_script("train_occupancy.py").main
   assert main(["--panel", "x.json", "--csv", "a.csv", "--out", str(tmp_path / "o")]) == 2
-  assert main(["--csv", "a.csv", "b.csv", "--resume", "--out", str(tmp_path / "o")]) == 2
+  assert main(["--csv", "a.csv", "b.csv", "--coordinator", "h:1", "--out",
+               str(tmp_path / "o")]) == 2
   err = capsys.readouterr().err
-  assert "--panel and --csv: give one of them" in err and "--resume: not available" in err
+  assert "--panel and --csv: give one of them" in err and "--coordinator: not available" in err
   assert not (tmp_path / "o").exists()
 
 
@@ -153,13 +156,21 @@ def test_a_baseline_without_windows_is_left_out():
   assert r["best_baseline"] == ["persistence"] and r["ratio"] == [10 / 12]
 
 
-def test_global_model_is_trained_on_every_series_and_evaluated_on_each(tmp_path, capsys):
-  a, b = rhythm_csv(tmp_path / "a.csv", 40), rhythm_csv(tmp_path / "b.csv", 500, seed=1)
+@pytest.fixture(scope="module")
+def global_panel(tmp_path_factory):
+  """``(series, out, result, logs)`` of a two-series panel with the global model, one epoch."""
+  tmp = tmp_path_factory.mktemp("global")
+  a, b = rhythm_csv(tmp / "a.csv", 40), rhythm_csv(tmp / "b.csv", 500, seed=1)
   series = panel.from_csvs([str(a), str(b)], DataSource(time_column="time", value_column="people"))
-  out = tmp_path / "p"
   logs = []
-  result = panel.run(series, SPEC, TINY, out, progress=False, make_plots=False,
+  result = panel.run(series, SPEC, TINY, tmp / "p", progress=False, make_plots=False,
                      global_model=True, log=logs.append)["panel"]
+  return series, tmp / "p", result, logs
+
+
+def test_global_model_is_trained_on_every_series_and_evaluated_on_each(global_panel, tmp_path,
+                                                                        capsys):
+  _, out, result, logs = global_panel
   train_windows = []
   for s in ("a", "b"):
     run = json.loads((out / s / "results.json").read_text())
@@ -192,3 +203,27 @@ def test_global_model_is_trained_on_every_series_and_evaluated_on_each(tmp_path,
   assert main(["--global-model", "--out", str(tmp_path / "g")]) == 2
   assert "--global-model: expected several series" in capsys.readouterr().err
   assert not (tmp_path / "g").exists()
+
+
+def test_resume_continues_each_started_run_and_starts_the_others(global_panel, tmp_path):
+  series, done, _, _ = global_panel
+  out = tmp_path / "p"
+  shutil.copytree(done, out)
+  shutil.rmtree(out / "b")                                       # b never started
+  (out / panel.PANEL).unlink()                                   # the panel did not finish
+  before = {d: (out / d / "metrics.jsonl").read_text().splitlines() for d in ("a", panel.GLOBAL)}
+  longer = dataclasses.replace(TINY, epochs=2)
+  with pytest.raises(InputError, match="a run already exists"):  # without --resume: refused
+    panel.run(series, SPEC, longer, out, progress=False, make_plots=False, global_model=True,
+              log=lambda *a: None)
+  result = panel.run(series, SPEC, longer, out, resume=True, progress=False, make_plots=False,
+                     global_model=True, log=lambda *a: None)["panel"]
+  for d, lines in before.items():               # epoch 1 kept as it was (elapsed_s too) ...
+    now = (out / d / "metrics.jsonl").read_text().splitlines()
+    assert now[:len(lines)] == lines and len(now) == 2 * len(lines), d   # ... and epoch 2 added
+  b = [json.loads(line) for line in (out / "b" / "metrics.jsonl").read_text().splitlines()]
+  assert [row["epoch"] for row in b] == [1, 2]
+  assert [s["name"] for s in result["series"]] == ["a", "b"] and "global" in result
+  assert json.loads((out / panel.PANEL).read_text())["train"]["epochs"] == 2
+  with pytest.raises(InputError, match="--resume and --overwrite"):
+    panel.run(series, SPEC, longer, out, resume=True, overwrite=True, log=lambda *a: None)
