@@ -171,8 +171,9 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
   ``mae_unrounded`` where the medians were rounded to whole counts; ``members`` (S > 1), each
   model's metrics averaged over the S, with ``*_std``; ``spread`` (horizons), the models' std
   around their mean, averaged over windows, in units; ``interval`` (horizons), the symmetric
-  split-conformal interval at level ``interval`` around the unrounded mean, calibrated on val, ``{"level", "q", "coverage", "mean_width", "interval_score", "pinball"}``
-  per horizon (conformal.summary); ``cqr``, given ``bands`` (a pinball run's
+  split-conformal interval at level ``interval`` around the unrounded mean, calibrated on val,
+  ``{"level", "q", "coverage", "mean_width", "interval_score", "pinball"}`` per horizon
+  (conformal.summary); ``cqr``, given ``bands`` (a pinball run's
   ``quantile_predictions``, ``[N, H, 3]`` per split), the same of the conformalized quantile
   interval (conformal.cqr_summary), and on test ``cqr_online``, that interval adapted online as
   the test targets become known (``online_q``), with ``q`` the one for the next forecast,

@@ -323,8 +323,8 @@ def run(series: Sequence[Series], spec: WindowSpec, cfg: TrainConfig, out: str |
     log(f"series {i + 1}/{len(series)}: {s.name}")
     began = time.perf_counter()
     result = occupancy.run(s.source, spec, cfg, out / s.name, overwrite=overwrite,
-                           resume=resume and _started(out / s.name), progress=progress, make_plots=make_plots, interval=interval,
-                           preset=preset, log=log)
+                           resume=resume and _started(out / s.name), progress=progress,
+                           make_plots=make_plots, interval=interval, preset=preset, log=log)
     if result["status"] != "done":
       return {"panel": None, "status": result["status"]}
     results = result["results"]
