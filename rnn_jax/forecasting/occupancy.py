@@ -39,6 +39,7 @@ from rnn_jax.train import TrainConfig, checkpoint, parallel
 
 CONFIG = rundir.CONFIG
 RESULTS = "results.json"
+RESUME_NEEDS = (CONFIG, checkpoint.FILENAME)   # what --resume continues from
 RUN_FILES = (CONFIG, train.METRICS, checkpoint.FILENAME, RESULTS, "learning_curves.png",
              "forecast_test_week.png", "mae_by_horizon.png", "grad_norms.png")
 
@@ -46,7 +47,7 @@ RUN_FILES = (CONFIG, train.METRICS, checkpoint.FILENAME, RESULTS, "learning_curv
 def check_out(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
   """Decides whether ``--out`` may be used, without creating anything (rundir.check_out)."""
   return rundir.check_out(out, resume=resume, overwrite=overwrite, run_files=RUN_FILES,
-                          resume_needs=(CONFIG, checkpoint.FILENAME))
+                          resume_needs=RESUME_NEEDS)
 
 
 def _parse_config(cfg: dict) -> dict:
@@ -180,19 +181,19 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
   ``q_mean`` and ``gamma``. ``models`` (S > 1): every model's own metrics, with its
   seed. ``base``: ``baseline_predictions``, fitted when None."""
   median = bands is not None
-  mean = {split: point_forecast(dataset, p, median=median) for split, p in member_preds.items()}
+  center = {split: np.asarray(p, np.float64).mean(axis=0) for split, p in member_preds.items()}
+  point = dataset.median_point if median else np.asarray          # as point_forecast
+  mean = {split: point(c) for split, c in center.items()}
   if base is None:
     base = baseline_predictions(dataset, interval)
   results = evaluation.report(dataset, mean, baseline_predictions=base)
   results["unit"] = unit
   if median and dataset.whole_counts:      # what the rounding to whole counts changed
-    for split, p in member_preds.items():
+    for split, c in center.items():
       results["splits"][split]["model"]["mae_unrounded"] = evaluation.mae(
-          p.mean(axis=0), dataset[split].target_people).mae.tolist()
+          c, dataset[split].target_people).mae.tolist()
   if len(seeds) > 1:
-    per_model = [evaluation.report(dataset, {k: point_forecast(dataset, v[i:i + 1],
-                                                               median=median)
-                                             for k, v in member_preds.items()},
+    per_model = [evaluation.report(dataset, {k: point(v[i]) for k, v in member_preds.items()},
                                    baseline_predictions=base) for i in range(len(seeds))]
     results["models"] = [{"seed": s, "splits": {k: r["splits"][k]["model"]
                                                 for k in ("val", "test")}}
@@ -210,7 +211,6 @@ def evaluate(dataset: Dataset, member_preds: dict[str, np.ndarray], seeds, *,
         spread = np.std(member_preds[split], axis=0, ddof=1).mean(axis=0)
         results["splits"][split]["model"]["spread"] = spread.tolist()
   if dataset.spec.task == "horizons":   # around the unrounded forecast: scores without ties
-    center = {split: p.mean(axis=0) for split, p in member_preds.items()}
     q = conformal.quantiles(np.abs(center["val"] - dataset.val.target_people), interval)
     for split in ("val", "test"):
       results["splits"][split]["model"]["interval"] = conformal.summary(

@@ -233,7 +233,7 @@ def ratio_tables(panel: dict) -> tuple[list[str], dict[str, np.ndarray]]:
 
 def _started(run_dir: Path) -> bool:
   """Whether ``run_dir`` holds a run that ``--resume`` can continue (config and checkpoint)."""
-  return all((run_dir / name).is_file() for name in (occupancy.CONFIG, checkpoint.FILENAME))
+  return all((run_dir / name).is_file() for name in occupancy.RESUME_NEEDS)
 
 
 def _check_all(series: list[Series], spec: WindowSpec, cfg: TrainConfig, out: Path, *,
